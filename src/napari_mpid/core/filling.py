@@ -1,0 +1,183 @@
+"""Iterative filling (MPI, Sec. 3.2): zero-shot denoising of one image.
+
+For an image x with values in [0, 1], starting from the pre-trained weights:
+
+1. draw a Bernoulli keep-mask M_t that drops a fraction p of the pixels;
+2. predict y_t = D([M_t * x, M_t]);
+3. update the running average at the dropped pixels only,
+   ybar <- beta * ybar + (1 - beta) * y_t (ybar starts as x);
+4. take one Adam step on mean((y_t - x)^2 * (1 - M_t)).
+
+The running average is updated with the prediction made *before* the
+optimiser step of the same iteration, as in the authors' loop. BatchNorm stays
+in training mode: the statistics of the image being denoised are used, which
+the paper's ablation and our own measurements show matters (eval-mode
+BatchNorm loses ~0.9 dB on a CSet crop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from .network import SkipNetwork, network_input
+
+__all__ = ["IterativeFiller", "draw_keep_mask", "masked_loss", "pixel_shuffle_split", "pixel_shuffle_merge"]
+
+
+def draw_keep_mask(
+    shape: tuple[int, ...],
+    mask_ratio: float,
+    generator: torch.Generator,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """Bernoulli keep-mask drawn on ``device``: 1 = visible, 0 = dropped.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(B, K, H, W)`` with K = C (multi-channel mask) or 1 (shared mask).
+    mask_ratio : float
+        Probability that a pixel is dropped, 0 < p < 1.
+    generator : torch.Generator
+        Generator on ``device`` (drawing on the device avoids a host copy per
+        iteration).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 tensor of 0s and 1s.
+    """
+    uniform = torch.rand(shape, generator=generator, device=device)
+    return (uniform >= mask_ratio).to(torch.float32)
+
+
+def masked_loss(prediction: torch.Tensor, target: torch.Tensor, keep_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over all elements of ``(prediction - target)^2 * (1 - keep_mask)``.
+
+    Only dropped pixels contribute; dividing by all elements (not by the number
+    of dropped pixels) matches the reference loop, whose Adam steps are tuned
+    to that scale. ``keep_mask`` broadcasts over channels when it has one.
+    """
+    return ((prediction - target).square() * (1.0 - keep_mask)).mean()
+
+
+def pixel_shuffle_split(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """Split ``(1, C, H, W)`` into ``factor**2`` sub-images ``(f*f, C, H/f, W/f)``.
+
+    H and W must be multiples of ``factor``. Sub-image ``i*f + j`` holds the
+    pixels ``[i::f, j::f]``: neighbours in a sub-image are ``f`` pixels apart
+    in the plane, which decorrelates spatially correlated noise (MPI's "+PD").
+    """
+    if factor == 1:
+        return image
+    _, c, h, w = image.shape
+    sub = image.reshape(c, h // factor, factor, w // factor, factor)
+    return sub.permute(2, 4, 0, 1, 3).reshape(factor * factor, c, h // factor, w // factor)
+
+
+def pixel_shuffle_merge(sub_images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Inverse of :func:`pixel_shuffle_split`: ``(f*f, C, h, w)`` -> ``(1, C, h*f, w*f)``."""
+    if factor == 1:
+        return sub_images
+    _, c, h, w = sub_images.shape
+    grid = sub_images.reshape(factor, factor, c, h, w).permute(2, 3, 0, 4, 1)
+    return grid.reshape(1, c, h * factor, w * factor)
+
+
+class IterativeFiller:
+    """Runs MPI iterative filling on one batch of images that share weights.
+
+    Parameters
+    ----------
+    network : SkipNetwork
+        The network; its weights are overwritten with ``initial_state`` at the
+        start of every :meth:`run` (every plane starts from pre-training).
+    initial_state : dict
+        Pre-trained state dict, already on the network's device.
+    beta, mask_ratio, learning_rate : float
+        See :class:`~napari_mpid.core.params.FillParams`.
+    """
+
+    def __init__(
+        self,
+        network: SkipNetwork,
+        initial_state: dict[str, torch.Tensor],
+        *,
+        beta: float,
+        mask_ratio: float,
+        learning_rate: float,
+    ) -> None:
+        self.network = network
+        self.initial_state = initial_state
+        self.beta = beta
+        self.mask_ratio = mask_ratio
+        self.learning_rate = learning_rate
+        self.running_average: torch.Tensor | None = None
+
+    def run(
+        self,
+        image: torch.Tensor,
+        iterations: int,
+        *,
+        generator: torch.Generator | None = None,
+        keep_masks: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> Iterator[int]:
+        """Fill ``image``, yielding the iteration number t = 1..T after each step.
+
+        Parameters
+        ----------
+        image : torch.Tensor
+            ``(B, C, H, W)`` on the network's device, values in [0, 1]; never
+            modified.
+        iterations : int
+            T.
+        generator : torch.Generator, optional
+            Generator for the masks (on the image's device). Required unless
+            ``keep_masks`` is given.
+        keep_masks : tensor or callable, optional
+            Injected masks for tests: a ``(T, B, K, H, W)`` tensor or a function
+            of t (0-based) returning ``(B, K, H, W)``; 1 = visible.
+        record : dict, optional
+            If given, receives ``first_output`` and ``last_output`` (for tests).
+
+        Notes
+        -----
+        The result is in :attr:`running_average` when the generator is exhausted.
+        Closing the generator early stops after the current iteration.
+        """
+        net = self.network
+        net.load_state_dict(self.initial_state)
+        net.train()  # BatchNorm uses the statistics of this image (see module doc).
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        b, _, h, w = image.shape
+        mask_shape = (b, net.mask_channels, h, w)
+        ybar = image.detach().clone()
+        self.running_average = ybar
+        for t in range(iterations):
+            if keep_masks is None:
+                if generator is None:
+                    raise ValueError("a generator is needed when keep_masks is not given")
+                keep = draw_keep_mask(mask_shape, self.mask_ratio, generator, image.device)
+            elif callable(keep_masks):
+                keep = keep_masks(t).to(image.device, torch.float32)
+            else:
+                keep = keep_masks[t].to(image.device, torch.float32)
+            prediction = net(network_input(image, keep))
+            with torch.no_grad():
+                dropped = keep.expand_as(ybar) == 0
+                ybar = torch.where(dropped, self.beta * ybar + (1.0 - self.beta) * prediction, ybar)
+                self.running_average = ybar
+            if record is not None:
+                if t == 0:
+                    record["first_output"] = prediction.detach().clone()
+                if t == iterations - 1:
+                    record["last_output"] = prediction.detach().clone()
+            loss = masked_loss(prediction, image, keep)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            yield t + 1

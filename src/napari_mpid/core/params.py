@@ -1,0 +1,185 @@
+"""The one typed parameter object shared by the Python API, the CLI and the widget.
+
+Every field carries its help text, bounds and (where relevant) choices in
+``dataclasses.field(metadata=...)``; the CLI builds its options and the dock
+widget builds its controls and tooltips from these, so there is no second,
+hand-maintained copy of the parameters anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL",
+    "FillParams",
+    "NORMALIZATIONS",
+    "PRESETS",
+    "ParameterError",
+    "preset",
+]
+
+#: Names of the models shipped inside the package (see ``napari_mpid/models``).
+BUNDLED_MODELS = ("real-noise", "pixel-independent")
+#: The default for fluorescence microscopy: shared (single-channel) mask, 85 %.
+DEFAULT_MODEL = "real-noise"
+#: Intensity scaling policies, see :mod:`napari_mpid.core.normalization`.
+NORMALIZATIONS = ("percentile", "minmax", "dtype", "none")
+
+
+class ParameterError(ValueError):
+    """A parameter is out of its range or of the wrong kind."""
+
+
+def _meta(help: str, **extra: Any) -> dict[str, Any]:
+    return {"help": help, **extra}
+
+
+@dataclass(frozen=True)
+class FillParams:
+    """Parameters of MPI iterative filling (validated on construction).
+
+    Attributes
+    ----------
+    iterations : int
+        Fine-tuning steps T per plane. More steps average more predictions but
+        a network fine-tuned too long starts to reproduce the noise.
+    beta : float
+        Weight of the exponential running average of the predictions for
+        dropped pixels (0.90 for the fast preset, 0.99 for quality). Higher
+        values average over more iterations.
+    mask_ratio : float
+        Fraction of pixels dropped (hidden from the network) at every
+        iteration: 0.85 for real, spatially correlated noise with the
+        real-noise model, 0.30 for pixel-independent noise.
+    learning_rate : float
+        Adam step size of the per-plane fine-tuning.
+    pd_factor : int
+        Pixel-shuffle down-sampling factor ("+PD"): 1 disables it; 2 splits
+        each plane into 4 phase-shifted sub-images, which breaks up spatially
+        correlated noise.
+    model : str
+        A bundled model name ("real-noise", "pixel-independent") or the path
+        of a checkpoint file (ours or the MPI authors' format).
+    device : str
+        "auto" (CUDA, then Apple MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    seed : int
+        Seed of the random masks; the same seed on the same device gives the
+        same result.
+    tile_size : int
+        Planes larger than this (in either side) are filled in overlapping
+        tiles of this size, blended seamlessly, to bound memory.
+    tile_overlap : int
+        Overlap between neighbouring tiles, in pixels.
+    normalization : str
+        How intensities are mapped to [0, 1] for the network: "percentile"
+        (0.1-99.9 % range with 10 % headroom; default), "minmax" (exact data
+        range), "dtype" (full range of an integer dtype, like the paper's /255)
+        or "none" (data already in [0, 1]).
+    """
+
+    iterations: int = field(
+        default=200,
+        metadata=_meta("Fine-tuning iterations T per plane.", min=1, max=100_000),
+    )
+    beta: float = field(
+        default=0.90,
+        metadata=_meta("EMA weight of the running average of predictions.", min=0.0, max=0.9999),
+    )
+    mask_ratio: float = field(
+        default=0.85,
+        metadata=_meta("Fraction of pixels dropped per iteration (0 < p < 1).", min=0.01, max=0.99),
+    )
+    learning_rate: float = field(
+        default=2e-3,
+        metadata=_meta("Adam learning rate of the per-plane fine-tuning.", min=1e-6, max=1.0),
+    )
+    pd_factor: int = field(
+        default=1,
+        metadata=_meta("Pixel-shuffle down-sampling factor (1 = off).", min=1, max=4),
+    )
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata=_meta("Bundled model name or checkpoint path.", choices=BUNDLED_MODELS),
+    )
+    device: str = field(
+        default="auto",
+        metadata=_meta("Compute device: auto, cpu, cuda, cuda:N or mps."),
+    )
+    seed: int = field(default=0, metadata=_meta("Seed of the random masks.", min=0, max=2**31 - 1))
+    tile_size: int = field(
+        default=1024,
+        metadata=_meta("Planes larger than this are processed in tiles.", min=64, max=16384),
+    )
+    tile_overlap: int = field(
+        default=64,
+        metadata=_meta("Overlap between tiles in pixels.", min=0, max=1024),
+    )
+    normalization: str = field(
+        default="percentile",
+        metadata=_meta("Intensity scaling to [0, 1].", choices=NORMALIZATIONS),
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = int if f.type in ("int", int) else float if f.type in ("float", float) else str
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ParameterError(f"{f.name} must be {kind.__name__}, got {value!r}")
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is not None and not (lo <= value <= hi):
+                raise ParameterError(f"{f.name} must be in [{lo}, {hi}], got {value!r}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ParameterError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ParameterError(
+                f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"
+            )
+        if self.tile_overlap * 2 >= self.tile_size:
+            raise ParameterError(
+                f"tile_overlap ({self.tile_overlap}) must be less than half of tile_size ({self.tile_size})"
+            )
+        if not self.model:
+            raise ParameterError("model must name a bundled model or a checkpoint path")
+
+    def replace(self, **changes: Any) -> FillParams:
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (for metadata and JSON)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """Help text of field ``name``."""
+        return cls.__dataclass_fields__[name].metadata["help"]
+
+
+#: The paper's two settings (Sec. 4): T and beta; the mask ratio and model stay
+#: those of the real-noise default and can be changed with :meth:`FillParams.replace`.
+PRESETS: dict[str, FillParams] = {
+    "fast": FillParams(iterations=200, beta=0.90),
+    "quality": FillParams(iterations=1000, beta=0.99),
+}
+
+
+def preset(name: str, **changes: Any) -> FillParams:
+    """The named preset ("fast" or "quality") with optional changes.
+
+    Raises
+    ------
+    ParameterError
+        If the preset is unknown or a change is invalid.
+    """
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ParameterError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+    return base.replace(**changes) if changes else base
