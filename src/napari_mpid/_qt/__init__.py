@@ -1,0 +1,1 @@
+"""The napari dock widget (Qt); imported only by napari through the manifest."""

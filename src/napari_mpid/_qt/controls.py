@@ -1,0 +1,136 @@
+"""magicgui controls built from the fields of :class:`~napari_mpid.core.params.FillParams`.
+
+Every control takes its type, bounds, choices, default and tooltip from the
+dataclass field and its ``metadata``; nothing here repeats a parameter's
+range or help text. Only the presentation differs per field (a model picker
+with a file chooser, a device list limited to what this machine has).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox, Widget
+
+from ..core.params import BUNDLED_MODELS, FillParams
+
+__all__ = ["CHECKPOINT_CHOICE", "ModelPicker", "device_tooltip", "field_control", "fill_fields"]
+
+#: Entry of the model list that reveals the checkpoint file picker.
+CHECKPOINT_CHOICE = "checkpoint file..."
+
+
+def fill_fields() -> dict[str, dataclasses.Field]:
+    """The fields of FillParams by name, in declaration order."""
+    return {f.name: f for f in dataclasses.fields(FillParams)}
+
+
+def _decimals(*values: float) -> int:
+    """Decimals a spin box needs to show every one of ``values`` exactly."""
+    needed = 2
+    for v in values:
+        text = f"{v:.10f}".rstrip("0")
+        needed = max(needed, len(text.split(".")[1]) if "." in text else 0)
+    return min(needed, 10)
+
+
+def _float_box(name: str, f: dataclasses.Field, tooltip: str) -> FloatSpinBox:
+    lo, hi = f.metadata["min"], f.metadata["max"]
+    box = FloatSpinBox(name=name, label=name.replace("_", " "), tooltip=tooltip)
+    # Set the decimals before the bounds and value, or Qt rounds them (0.9999 -> 1.0).
+    digits = _decimals(lo, hi, f.default)
+    box.native.setDecimals(digits)
+    box.min, box.max = lo, hi
+    box.step = 10.0 ** -min(digits, 3) if hi <= 1 else 0.1
+    box.value = f.default
+    return box
+
+
+def field_control(f: dataclasses.Field, *, choices: tuple[str, ...] | None = None,
+                  tooltip: str | None = None) -> Widget:
+    """A magicgui widget for one FillParams field (type, bounds, default, help).
+
+    Parameters
+    ----------
+    f : dataclasses.Field
+        A field of FillParams.
+    choices : tuple of str, optional
+        Overrides ``f.metadata["choices"]`` (e.g. the devices present here).
+    tooltip : str, optional
+        Overrides the field's help text (which it should extend, not replace).
+    """
+    name = f.name
+    tip = tooltip or f.metadata["help"]
+    label = name.replace("_", " ")
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    if kind == "int":
+        return SpinBox(name=name, label=label, tooltip=tip, value=f.default,
+                       min=f.metadata["min"], max=f.metadata["max"])
+    if kind == "float":
+        return _float_box(name, f, tip)
+    options = choices if choices is not None else f.metadata.get("choices")
+    if options:
+        return ComboBox(name=name, label=label, tooltip=tip, choices=list(options), value=f.default)
+    return LineEdit(name=name, label=label, tooltip=tip, value=f.default)
+
+
+class ModelPicker(Container):
+    """The ``model`` field: a bundled model, or a checkpoint file chosen with a file picker.
+
+    ``value`` is what FillParams.model takes: a bundled name, a file path, or a
+    model spec such as ``"random-init:1:single"`` (added to the list when set).
+    """
+
+    def __init__(self, f: dataclasses.Field) -> None:
+        tip = f.metadata["help"]
+        self.choice = ComboBox(name="model", label="model", tooltip=tip,
+                               choices=[*BUNDLED_MODELS, CHECKPOINT_CHOICE], value=f.default)
+        self.file = FileEdit(name="checkpoint", label="checkpoint", mode="r",
+                             filter="Checkpoints (*.pt *.pth *.ckpt);;All files (*)",
+                             tooltip="Checkpoint file (ours or the MPI authors' format).", visible=False)
+        super().__init__(name="model", widgets=[self.choice, self.file], labels=True, tooltip=tip)
+        self.margins = (0, 0, 0, 0)
+        self.choice.changed.connect(self._on_choice)
+
+    def _on_choice(self, value: str) -> None:
+        self.file.visible = value == CHECKPOINT_CHOICE
+
+    @property
+    def value(self) -> str:
+        if self.choice.value == CHECKPOINT_CHOICE:
+            path = self.file.value
+            return str(path) if path and str(path) not in ("", ".") else ""
+        return str(self.choice.value)
+
+    @value.setter
+    def value(self, spec: str | Path) -> None:
+        spec = str(spec)
+        choices = list(self.choice.choices)
+        if spec in choices and spec != CHECKPOINT_CHOICE:
+            self.choice.value = spec
+        elif Path(spec).is_file():
+            self.choice.value = CHECKPOINT_CHOICE
+            self.file.value = spec
+        else:  # a model spec the loader understands, e.g. "random-init:1:single"
+            self.choice.choices = [*choices[:-1], spec, choices[-1]]
+            self.choice.value = spec
+
+
+def device_tooltip(help_text: str, devices: list[str]) -> str:
+    """The device field's help plus why a GPU may be missing from the list."""
+    lines = [help_text, "Only devices usable on this machine are listed."]
+    if not any(d.startswith("cuda") for d in devices):
+        import torch
+
+        if torch.version.cuda is None:
+            reason = "the installed PyTorch was built without CUDA (a CPU-only wheel)"
+        else:
+            reason = "PyTorch has CUDA support but found no NVIDIA GPU or driver"
+        lines.append(
+            f"No CUDA GPU: {reason}. Install a CUDA build of PyTorch from pytorch.org "
+            "and check `nvidia-smi` to use an NVIDIA GPU."
+        )
+    return "\n".join(lines)
+
