@@ -59,7 +59,7 @@ def _run(image: np.ndarray, params: FillParams, axes: str,
 def _format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "ETA --:--"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"ETA {rest // 60}:{rest % 60:02d}"
 
@@ -254,7 +254,7 @@ class DenoiseWidget(Container):
         self.cancel_button.enabled = running
 
     def _on_progress(self, step: Progress) -> None:
-        self.progress.value = int(round(step.fraction * 1000))
+        self.progress.value = round(step.fraction * 1000)
         self.status.value = progress_text(step)
         if step.preview is not None and self._source is not None:
             self._show_preview(step.preview)

@@ -155,10 +155,12 @@ def load_model(
     spec = str(name_or_path)
     if spec.startswith("random-init"):
         _, channels, mode = (spec.split(":") + ["3", "single"])[:3]
-        net = SkipNetwork(int(channels), mode == "multi")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same "random" network every time, for fair ablations
+            net = SkipNetwork(int(channels), mode == "multi")
         state = {k: v.clone() for k, v in net.state_dict().items()}
         meta = {"architecture": {"channels": int(channels), "multi_channel_mask": mode == "multi"},
-                "note": "random initialisation (torch default), no pre-training"}
+                "note": "random initialisation (torch default, seed 0), no pre-training"}
         return _place(net, state, spec, "", meta, device)
 
     try:
