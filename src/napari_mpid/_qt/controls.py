@@ -84,8 +84,11 @@ class ModelPicker(Container):
 
     def __init__(self, f: dataclasses.Field) -> None:
         tip = f.metadata["help"]
+        #: Model specs set programmatically (e.g. "random-init:1:single"), listed after the bundled ones.
+        self.specs: list[str] = []
+        # Choices from a callable, so that napari's reset_choices (on every layer change) keeps the specs.
         self.choice = ComboBox(name="model", label="model", tooltip=tip,
-                               choices=[*BUNDLED_MODELS, CHECKPOINT_CHOICE], value=f.default)
+                               choices=lambda _: [*BUNDLED_MODELS, *self.specs, CHECKPOINT_CHOICE], value=f.default)
         self.file = FileEdit(name="checkpoint", label="checkpoint", mode="r",
                              filter="Checkpoints (*.pt *.pth *.ckpt);;All files (*)",
                              tooltip="Checkpoint file (ours or the MPI authors' format).", visible=False)
@@ -113,7 +116,8 @@ class ModelPicker(Container):
             self.choice.value = CHECKPOINT_CHOICE
             self.file.value = spec
         else:  # a model spec the loader understands, e.g. "random-init:1:single"
-            self.choice.choices = [*choices[:-1], spec, choices[-1]]
+            self.specs.append(spec)
+            self.choice.reset_choices()
             self.choice.value = spec
 
 

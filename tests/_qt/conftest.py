@@ -1,0 +1,44 @@
+"""Fixtures of the Qt tests: a tiny stack in a viewer and the docked widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+# Tiny networks gain nothing from intra-op threads, and on a busy machine
+# thread contention makes each iteration hundreds of times slower.
+torch.set_num_threads(1)
+
+#: Untrained single-channel network: needs no bundled checkpoint file.
+TEST_MODEL = "random-init:1:single"
+#: Generous: the first run of a process builds the network (about 1-2 s).
+RUN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def stack() -> np.ndarray:
+    """A 2x48x48 uint16 Poisson stack (the network needs at least 33x33)."""
+    return np.random.default_rng(0).poisson(50, (2, 48, 48)).astype(np.uint16)
+
+
+@pytest.fixture
+def viewer_with_widget(make_napari_viewer, stack):
+    """A viewer holding "cells" (scaled z-stack) with the widget docked through the manifest."""
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20),
+                     axis_labels=("z", "y", "x"))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-mpid", "Zero-shot denoise")
+    widget.controls["model"].value = TEST_MODEL
+    widget.controls["iterations"].value = 2
+    widget.controls["device"].value = "cpu"
+    return viewer, widget
+
+
+def run_to_end(qtbot, widget, *, timeout: int = RUN_TIMEOUT_MS):
+    """Start a run and wait for its worker to finish (signals connected before start)."""
+    worker = widget.run(start=False)
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        worker.start()
+    return worker
