@@ -15,16 +15,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESETS",
     "DenoiseResult",
     "FillParams",
-    "PRESETS",
     "Progress",
     "__version__",
     "denoise",
     "denoise_iter",
     "load_model",
-    "pretrain",
     "preset",
+    "pretrain",
 ]
 
 _LAZY = {

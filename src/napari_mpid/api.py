@@ -24,7 +24,7 @@ from .core.devices import resolve_device
 from .core.engine import DenoiseResult, Progress, denoise_planes
 from .core.params import FillParams, preset
 
-__all__ = ["denoise", "denoise_iter", "load_model", "pretrain", "FillParams", "preset"]
+__all__ = ["FillParams", "denoise", "denoise_iter", "load_model", "preset", "pretrain"]
 
 
 def load_model(name_or_path: str | Path = "real-noise", device: str = "auto") -> LoadedModel:
@@ -50,9 +50,7 @@ def denoise_iter(
     Close the generator (or stop iterating) to cancel between two iterations;
     the input is never modified and no partial result is produced.
     """
-    return denoise_planes(
-        image, params or preset("fast"), axes=axes, rgb=rgb, model=model, preview_every=preview_every
-    )
+    return denoise_planes(image, params or preset("fast"), axes=axes, rgb=rgb, model=model, preview_every=preview_every)
 
 
 def denoise(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ImageData", "ImageReadError", "read_image", "write_tiff", "TIFF_SUFFIXES", "PLAIN_SUFFIXES"]
+__all__ = ["PLAIN_SUFFIXES", "TIFF_SUFFIXES", "ImageData", "ImageReadError", "read_image", "write_tiff"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -167,8 +167,14 @@ def read_image(path: str | Path) -> ImageData:
     return image
 
 
-def write_tiff(path: str | Path, data: np.ndarray, axes: str, scale: dict[str, float] | None = None,
-               unit: str | None = None, metadata: dict[str, Any] | None = None) -> None:
+def write_tiff(
+    path: str | Path,
+    data: np.ndarray,
+    axes: str,
+    scale: dict[str, float] | None = None,
+    unit: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
     """Write ``data`` as an ImageJ-compatible TIFF keeping axes and pixel size.
 
     ImageJ hyperstacks allow the axes TZCYXS in that order; other orders (or
@@ -185,9 +191,7 @@ def write_tiff(path: str | Path, data: np.ndarray, axes: str, scale: dict[str, f
         imagej_order = "TZCYXS"
         positions = [imagej_order.find(a) for a in axes]
         imagej_ok = (
-            -1 not in positions
-            and positions == sorted(positions)
-            and data.dtype in (np.uint8, np.uint16, np.float32)
+            -1 not in positions and positions == sorted(positions) and data.dtype in (np.uint8, np.uint16, np.float32)
         )
         resolution = None
         if "X" in scale and "Y" in scale:

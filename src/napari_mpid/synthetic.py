@@ -25,9 +25,7 @@ def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
         pad = [(0, 0)] * out.ndim
         pad[axis] = (radius, radius)
         padded = np.pad(out, pad, mode="reflect")
-        out = sum(
-            kernel[i] * np.take(padded, np.arange(i, i + out.shape[axis]), axis=axis) for i in range(len(kernel))
-        )
+        out = sum(kernel[i] * np.take(padded, np.arange(i, i + out.shape[axis]), axis=axis) for i in range(len(kernel)))
     return out
 
 
@@ -85,7 +83,7 @@ def fluorescence_stack(
                 heading += rng.normal(0, 0.15)
                 py += np.sin(heading)
                 px += np.cos(heading)
-                iy, ix = int(round(py)), int(round(px))
+                iy, ix = round(py), round(px)
                 if 0 <= iy < size and 0 <= ix < size:
                     fil[iy, ix] = 1.0
         for z in range(planes):

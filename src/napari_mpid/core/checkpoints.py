@@ -154,13 +154,15 @@ def load_model(
     """
     spec = str(name_or_path)
     if spec.startswith("random-init"):
-        _, channels, mode = (spec.split(":") + ["3", "single"])[:3]
+        _, channels, mode = ([*spec.split(":"), "3", "single"])[:3]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # the same "random" network every time, for fair ablations
             net = SkipNetwork(int(channels), mode == "multi")
         state = {k: v.clone() for k, v in net.state_dict().items()}
-        meta = {"architecture": {"channels": int(channels), "multi_channel_mask": mode == "multi"},
-                "note": "random initialisation (torch default, seed 0), no pre-training"}
+        meta = {
+            "architecture": {"channels": int(channels), "multi_channel_mask": mode == "multi"},
+            "note": "random initialisation (torch default, seed 0), no pre-training",
+        }
         return _place(net, state, spec, "", meta, device)
 
     try:
@@ -225,7 +227,12 @@ def save_checkpoint(
         "width": network.width,
         "scales": network.scales,
     }
-    payload: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state, "metadata": meta}
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "state_dict": state,
+        "metadata": meta,
+    }
     if training is not None:
         payload["training"] = training
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -50,7 +50,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     match = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if match:
         if not torch.cuda.is_available():
-            reason = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no NVIDIA GPU/driver was found"
+            reason = (
+                "this PyTorch build has no CUDA support"
+                if torch.version.cuda is None
+                else "no NVIDIA GPU/driver was found"
+            )
             raise DeviceError(f"device {name!r} is not available: {reason}; use 'cpu' or 'auto'")
         index = int(match.group(1) or 0)
         if index >= torch.cuda.device_count():

@@ -173,14 +173,19 @@ class _PlaneFiller:
         self.params = params
         self.device = device
         self.filler = IterativeFiller(
-            model.network, model.state,
-            beta=params.beta, mask_ratio=params.mask_ratio, learning_rate=params.learning_rate,
+            model.network,
+            model.state,
+            beta=params.beta,
+            mask_ratio=params.mask_ratio,
+            learning_rate=params.learning_rate,
         )
 
     def min_side(self) -> int:
         return self.model.network.min_size * self.params.pd_factor
 
-    def fill(self, plane: np.ndarray, seed: int) -> Generator[tuple[int, int, int, np.ndarray | None], None, np.ndarray]:
+    def fill(
+        self, plane: np.ndarray, seed: int
+    ) -> Generator[tuple[int, int, int, np.ndarray | None], None, np.ndarray]:
         """Yield (tile, tiles, iteration, None) and return the filled plane (C, H, W)."""
         p = self.params
         _, h, w = plane.shape
@@ -253,8 +258,13 @@ def denoise_planes(
     if model is None:
         model = load_model(params.model, device)
     elif model.network.head.weight.device != device:
-        model = LoadedModel(model.network.to(device), {k: v.to(device) for k, v in model.state.items()},
-                            model.source, model.sha256, model.metadata)
+        model = LoadedModel(
+            model.network.to(device),
+            {k: v.to(device) for k, v in model.state.items()},
+            model.source,
+            model.sha256,
+            model.metadata,
+        )
 
     # Bring the array to (planes..., Y, X[, S]).
     plane_axes = [i for i, a in enumerate(axes) if a not in "YXS"]
@@ -313,8 +323,9 @@ def denoise_planes(
                         if avg is not None:
                             arr = pixel_shuffle_merge(avg, params.pd_factor)[0, :, :h, :w].mean(dim=0)
                             preview = scale.inverse(arr.detach().float().cpu().numpy())
-                    yield Progress(p_idx + 1, len(planes), t, params.iterations, tile, tiles,
-                                   time.perf_counter() - start, preview)
+                    yield Progress(
+                        p_idx + 1, len(planes), t, params.iterations, tile, tiles, time.perf_counter() - start, preview
+                    )
             except StopIteration as stop:
                 filled.append(stop.value)
         result = scale.inverse(np.concatenate(filled, axis=0))

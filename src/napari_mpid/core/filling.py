@@ -24,7 +24,7 @@ import torch
 
 from .network import SkipNetwork, network_input
 
-__all__ = ["IterativeFiller", "draw_keep_mask", "masked_loss", "pixel_shuffle_split", "pixel_shuffle_merge"]
+__all__ = ["IterativeFiller", "draw_keep_mask", "masked_loss", "pixel_shuffle_merge", "pixel_shuffle_split"]
 
 
 def draw_keep_mask(

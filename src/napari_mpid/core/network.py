@@ -21,8 +21,8 @@ __all__ = [
     "ConvNormAct",
     "ScaleLevel",
     "SkipNetwork",
-    "network_input",
     "convert_reference_state_dict",
+    "network_input",
     "reference_key_map",
 ]
 
@@ -43,9 +43,7 @@ class ConvNormAct(nn.Module):
         2 for the down-sampling convolution of a scale, else 1.
     """
 
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
         super().__init__()
         self.pad = (kernel_size - 1) // 2
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, bias=True)

@@ -15,9 +15,9 @@ from typing import Any
 __all__ = [
     "BUNDLED_MODELS",
     "DEFAULT_MODEL",
-    "FillParams",
     "NORMALIZATIONS",
     "PRESETS",
+    "FillParams",
     "ParameterError",
     "preset",
 ]

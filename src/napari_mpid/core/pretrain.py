@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,10 @@ class Pretrainer:
         torch.manual_seed(c.seed)
         self.network = SkipNetwork(c.channels, c.multi_channel_mask).to(self.device)
         self.optimizer = torch.optim.AdamW(
-            self.network.parameters(), lr=c.learning_rate, betas=(0.9, 0.9), weight_decay=0.0,
+            self.network.parameters(),
+            lr=c.learning_rate,
+            betas=(0.9, 0.9),
+            weight_decay=0.0,
             **({"fused": True} if self.device.type == "cuda" else {}),
         )
         self.step = 0
@@ -198,7 +201,9 @@ class Pretrainer:
         """Cosine decay from ``learning_rate`` to ``final_learning_rate`` over ``steps``."""
         c = self.config
         progress = min(step / max(c.steps, 1), 1.0)
-        return c.final_learning_rate + 0.5 * (c.learning_rate - c.final_learning_rate) * (1 + math.cos(math.pi * progress))
+        return c.final_learning_rate + 0.5 * (c.learning_rate - c.final_learning_rate) * (
+            1 + math.cos(math.pi * progress)
+        )
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -284,7 +289,7 @@ class Pretrainer:
             "code_version": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "device": _device_name(self.device),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         }
 
     def save(self, path: str | Path, *, with_training_state: bool = True) -> str:
@@ -312,8 +317,11 @@ class Pretrainer:
         if "training" not in raw:
             raise CheckpointError(f"{path} holds no training state; it cannot be resumed")
         saved = raw["metadata"].get("config", {})
-        mismatch = {k: (saved.get(k), v) for k, v in asdict(self.config).items()
-                    if k in ("channels", "multi_channel_mask", "crop_size", "batch_size") and saved.get(k) != v}
+        mismatch = {
+            k: (saved.get(k), v)
+            for k, v in asdict(self.config).items()
+            if k in ("channels", "multi_channel_mask", "crop_size", "batch_size") and saved.get(k) != v
+        }
         if mismatch:
             raise CheckpointError(f"cannot resume {path}: settings differ {mismatch}")
         tr = raw["training"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Tile", "plan_tiles", "blend_weights", "tile_starts"]
+__all__ = ["Tile", "blend_weights", "plan_tiles", "tile_starts"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_mpid.cli import main
+from napari_mpid.io import read_image, write_tiff
+
+
+@pytest.fixture
+def zyx_stack(tmp_path):
+    rng = np.random.default_rng(0)
+    data = (rng.poisson(40, (3, 48, 56)) + 100).astype(np.uint16)
+    path = tmp_path / "stack.tif"
+    write_tiff(path, data, "ZYX", {"Z": 0.5, "Y": 0.13, "X": 0.13}, "µm")
+    return path, data
+
+
+def test_denoise_writes_stack_and_noise_map_with_axes_and_pixel_size(zyx_stack, tmp_path, tiny_model, capsys):
+    path, data = zyx_stack
+    out, noise = tmp_path / "out.tif", tmp_path / "noise.tif"
+    code = main(
+        [
+            "denoise",
+            str(path),
+            "-o",
+            str(out),
+            "--noise-map",
+            str(noise),
+            "--iterations",
+            "2",
+            "--model",
+            tiny_model,
+            "--seed",
+            "3",
+            "-q",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    for written in (out, noise):
+        image = read_image(written)
+        assert image.data.shape == data.shape and image.axes == "ZYX"
+        assert image.scale["X"] == pytest.approx(0.13, rel=1e-4) and image.scale["Z"] == pytest.approx(0.5)
+        assert image.data.dtype == np.float32
+    denoised, noise_map = read_image(out).data, read_image(noise).data
+    np.testing.assert_allclose(noise_map, data.astype(np.float32) - denoised, atol=1e-3)
+    assert "model_sha256" in tifffile.TiffFile(out).imagej_metadata.get("Info", "")
+
+
+def test_denoise_can_keep_the_input_dtype(zyx_stack, tmp_path, tiny_model):
+    path, _ = zyx_stack
+    out = tmp_path / "out16.tif"
+    assert (
+        main(
+            ["denoise", str(path), "-o", str(out), "--iterations", "1", "--model", tiny_model, "--dtype", "input", "-q"]
+        )
+        == 0
+    )
+    assert read_image(out).data.dtype == np.uint16
+
+
+def _nan_tiff(tmp_path):
+    data = np.ones((64, 64), np.float32)
+    data[3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", data)
+    return tmp_path / "nan.tif"
+
+
+@pytest.mark.parametrize(
+    "make_input, extra, message",
+    [
+        (lambda p: p / "missing.tif", [], "no such file"),
+        (lambda p: (p / "junk.tif").write_bytes(b"junk") and p / "junk.tif", [], "cannot read image"),
+        (_nan_tiff, [], "NaN or infinite"),
+        (lambda p: tifffile.imwrite(p / "small.tif", np.ones((16, 16), np.uint8)) or p / "small.tif", [], "too small"),
+        (
+            lambda p: tifffile.imwrite(p / "ok.tif", np.ones((64, 64), np.uint8)) or p / "ok.tif",
+            ["--axes", "ZYX"],
+            "3 letters but the array has 2",
+        ),
+        (
+            lambda p: tifffile.imwrite(p / "ok2.tif", np.ones((64, 64), np.uint8)) or p / "ok2.tif",
+            ["--mask-ratio", "1.5"],
+            "mask_ratio",
+        ),
+        (
+            lambda p: tifffile.imwrite(p / "ok3.tif", np.ones((64, 64), np.uint8)) or p / "ok3.tif",
+            ["--model", "nope"],
+            "unknown bundled model",
+        ),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_no_output(tmp_path, capsys, tiny_model, make_input, extra, message):
+    source = make_input(tmp_path)
+    out = tmp_path / "result.tif"
+    args = ["denoise", str(source), "-o", str(out), "--iterations", "1", "-q"]
+    if "--model" not in extra:
+        args += ["--model", tiny_model]
+    code = main(args + extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("napari-mpid: error:") and message in err and len(err.splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_demo_reports_psnr(tmp_path, tiny_model, capsys):
+    assert (
+        main(
+            [
+                "demo",
+                "--planes",
+                "1",
+                "--size",
+                "64",
+                "--iterations",
+                "2",
+                "--model",
+                tiny_model,
+                "-q",
+                "-o",
+                str(tmp_path / "demo"),
+            ]
+        )
+        == 0
+    )
+    assert '"psnr_denoised"' in capsys.readouterr().out
+    assert (tmp_path / "demo" / "sample_denoised.tif").exists()
+
+
+def test_console_script_is_installed():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "napari_mpid.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "napari-mpid" in out.stdout
+
+
+def test_pretrain_command_resumes(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(21):
+        Image.fromarray((rng.random((48, 48)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    ckpt = tmp_path / "m.pt"
+    common = [
+        "pretrain",
+        str(folder),
+        "-o",
+        str(ckpt),
+        "--crop-size",
+        "40",
+        "--batch-size",
+        "2",
+        "--steps",
+        "4",
+        "--validate-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    assert main([*common, "--time-limit", "0"]) == 0  # stops after one step
+    assert main([*common, "--resume"]) == 0
+    import torch
+
+    raw = torch.load(ckpt, weights_only=True)
+    assert raw["training"]["step"] == 4 and raw["metadata"]["crops_seen"] == 8
+    assert raw["metadata"]["data"]["folders"][0]["images"] == 21
+    assert (tmp_path / "m.weights.pt").exists()

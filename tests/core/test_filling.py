@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_mpid.core.checkpoints import load_model
+from napari_mpid.core.filling import (
+    IterativeFiller,
+    draw_keep_mask,
+    masked_loss,
+    pixel_shuffle_merge,
+    pixel_shuffle_split,
+)
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.85])
+def test_keep_mask_drops_the_requested_fraction(device, ratio):
+    gen = torch.Generator(device).manual_seed(1)
+    mask = draw_keep_mask((4, 1, 128, 128), ratio, gen, device)
+    assert mask.device.type == device
+    assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
+    dropped = 1 - float(mask.mean())
+    assert abs(dropped - ratio) < 0.01  # 65k pixels: 4 standard deviations is < 0.01
+    # Independent across channels for multi-channel masks.
+    multi = draw_keep_mask((1, 3, 128, 128), ratio, gen, device)
+    assert not torch.equal(multi[0, 0], multi[0, 1])
+
+
+def test_loss_only_sees_dropped_pixels():
+    target = torch.zeros(1, 1, 8, 8)
+    keep = torch.ones(1, 1, 8, 8)
+    keep[..., :4] = 0  # left half dropped
+    pred = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    with torch.no_grad():
+        pred[..., 4:] = 5.0  # huge error on visible pixels only
+    loss = masked_loss(pred, target, keep)
+    assert float(loss.detach()) == 0.0
+    with torch.no_grad():
+        pred[..., :4] = 1.0
+    loss = masked_loss(pred, target, keep)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(0.5)  # mean over all 64 elements of 32 ones
+    assert torch.all(pred.grad[..., 4:] == 0) and torch.all(pred.grad[..., :4] != 0)
+
+
+def test_pixel_shuffle_round_trip():
+    x = torch.arange(2 * 6 * 8, dtype=torch.float32).reshape(1, 2, 6, 8)
+    sub = pixel_shuffle_split(x, 2)
+    assert sub.shape == (4, 2, 3, 4)
+    assert torch.equal(sub[1, 0], x[0, 0, 0::2, 1::2])  # phase (0, 1)
+    assert torch.equal(pixel_shuffle_merge(sub, 2), x)
+
+
+def _filler(beta=0.9):
+    model = load_model("random-init:1:single")
+    return IterativeFiller(model.network, model.state, beta=beta, mask_ratio=0.5, learning_rate=2e-3)
+
+
+def test_running_average_changes_only_at_dropped_pixels():
+    filler = _filler()
+    image = torch.rand(1, 1, 48, 48)
+    keep = torch.ones(2, 1, 1, 48, 48)
+    keep[0, ..., :10, :] = 0
+    list(filler.run(image, 2, keep_masks=keep))
+    changed = filler.running_average != image
+    assert changed[..., :10, :].all()
+    assert not changed[..., 10:, :].any()
+
+
+def test_running_average_is_the_exponential_average_of_predictions():
+    filler = _filler(beta=0.5)
+    image = torch.rand(1, 1, 40, 40)
+    keep = torch.zeros(1, 1, 1, 40, 40)  # everything dropped once
+    record: dict = {}
+    list(filler.run(image, 1, keep_masks=keep, record=record))
+    expected = 0.5 * image + 0.5 * record["first_output"]
+    torch.testing.assert_close(filler.running_average, expected)
+
+
+def test_weights_are_reset_for_every_run():
+    filler = _filler()
+    image = torch.rand(1, 1, 40, 40)
+    before = {k: v.clone() for k, v in filler.network.state_dict().items()}
+    list(filler.run(image, 3, generator=torch.Generator().manual_seed(0)))
+    first = filler.running_average.clone()
+    assert any(not torch.equal(before[k], v) for k, v in filler.network.state_dict().items())
+    list(filler.run(image, 3, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(filler.running_average, first, rtol=0, atol=0)
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    image = torch.rand(1, 1, 40, 40)
+    results = []
+    for seed in (3, 3, 4):
+        filler = _filler()
+        list(filler.run(image, 3, generator=torch.Generator().manual_seed(seed)))
+        results.append(filler.running_average)
+    assert torch.equal(results[0], results[1])
+    assert not torch.equal(results[0], results[2])
+
+
+def test_batchnorm_stays_in_training_mode():
+    filler = _filler()
+    filler.network.eval()
+    gen = filler.run(torch.rand(1, 1, 40, 40), 1, generator=torch.Generator().manual_seed(0))
+    next(gen)
+    assert filler.network.training
+
+
+def test_input_tensor_is_not_modified():
+    filler = _filler()
+    image = torch.rand(1, 1, 40, 40)
+    copy = image.clone()
+    list(filler.run(image, 2, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(image, copy)
+    np.testing.assert_array_equal(image.numpy(), copy.numpy())

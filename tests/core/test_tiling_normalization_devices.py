@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_mpid.core.devices import DeviceError, available_devices, resolve_device
+from napari_mpid.core.normalization import fit_scale
+from napari_mpid.core.params import FillParams, ParameterError, preset
+from napari_mpid.core.tiling import blend_weights, plan_tiles
+
+
+@pytest.mark.parametrize("h, w, tile, overlap", [(300, 200, 128, 32), (4096, 4096, 1024, 64), (130, 129, 64, 16)])
+def test_tiles_cover_the_plane_and_weights_sum_to_one(h, w, tile, overlap):
+    tiles = plan_tiles(h, w, tile, overlap)
+    weights = blend_weights(tiles, h, w)
+    total = np.zeros((h, w))
+    for t, wt in zip(tiles, weights):
+        assert t.height <= tile and t.width <= tile
+        total[t.slices] += wt
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def test_blending_an_identity_reproduces_the_plane():
+    plane = np.random.default_rng(0).random((150, 170)).astype(np.float32)
+    tiles = plan_tiles(150, 170, 64, 16)
+    out = np.zeros_like(plane)
+    for t, wt in zip(tiles, blend_weights(tiles, 150, 170)):
+        out[t.slices] += plane[t.slices] * wt
+    np.testing.assert_allclose(out, plane, atol=1e-5)
+
+
+def test_percentile_scaling_keeps_contrast_and_reports_outliers():
+    data = np.full((100, 100), 100, dtype=np.uint16)
+    data[:50] = 200
+    data[0, 0] = 60000  # one hot pixel
+    scale = fit_scale(data, "percentile")
+    assert scale.high < 1000 and scale.low < 100
+    assert scale.outside == 1
+    np.testing.assert_allclose(scale.inverse(scale.forward(data)), data, rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy, low, high", [("dtype", 0, 255), ("minmax", 10, 20), ("none", 0, 1)])
+def test_other_scaling_policies(policy, low, high):
+    data = np.array([[10, 20], [15, 12]], dtype=np.uint8)
+    scale = fit_scale(data, policy)
+    assert (scale.low, scale.high) == (low, high)
+
+
+def test_constant_image_scales_without_division_by_zero():
+    scale = fit_scale(np.full((8, 8), 7.0), "percentile")
+    assert np.isfinite(scale.forward(np.full((2, 2), 7.0))).all()
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    assert "cpu" in available_devices() and "auto" in available_devices()
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_is_a_clear_error():
+    with pytest.raises(DeviceError, match="not available"):
+        resolve_device("cuda:0")
+
+
+def test_presets_match_the_paper():
+    assert (preset("fast").iterations, preset("fast").beta) == (200, 0.90)
+    assert (preset("quality").iterations, preset("quality").beta) == (1000, 0.99)
+    assert preset("fast", mask_ratio=0.3).mask_ratio == 0.3
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"mask_ratio": 1.0}, "mask_ratio"),
+        ({"beta": -0.1}, "beta"),
+        ({"iterations": 0}, "iterations"),
+        ({"iterations": 2.5}, "iterations must be int"),
+        ({"normalization": "zscore"}, "normalization"),
+        ({"tile_size": 100, "tile_overlap": 60}, "tile_overlap"),
+    ],
+)
+def test_invalid_parameters_are_refused(changes, message):
+    with pytest.raises(ParameterError, match=message):
+        FillParams(**changes)
+
+
+def test_unknown_preset():
+    with pytest.raises(ParameterError, match="unknown preset"):
+        preset("slow")
