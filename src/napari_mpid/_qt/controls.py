@@ -92,7 +92,7 @@ class ModelPicker(Container):
         self.file = FileEdit(name="checkpoint", label="checkpoint", mode="r",
                              filter="Checkpoints (*.pt *.pth *.ckpt);;All files (*)",
                              tooltip="Checkpoint file (ours or the MPI authors' format).", visible=False)
-        super().__init__(name="model", widgets=[self.choice, self.file], labels=True, tooltip=tip)
+        super().__init__(name="model", widgets=[self.choice, self.file], labels=False, tooltip=tip)
         self.margins = (0, 0, 0, 0)
         self.choice.changed.connect(self._on_choice)
 

@@ -109,15 +109,15 @@ class DenoiseWidget(Container):
                 control = field_control(f)
             self.controls[name] = control
         self.axes = LineEdit(name="axes", label="axes", tooltip=axes_help())
-        self.axes_status = Label(name="axes_status", label="")
+        self.axes_status = Label(name="axes_status", label=" ")
         self.show_advanced = CheckBox(name="show_advanced", text="advanced settings", value=False)
         self.live_preview = CheckBox(name="live_preview", text="live preview",
                                      tooltip="Show the running average of the current plane while filling "
                                              "(a temporary layer, removed when the run ends).")
         self.run_button = PushButton(name="run", text="Run")
         self.cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
-        self.progress = ProgressBar(name="progress", label="", min=0, max=1000, value=0)
-        self.status = Label(name="status", label="", value="")
+        self.progress = ProgressBar(name="progress", label="progress", min=0, max=1000, value=0)
+        self.status = Label(name="status", label=" ", value="")
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
 
