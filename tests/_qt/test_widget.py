@@ -166,3 +166,18 @@ def test_missing_checkpoint_in_the_worker_is_reported_in_one_line(qtbot, viewer_
     assert "\n" not in errors[0]
     assert [layer.name for layer in viewer.layers] == ["cells"]
     assert widget.run_button.enabled
+
+
+def test_rgb_layer_gives_rgb_result_layers(qtbot, viewer_with_widget):
+    viewer, widget = viewer_with_widget
+    photo = np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    viewer.add_image(photo, name="photo", rgb=True, scale=(0.5, 0.5))
+    widget.image.value = viewer.layers["photo"]
+    assert widget.axes.value == "YXS"
+
+    run_to_end(qtbot, widget)
+
+    for name in ("photo denoised", "photo noise map"):
+        layer = viewer.layers[name]
+        assert layer.rgb and layer.data.shape == photo.shape
+        np.testing.assert_allclose(layer.scale, (0.5, 0.5))

@@ -140,6 +140,8 @@ class DenoiseWidget(Container):
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
         self._on_image(self.image.value)
+        # Closing the dock while a run is going must not leave the thread computing.
+        self.native.destroyed.connect(self._quit_worker)
 
     # -- controls ------------------------------------------------------------------
 
@@ -247,6 +249,11 @@ class DenoiseWidget(Container):
         if self.worker is not None and self.worker.is_running:
             self.status.value = "cancelling..."
             self.cancel_button.enabled = False
+            self.worker.quit()
+
+    def _quit_worker(self) -> None:
+        # The Qt widgets may already be gone here: touch only the worker.
+        if self.worker is not None and self.worker.is_running:
             self.worker.quit()
 
     def _set_running(self, running: bool) -> None:
