@@ -65,7 +65,7 @@ def _format_eta(seconds: float | None) -> str:
 
 
 def progress_text(step: Progress) -> str:
-    """ "plane i/N, iteration t/T" (with the tile when planes are tiled) and the ETA."""
+    """The status line: plane i/N (and tile), iteration t/T, and the ETA."""
     tile = f", tile {step.tile}/{step.tiles}" if step.tiles > 1 else ""
     return f"plane {step.plane}/{step.planes}{tile}, iteration {step.iteration}/{step.iterations} · " + _format_eta(
         step.eta
@@ -218,6 +218,10 @@ class DenoiseWidget(Container):
         layer = self.image.value
         if layer is None:
             show_error("Zero-shot denoise: choose an image layer first.")
+            return None
+        if layer.multiscale:
+            show_error(f"Zero-shot denoise: {layer.name} is multiscale; denoise its full-resolution level "
+                       "as a separate layer.")
             return None
         try:
             params = self.params()
