@@ -32,6 +32,7 @@ _OPTION_NAMES = {
     "tile_size": "--tile-size",
     "tile_overlap": "--tile-overlap",
     "normalization": "--normalization",
+    "precision": "--precision",
 }
 
 

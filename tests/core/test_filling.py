@@ -115,3 +115,23 @@ def test_input_tensor_is_not_modified():
     list(filler.run(image, 2, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(image, copy)
     np.testing.assert_array_equal(image.numpy(), copy.numpy())
+
+
+def test_channels_last_and_bfloat16_follow_the_float32_path():
+    model = load_model("random-init:1:single")
+    image = torch.rand(1, 1, 48, 48)
+    masks = (torch.rand(4, 1, 1, 48, 48, generator=torch.Generator().manual_seed(0)) > 0.85).float()
+    runs = {"fp32": {}, "nhwc": {"channels_last": True}, "bf16": {"precision": "bfloat16", "channels_last": True}}
+    first, final = {}, {}
+    for name, kwargs in runs.items():
+        filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **kwargs)
+        record: dict = {}
+        list(filler.run(image, 4, keep_masks=masks, record=record))
+        first[name], final[name] = record["first_output"], filler.running_average
+    # Same arithmetic in another memory layout: equal up to summation order.
+    torch.testing.assert_close(first["nhwc"], first["fp32"], atol=1e-5, rtol=0)
+    # bf16 convolutions: close, not equal; later iterations diverge a little more.
+    bf16_error = (first["bf16"] - first["fp32"]).abs()
+    assert float(bf16_error.mean()) < 1e-2 and float(bf16_error.max()) < 6e-2
+    for name in ("nhwc", "bf16"):
+        assert float((final[name] - final["fp32"]).abs().mean()) < 3e-3

@@ -178,6 +178,8 @@ class _PlaneFiller:
             beta=params.beta,
             mask_ratio=params.mask_ratio,
             learning_rate=params.learning_rate,
+            precision=params.precision,
+            channels_last=params.precision == "bfloat16" or device.type == "cuda",
         )
 
     def min_side(self) -> int:

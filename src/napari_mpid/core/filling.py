@@ -109,8 +109,14 @@ class IterativeFiller:
         beta: float,
         mask_ratio: float,
         learning_rate: float,
+        precision: str = "float32",
+        channels_last: bool = False,
     ) -> None:
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be float32 or bfloat16, not {precision!r}")
         self.network = network
+        self.precision = precision
+        self.channels_last = channels_last
         self.initial_state = initial_state
         self.beta = beta
         self.mask_ratio = mask_ratio
@@ -150,6 +156,9 @@ class IterativeFiller:
         Closing the generator early stops after the current iteration.
         """
         net = self.network
+        if self.channels_last:
+            # NHWC lets oneDNN (CPU) and cuDNN (GPU) pick their fastest kernels.
+            net.to(memory_format=torch.channels_last)
         net.load_state_dict(self.initial_state)
         net.train()  # BatchNorm uses the statistics of this image (see module doc).
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
@@ -166,7 +175,7 @@ class IterativeFiller:
                 keep = keep_masks(t).to(image.device, torch.float32)
             else:
                 keep = keep_masks[t].to(image.device, torch.float32)
-            prediction = net(network_input(image, keep))
+            prediction = self._forward(network_input(image, keep))
             with torch.no_grad():
                 dropped = keep.expand_as(ybar) == 0
                 ybar = torch.where(dropped, self.beta * ybar + (1.0 - self.beta) * prediction, ybar)
@@ -181,3 +190,16 @@ class IterativeFiller:
             loss.backward()
             optimizer.step()
             yield t + 1
+
+    def _forward(self, net_input: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            net_input = net_input.contiguous(memory_format=torch.channels_last)
+        if self.precision == "bfloat16":
+            # Convolutions in bf16 (AVX-512 BF16 / AMX on CPU, tensor cores on
+            # GPU); weights, Adam state, loss and running average stay float32.
+            # The 1x1 head and sigmoid run in float32 so that the predictions
+            # that enter the running average are not rounded to bf16.
+            with torch.autocast(net_input.device.type, dtype=torch.bfloat16):
+                features = self.network.encoder_decoder(net_input)
+            return torch.sigmoid(self.network.head(features.float()))
+        return self.network(net_input)

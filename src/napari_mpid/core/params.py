@@ -26,6 +26,8 @@ __all__ = [
 BUNDLED_MODELS = ("real-noise", "pixel-independent")
 #: The default for fluorescence microscopy: shared (single-channel) mask, 85 %.
 DEFAULT_MODEL = "real-noise"
+#: Arithmetic of the network's forward/backward pass.
+PRECISIONS = ("float32", "bfloat16")
 #: Intensity scaling policies, see :mod:`napari_mpid.core.normalization`.
 NORMALIZATIONS = ("percentile", "minmax", "dtype", "none")
 
@@ -79,6 +81,11 @@ class FillParams:
         (0.1-99.9 % range with 10 % headroom; default), "minmax" (exact data
         range), "dtype" (full range of an integer dtype, like the paper's /255)
         or "none" (data already in [0, 1]).
+    precision : str
+        "float32" (the reference arithmetic) or "bfloat16" (convolutions in
+        bf16 with float32 weights and averages: several times faster on CPUs
+        with AVX-512 BF16 and on GPUs; see docs/benchmarks.md for its effect
+        on PSNR).
     """
 
     iterations: int = field(
@@ -123,6 +130,11 @@ class FillParams:
         metadata=_meta("Intensity scaling to [0, 1].", choices=NORMALIZATIONS),
     )
 
+    precision: str = field(
+        default="float32",
+        metadata=_meta("Arithmetic of the network: float32 or bfloat16 (faster).", choices=PRECISIONS),
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -141,6 +153,8 @@ class FillParams:
             raise ParameterError(
                 f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.tile_overlap * 2 >= self.tile_size:
             raise ParameterError(
                 f"tile_overlap ({self.tile_overlap}) must be less than half of tile_size ({self.tile_size})"
