@@ -133,5 +133,5 @@ def test_channels_last_and_bfloat16_follow_the_float32_path():
     # bf16 convolutions: close, not equal; later iterations diverge a little more.
     bf16_error = (first["bf16"] - first["fp32"]).abs()
     assert float(bf16_error.mean()) < 1e-2 and float(bf16_error.max()) < 6e-2
-    for name in ("nhwc", "bf16"):
-        assert float((final[name] - final["fp32"]).abs().mean()) < 3e-3
+    for name, tolerance in (("nhwc", 3e-3), ("bf16", 1e-2)):
+        assert float((final[name] - final["fp32"]).abs().mean()) < tolerance
