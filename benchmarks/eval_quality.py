@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float)
     parser.add_argument("--mask-ratio", type=float)
     parser.add_argument("--pd", type=int, default=1)
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--crop", type=int, help="centre crop side (CPU); full images when omitted")
     parser.add_argument("--offset", type=int, help="crop offset (both axes) instead of the centre")
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "mask_ratio": args.mask_ratio or mask_default,
         "pd_factor": args.pd,
         "device": args.device,
+        "precision": args.precision,
         "model": args.model,
         "normalization": "dtype" if args.dataset == "fmd" else "none",
     }
