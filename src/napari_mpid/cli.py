@@ -33,6 +33,7 @@ _OPTION_NAMES = {
     "tile_overlap": "--tile-overlap",
     "normalization": "--normalization",
     "precision": "--precision",
+    "stack_planes": "--stack-planes",
 }
 
 

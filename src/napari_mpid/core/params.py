@@ -81,6 +81,10 @@ class FillParams:
         (0.1-99.9 % range with 10 % headroom; default), "minmax" (exact data
         range), "dtype" (full range of an integer dtype, like the paper's /255)
         or "none" (data already in [0, 1]).
+    stack_planes : int
+        Planes of a stack filled at once, each with its own weights (stack
+        mode, same results as one by one): 0 = automatic (from free GPU
+        memory on CUDA, one by one elsewhere), 1 = one by one.
     precision : str
         "float32" (the reference arithmetic) or "bfloat16" (convolutions in
         bf16 with float32 weights and averages: several times faster on CPUs
@@ -130,6 +134,10 @@ class FillParams:
         metadata=_meta("Intensity scaling to [0, 1].", choices=NORMALIZATIONS),
     )
 
+    stack_planes: int = field(
+        default=0,
+        metadata=_meta("Planes filled at once on the GPU (0 = automatic, 1 = one by one).", min=0, max=256),
+    )
     precision: str = field(
         default="float32",
         metadata=_meta("Arithmetic of the network: float32 or bfloat16 (faster).", choices=PRECISIONS),

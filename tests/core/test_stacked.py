@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_mpid.core.checkpoints import load_model
+from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.filling import IterativeFiller
+from napari_mpid.core.params import preset
+from napari_mpid.core.stacked import StackedFiller
+
+
+def _run(gen):
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _compare(model, n, steps, max_tol, mean_tol):
+    c = model.network.channels
+    images = torch.rand(n, 1, c, 40, 40, generator=torch.Generator().manual_seed(1))
+    masks = (torch.rand(steps, n, 1, 1, 40, 40, generator=torch.Generator().manual_seed(0)) > 0.85).float()
+    stacked = StackedFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
+    list(stacked.run(images, steps, keep_masks=masks))
+    single = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
+    for k in range(n):
+        list(single.run(images[k], steps, keep_masks=masks[:, k]))
+        diff = (stacked.running_average[k] - single.running_average).abs()
+        assert float(diff.max()) < max_tol and float(diff.mean()) < mean_tol
+
+
+def test_stacked_filling_equals_plane_by_plane_for_the_same_masks():
+    # An untrained network amplifies rounding differences (grouped vs plain
+    # convolutions) over Adam steps, so compare one step tightly, four loosely.
+    model = load_model("random-init:1:single")
+    _compare(model, 3, 1, 1e-5, 1e-6)
+    _compare(model, 3, 4, 3e-2, 3e-3)
+
+
+@pytest.mark.reference
+def test_stacked_filling_with_pretrained_weights_stays_on_the_same_trajectory(anchors):
+    model = load_model(anchors / "ckpts" / "imgnet_80_95_singlechannel_skip.pth")
+    _compare(model, 2, 5, 1e-3, 5e-5)
+
+
+def test_stack_mode_in_the_engine_matches_one_by_one(tiny_model):
+    stack = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
+    params = preset("fast", iterations=3, model=tiny_model)
+    one_by_one = _run(denoise_planes(stack, params.replace(stack_planes=1), axes="ZYX"))
+    together = _run(denoise_planes(stack, params.replace(stack_planes=2), axes="ZYX"))
+    diff = np.abs(together.denoised - one_by_one.denoised)
+    assert diff.mean() < 3e-3 and diff.max() < 5e-2
+
+
+def test_stack_mode_with_pixel_shuffle_keeps_shapes(tiny_model):
+    stack = np.random.default_rng(1).random((2, 70, 75)).astype(np.float32)
+    params = preset("fast", iterations=2, model=tiny_model, pd_factor=2, stack_planes=2)
+    gen = denoise_planes(stack, params, axes="ZYX")
+    first = next(gen)
+    assert first.group == 2 and first.plane == 1
+    result = _run(gen)
+    assert result.denoised.shape == stack.shape
