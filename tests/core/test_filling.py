@@ -129,9 +129,9 @@ def test_channels_last_and_bfloat16_follow_the_float32_path():
         list(filler.run(image, 4, keep_masks=masks, record=record))
         first[name], final[name] = record["first_output"], filler.running_average
     # Same arithmetic in another memory layout: equal up to summation order.
-    torch.testing.assert_close(first["nhwc"], first["fp32"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(first["nhwc"], first["fp32"], atol=1e-4, rtol=0)
     # bf16 convolutions: close, not equal; later iterations diverge a little more.
     bf16_error = (first["bf16"] - first["fp32"]).abs()
     assert float(bf16_error.mean()) < 1e-2 and float(bf16_error.max()) < 6e-2
-    for name, tolerance in (("nhwc", 3e-3), ("bf16", 1e-2)):
+    for name, tolerance in (("nhwc", 6e-3), ("bf16", 1.5e-2)):
         assert float((final[name] - final["fp32"]).abs().mean()) < tolerance

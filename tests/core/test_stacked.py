@@ -36,14 +36,14 @@ def test_stacked_filling_equals_plane_by_plane_for_the_same_masks():
     # An untrained network amplifies rounding differences (grouped vs plain
     # convolutions) over Adam steps, so compare one step tightly, four loosely.
     model = load_model("random-init:1:single")
-    _compare(model, 3, 1, 1e-5, 1e-6)
-    _compare(model, 3, 4, 3e-2, 3e-3)
+    _compare(model, 3, 1, 1e-4, 1e-5)
+    _compare(model, 3, 4, 5e-2, 6e-3)
 
 
 @pytest.mark.reference
 def test_stacked_filling_with_pretrained_weights_stays_on_the_same_trajectory(anchors):
     model = load_model(anchors / "ckpts" / "imgnet_80_95_singlechannel_skip.pth")
-    _compare(model, 2, 5, 1e-3, 5e-5)
+    _compare(model, 2, 5, 4e-3, 2e-4)
 
 
 def test_stack_mode_in_the_engine_matches_one_by_one(tiny_model):
