@@ -1,0 +1,141 @@
+"""Speed of iterative filling: ms per iteration and seconds per plane, side by side.
+
+Not a test. Every configuration is timed in the same process, interleaved
+over ``--rounds`` so that a busy machine affects all of them alike; the
+fastest round is reported (the least disturbed). On CUDA it also reports
+peak device memory.
+
+Examples
+--------
+CPU, 256x256 gray (the issue's CPU target)::
+
+    python benchmarks/speed.py --device cpu --sizes 256 --threads 2
+
+GPU, one prepared call::
+
+    python benchmarks/speed.py --device cuda --sizes 256 512 1024 --stacks 1 8 32 --json $OUT/speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+
+from napari_mpid.core.checkpoints import load_model
+from napari_mpid.core.devices import resolve_device
+from napari_mpid.core.filling import IterativeFiller
+from napari_mpid.core.stacked import StackedFiller
+
+VARIANTS = {
+    "eager fp32": {"precision": "float32", "channels_last": False},
+    "fp32 channels_last": {"precision": "float32", "channels_last": True},
+    "bf16 channels_last": {"precision": "bfloat16", "channels_last": True},
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_single(model, device, size: int, iterations: int, variant: dict) -> tuple[float, float]:
+    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
+    image = torch.rand(1, model.network.channels, size, size, device=device)
+    gen = torch.Generator(device).manual_seed(0)
+    run = filler.run(image, iterations + 2, generator=gen)
+    next(run), next(run)  # warm-up (allocator, oneDNN/cuDNN kernel choice)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in run:
+        pass
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+    return 1000 * (time.perf_counter() - start) / iterations, peak
+
+
+def time_stack(model, device, size: int, planes: int, iterations: int) -> tuple[float, float]:
+    filler = StackedFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
+    images = torch.rand(planes, 1, model.network.channels, size, size, device=device)
+    gens = [torch.Generator(device).manual_seed(i) for i in range(planes)]
+    run = filler.run(images, iterations + 2, generators=gens)
+    next(run), next(run)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in run:
+        pass
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+    return 1000 * (time.perf_counter() - start) / iterations / planes, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256])
+    parser.add_argument("--stacks", type=int, nargs="*", default=[], help="stack-mode plane counts to time")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--channels", type=int, default=1, help="1 = gray model, 3 = RGB model")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = load_model(f"random-init:{args.channels}:single", device)
+    results: dict[str, list[float]] = {}
+    peaks: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for size in args.sizes:
+            for name in args.variants:
+                key = f"{size}x{size} plane-by-plane {name}"
+                ms, peak = time_single(model, device, size, args.iterations, VARIANTS[name])
+                results.setdefault(key, []).append(ms)
+                peaks[key] = peak
+            for planes in args.stacks:
+                key = f"{size}x{size} stack of {planes} fp32"
+                ms, peak = time_stack(model, device, size, planes, args.iterations)
+                results.setdefault(key, []).append(ms)
+                peaks[key] = peak
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(
+        f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"{args.channels}-channel model, best of {args.rounds} rounds of {args.iterations} iterations"
+    )
+    print(
+        f"{'configuration':48s} {'ms/iter (per plane)':>20s} {'s/plane fast':>13s} {'s/plane quality':>16s} {'peak MiB':>9s}"
+    )
+    rows = []
+    for key, values in results.items():
+        best = min(values)
+        rows.append({"configuration": key, "ms_per_iteration": best, "all_rounds_ms": values, "peak_mib": peaks[key]})
+        print(f"{key:48s} {best:20.1f} {best * 0.2:13.1f} {best:16.1f} {peaks[key]:9.0f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {
+                    "device": f"{device} ({name})",
+                    "torch": str(torch.__version__),
+                    "threads": torch.get_num_threads(),
+                    "date": datetime.now(timezone.utc).isoformat(),
+                    "rows": rows,
+                },
+                fh,
+                indent=1,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
