@@ -48,7 +48,7 @@ def test_stacked_filling_with_pretrained_weights_stays_on_the_same_trajectory(an
 
 def test_stack_mode_in_the_engine_matches_one_by_one(tiny_model):
     stack = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
-    params = preset("fast", iterations=3, model=tiny_model)
+    params = preset("fast", iterations=3, model=tiny_model, precision="float32")
     one_by_one = _run(denoise_planes(stack, params.replace(stack_planes=1), axes="ZYX"))
     together = _run(denoise_planes(stack, params.replace(stack_planes=2), axes="ZYX"))
     diff = np.abs(together.denoised - one_by_one.denoised)

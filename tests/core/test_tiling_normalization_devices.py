@@ -91,3 +91,12 @@ def test_invalid_parameters_are_refused(changes, message):
 def test_unknown_preset():
     with pytest.raises(ParameterError, match="unknown preset"):
         preset("slow")
+
+
+def test_precision_auto_resolves_per_device():
+    from napari_mpid.core.devices import resolve_precision
+
+    assert resolve_precision("float32", torch.device("cpu")) == "float32"
+    assert resolve_precision("bfloat16", torch.device("cpu")) == "bfloat16"
+    assert resolve_precision("auto", torch.device("cpu")) in ("float32", "bfloat16")
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "float32"

@@ -6,7 +6,7 @@ import re
 
 import torch
 
-__all__ = ["DeviceError", "available_devices", "resolve_device"]
+__all__ = ["DeviceError", "available_devices", "resolve_device", "resolve_precision"]
 
 
 class DeviceError(RuntimeError):
@@ -65,3 +65,21 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise DeviceError(f"device {name!r} is not available: Apple MPS needs macOS on Apple silicon")
         return torch.device("mps")
     raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn "auto" into "bfloat16" or "float32" for ``device``.
+
+    "auto" uses bf16 only where it was measured to be both faster and as
+    accurate (docs/benchmarks.md): CPUs with native bf16 instructions
+    (AVX-512 BF16 / AMX) through oneDNN. GPUs stay float32 until measured.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cpu":
+        try:
+            if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                return "bfloat16"
+        except (AttributeError, RuntimeError):
+            pass
+    return "float32"

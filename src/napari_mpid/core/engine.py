@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoints import LoadedModel, load_model
-from .devices import resolve_device
+from .devices import resolve_device, resolve_precision
 from .filling import IterativeFiller, pixel_shuffle_merge, pixel_shuffle_split
 from .normalization import IntensityScale, fit_scale
 from .params import FillParams
@@ -102,6 +102,7 @@ class DenoiseResult:
     model_sha256: str
     device: str
     seconds: float
+    precision: str = "float32"
     scales: list[tuple[float, float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -116,6 +117,7 @@ class DenoiseResult:
             "model": self.model,
             "model_sha256": self.model_sha256,
             "device": self.device,
+            "precision": self.precision,
             "seconds": round(self.seconds, 2),
             "intensity_scales": [list(s) for s in self.scales],
             "warnings": list(self.warnings),
@@ -182,8 +184,8 @@ class _PlaneFiller:
             beta=params.beta,
             mask_ratio=params.mask_ratio,
             learning_rate=params.learning_rate,
-            precision=params.precision,
-            channels_last=params.precision == "bfloat16" or device.type == "cuda",
+            precision=resolve_precision(params.precision, device),
+            channels_last=resolve_precision(params.precision, device) == "bfloat16" or device.type == "cuda",
         )
 
     def min_side(self) -> int:
@@ -243,6 +245,7 @@ class _PlaneFiller:
             beta=self.params.beta,
             mask_ratio=self.params.mask_ratio,
             learning_rate=self.params.learning_rate,
+            precision=self.filler.precision,
         )
         yield from stacked.run(batch, self.params.iterations, generators=gens)
         return [self.from_batch(ybar, c, h, w) for ybar in stacked.running_average]
@@ -434,6 +437,7 @@ def denoise_planes(
         model_sha256=model.sha256,
         device=str(device),
         seconds=seconds,
+        precision=resolve_precision(params.precision, device),
         scales=[(s.low, s.high) for s in scales.values()],
         warnings=warnings,
     )

@@ -61,7 +61,9 @@ def _level(p: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, n: int, dep
     return _block(p, prefix + "fuse1", _block(p, prefix + "fuse3", merged, n), n)
 
 
-def stacked_forward(params: dict[str, torch.Tensor], x: torch.Tensor, n: int, scales: int = 5) -> torch.Tensor:
+def stacked_forward(
+    params: dict[str, torch.Tensor], x: torch.Tensor, n: int, scales: int = 5, precision: str = "float32"
+) -> torch.Tensor:
     """Run N networks on N planes at once.
 
     Parameters
@@ -77,7 +79,13 @@ def stacked_forward(params: dict[str, torch.Tensor], x: torch.Tensor, n: int, sc
     torch.Tensor
         ``(B, n * C, H, W)``, values in (0, 1).
     """
-    features = _level(params, "encoder_decoder.", x, n, scales - 1)
+    if precision == "bfloat16":
+        # As in IterativeFiller: bf16 body, float32 head and everything after.
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            features = _level(params, "encoder_decoder.", x, n, scales - 1)
+        features = features.float()
+    else:
+        features = _level(params, "encoder_decoder.", x, n, scales - 1)
     return torch.sigmoid(_conv(params, "head", features, n))
 
 
@@ -102,6 +110,7 @@ class StackedFiller:
         beta: float,
         mask_ratio: float,
         learning_rate: float,
+        precision: str = "float32",
     ) -> None:
         self.network = network
         self.names = [name for name, _ in network.named_parameters()]
@@ -109,6 +118,7 @@ class StackedFiller:
         self.beta = beta
         self.mask_ratio = mask_ratio
         self.learning_rate = learning_rate
+        self.precision = precision
         self.running_average: torch.Tensor | None = None
 
     def run(
@@ -154,7 +164,7 @@ class StackedFiller:
             # (n, B, C+K, H, W) -> (B, n*(C+K), H, W), plane-major channels.
             net_in = torch.cat([images * keep, keep.expand(n, b, k, h, w)], dim=2)
             net_in = net_in.transpose(0, 1).reshape(b, n * (c + k), h, w)
-            out = stacked_forward(params, net_in, n, self.network.scales)
+            out = stacked_forward(params, net_in, n, self.network.scales, self.precision)
             prediction = out.reshape(b, n, c, h, w).transpose(0, 1)
             with torch.no_grad():
                 dropped = keep.expand_as(ybar) == 0
