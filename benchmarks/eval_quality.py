@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-captures", action="store_true", help="FMD: all 48 raw images, not the 12 first")
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--only", help="only images whose name contains this text")
     parser.add_argument("--baselines", action="store_true", help="also score Gaussian blur and calibrated NL-means")
     parser.add_argument("--no-model", action="store_true", help="baselines only")
     parser.add_argument("--threads", type=int)
@@ -140,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset == "fmd"
         else load_cset9(args.crop, args.sigma)
     )
+    if args.only:
+        items = [item for item in items if args.only in item[0]]
     if args.limit:
         items = items[: args.limit]
 

@@ -41,6 +41,9 @@ def main(argv: list[str]) -> int:
         if "seconds" in run["mean"]:
             timing = f", {run['mean']['seconds']:.1f} s per image ({run['mean']['ms_per_iteration']:.0f} ms/iteration)"
         p = run["params"]
+        if "mpi" not in run["rows"][0]:
+            print(f"- {name}: baselines only, {run['device']}, {run['date'][:10]}")
+            continue
         print(
             f"- {name}: model `{run['model'].split('/')[-1]}`, T={p['iterations']}, beta={p['beta']}, "
             f"mask {p['mask_ratio']}, {p.get('precision', 'float32')}, {run['device']}, {run['date'][:10]}{timing}"
