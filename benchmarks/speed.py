@@ -44,11 +44,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_single(model, device, size: int, iterations: int, variant: dict) -> tuple[float, float]:
-    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
-    image = torch.rand(1, model.network.channels, size, size, device=device)
-    gen = torch.Generator(device).manual_seed(0)
-    run = filler.run(image, iterations + 2, generator=gen)
+def _time_run(run, device: torch.device, iterations: int) -> tuple[float, float]:
+    """Time the rest of a filling generator after two warm-up steps; (ms per iteration, peak MiB)."""
     next(run), next(run)  # warm-up (allocator, oneDNN/cuDNN kernel choice)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -61,21 +58,20 @@ def time_single(model, device, size: int, iterations: int, variant: dict) -> tup
     return 1000 * (time.perf_counter() - start) / iterations, peak
 
 
+def time_single(model, device, size: int, iterations: int, variant: dict) -> tuple[float, float]:
+    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
+    image = torch.rand(1, model.network.channels, size, size, device=device)
+    gen = torch.Generator(device).manual_seed(0)
+    return _time_run(filler.run(image, iterations + 2, generator=gen), device, iterations)
+
+
 def time_stack(model, device, size: int, planes: int, iterations: int) -> tuple[float, float]:
+    """Like time_single for stack mode; the time is per plane-iteration."""
     filler = StackedFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
     images = torch.rand(planes, 1, model.network.channels, size, size, device=device)
     gens = [torch.Generator(device).manual_seed(i) for i in range(planes)]
-    run = filler.run(images, iterations + 2, generators=gens)
-    next(run), next(run)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in run:
-        pass
-    _sync(device)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-    return 1000 * (time.perf_counter() - start) / iterations / planes, peak
+    ms, peak = _time_run(filler.run(images, iterations + 2, generators=gens), device, iterations)
+    return ms / planes, peak
 
 
 def main(argv: list[str] | None = None) -> int:

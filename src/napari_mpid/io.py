@@ -208,7 +208,7 @@ def write_tiff(
                 md["Info"] = "\n".join(f"{k} = {v}" for k, v in metadata.items())
             tifffile.imwrite(tmp, data, imagej=True, resolution=resolution, metadata=md)
         else:
-            md = {"axes": axes.replace("Q", "Q")}
+            md = {"axes": axes}
             for letter in "XYZ":
                 if letter in scale:
                     md[f"PhysicalSize{letter}"] = scale[letter]

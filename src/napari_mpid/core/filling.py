@@ -24,7 +24,15 @@ import torch
 
 from .network import SkipNetwork, network_input
 
-__all__ = ["IterativeFiller", "draw_keep_mask", "masked_loss", "pixel_shuffle_merge", "pixel_shuffle_split"]
+__all__ = [
+    "IterativeFiller",
+    "draw_keep_mask",
+    "injected_keep_mask",
+    "masked_loss",
+    "pixel_shuffle_merge",
+    "pixel_shuffle_split",
+    "update_running_average",
+]
 
 
 def draw_keep_mask(
@@ -62,6 +70,23 @@ def masked_loss(prediction: torch.Tensor, target: torch.Tensor, keep_mask: torch
     to that scale. ``keep_mask`` broadcasts over channels when it has one.
     """
     return ((prediction - target).square() * (1.0 - keep_mask)).mean()
+
+
+def injected_keep_mask(
+    keep_masks: torch.Tensor | Callable[[int], torch.Tensor], t: int, device: torch.device
+) -> torch.Tensor:
+    """Keep-mask of (0-based) iteration ``t`` from a tensor of masks or a function of t (tests)."""
+    keep = keep_masks(t) if callable(keep_masks) else keep_masks[t]
+    return keep.to(device, torch.float32)
+
+
+@torch.no_grad()
+def update_running_average(
+    running_average: torch.Tensor, prediction: torch.Tensor, keep_mask: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """``beta * ybar + (1 - beta) * y`` at the dropped pixels, ``ybar`` elsewhere (a new tensor)."""
+    dropped = keep_mask.expand_as(running_average) == 0
+    return torch.where(dropped, beta * running_average + (1.0 - beta) * prediction, running_average)
 
 
 def pixel_shuffle_split(image: torch.Tensor, factor: int) -> torch.Tensor:
@@ -171,15 +196,11 @@ class IterativeFiller:
                 if generator is None:
                     raise ValueError("a generator is needed when keep_masks is not given")
                 keep = draw_keep_mask(mask_shape, self.mask_ratio, generator, image.device)
-            elif callable(keep_masks):
-                keep = keep_masks(t).to(image.device, torch.float32)
             else:
-                keep = keep_masks[t].to(image.device, torch.float32)
+                keep = injected_keep_mask(keep_masks, t, image.device)
             prediction = self._forward(network_input(image, keep))
-            with torch.no_grad():
-                dropped = keep.expand_as(ybar) == 0
-                ybar = torch.where(dropped, self.beta * ybar + (1.0 - self.beta) * prediction, ybar)
-                self.running_average = ybar
+            ybar = update_running_average(ybar, prediction, keep, self.beta)
+            self.running_average = ybar
             if record is not None:
                 if t == 0:
                     record["first_output"] = prediction.detach().clone()

@@ -162,7 +162,7 @@ def network_input(image: torch.Tensor, keep_mask: torch.Tensor) -> torch.Tensor:
     return torch.cat([image * keep_mask, keep_mask], dim=1)
 
 
-def _level_keys(ours: str, theirs: str, innermost: bool) -> dict[str, str]:
+def _level_keys(ours: str, theirs: str) -> dict[str, str]:
     """Our names -> reference names for one scale (prefixes end with '.')."""
     concat = theirs + "1."
     pairs = {
@@ -193,8 +193,8 @@ def reference_key_map(scales: int = 5) -> dict[str, str]:
     """
     mapping: dict[str, str] = {}
     ours, theirs = "encoder_decoder.", "net."
-    for level in range(scales):
-        mapping.update(_level_keys(ours, theirs, level == scales - 1))
+    for _ in range(scales):
+        mapping.update(_level_keys(ours, theirs))
         ours, theirs = ours + "inner.", theirs + "1.1.7."
     mapping["head"] = f"net.{9}.1"
     return mapping

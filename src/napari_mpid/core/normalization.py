@@ -75,7 +75,7 @@ def fit_scale(data: np.ndarray, policy: str = "percentile") -> IntensityScale:
     Raises
     ------
     ValueError
-        Unknown policy, or "dtype" on a float array whose values leave [0, 1].
+        Unknown policy. ("dtype" on a float array falls back to "none": values used as they are.)
     """
     if policy == "none":
         return IntensityScale(0.0, 1.0, int(np.count_nonzero((data < 0) | (data > 1))))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.nn import functional as F
 
-from .filling import draw_keep_mask
+from .filling import draw_keep_mask, injected_keep_mask, update_running_average
 from .network import LEAKY_SLOPE, SkipNetwork
 
 __all__ = ["StackedFiller", "stacked_forward"]
@@ -157,19 +157,15 @@ class StackedFiller:
                 keep = torch.stack(
                     [draw_keep_mask((b, k, h, w), self.mask_ratio, g, images.device) for g in generators]
                 )
-            elif callable(keep_masks):
-                keep = keep_masks(t).to(images.device, torch.float32)
             else:
-                keep = keep_masks[t].to(images.device, torch.float32)
+                keep = injected_keep_mask(keep_masks, t, images.device)
             # (n, B, C+K, H, W) -> (B, n*(C+K), H, W), plane-major channels.
             net_in = torch.cat([images * keep, keep.expand(n, b, k, h, w)], dim=2)
             net_in = net_in.transpose(0, 1).reshape(b, n * (c + k), h, w)
             out = stacked_forward(params, net_in, n, self.network.scales, self.precision)
             prediction = out.reshape(b, n, c, h, w).transpose(0, 1)
-            with torch.no_grad():
-                dropped = keep.expand_as(ybar) == 0
-                ybar = torch.where(dropped, self.beta * ybar + (1.0 - self.beta) * prediction, ybar)
-                self.running_average = ybar
+            ybar = update_running_average(ybar, prediction, keep, self.beta)
+            self.running_average = ybar
             # Sum of the planes' own mean losses: plane k's gradient is exactly its own.
             per_plane = ((prediction - images).square() * (1.0 - keep)).flatten(1).mean(dim=1)
             optimizer.zero_grad(set_to_none=True)
