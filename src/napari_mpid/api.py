@@ -114,6 +114,7 @@ def pretrain(
     device: str = "auto",
     resume: str | Path | None = None,
     time_limit: float | None = None,
+    until: int | None = None,
     progress: bool = True,
     **config: Any,
 ) -> Path:
@@ -135,7 +136,7 @@ def pretrain(
 
         bar = tqdm(total=cfg.steps, unit="step", desc="pre-training")
     last_val = None
-    for step in pretrain_iter(folders, output, cfg, device=device, resume=resume, time_limit=time_limit):
+    for step in pretrain_iter(folders, output, cfg, device=device, resume=resume, time_limit=time_limit, until=until):
         if bar is not None:
             bar.n = step.step
             if step.validation_psnr is not None:

@@ -145,6 +145,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         "validation_every": args.validate_every,
         "checkpoint_every": args.checkpoint_every,
         "seed": args.seed,
+        "gray": args.gray,
     }
     resume = None
     if args.resume:
@@ -157,6 +158,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         device=args.device,
         resume=resume,
         time_limit=args.time_limit,
+        until=args.until,
         progress=not args.quiet,
         **config,
     )
@@ -208,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--resume", action="store_true", help="continue the run stored in --output")
     pre.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 = native gray model, 3 = RGB")
     pre.add_argument(
+        "--gray",
+        action="store_true",
+        help="convert colour images to gray first (a 3-channel model that sees gray replicated)",
+    )
+    pre.add_argument(
         "--mask",
         choices=("single", "multi"),
         default="single",
@@ -222,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--validate-every", type=int, default=250)
     pre.add_argument("--checkpoint-every", type=int, default=250)
     pre.add_argument("--time-limit", type=float, help="stop after this many seconds (resume later)")
+    pre.add_argument("--until", type=int, help="stop after this step (resume later; the schedule still spans --steps)")
     pre.add_argument("--device", default="auto")
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("-q", "--quiet", action="store_true")

@@ -58,19 +58,22 @@ def pretrain_iter(
     device: str = "auto",
     resume: str | Path | None = None,
     time_limit: float | None = None,
+    until: int | None = None,
 ) -> Iterator[PretrainProgress]:
     """Pre-train (or resume) and write checkpoints to ``output``; yields progress.
 
     A resumable checkpoint is written every ``config.checkpoint_every`` steps
     and at the end, plus ``<output stem>.weights.pt`` without the training
-    state (the file to ship or point the plugin at).
+    state (the file to ship or point the plugin at). ``until`` stops at that
+    step and ``time_limit`` after that many seconds; the cosine schedule still
+    spans ``config.steps``, so a later resume continues it exactly.
     """
     output = Path(output)
     images, info = collect_images(folders, config.crop_size)
     trainer = Pretrainer(images, config, resolve_device(device), data_info=info)
     if resume is not None:
         trainer.resume(resume)
-    for progress in trainer.run(time_limit=time_limit):
+    for progress in trainer.run(until=until, time_limit=time_limit):
         if trainer.step % config.checkpoint_every == 0:
             trainer.save(output)
         yield progress

@@ -2,9 +2,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from napari_mpid.core.checkpoints import CheckpointError, load_model
-from napari_mpid.core.network import SkipNetwork, convert_reference_state_dict, network_input, reference_key_map
+from napari_mpid.core.network import (
+    SkipNetwork,
+    convert_reference_state_dict,
+    network_input,
+    pointwise_conv,
+    reference_key_map,
+    reflect_pad,
+)
 
 
 def test_parameter_count_matches_the_paper():
@@ -63,3 +71,30 @@ def test_reference_checkpoints_load_strictly(anchors, name, multi):
 def test_other_reference_architectures_are_refused_clearly(anchors):
     with pytest.raises(CheckpointError, match="not an MPI skip-network checkpoint"):
         load_model(anchors / "ckpts" / "imgnet_30_multchannel_dncnn.pth")
+
+
+@pytest.mark.parametrize(("shape", "pad", "channels_last"), [((2, 3, 7, 9), 1, False), ((1, 4, 6, 5), 2, True)])
+def test_reflect_pad_matches_torch_values_and_gradients(shape, pad, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    ours_in = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    ours = reflect_pad(ours_in, pad)
+    theirs = F.pad(x, (pad,) * 4, mode="reflect")
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert ours.is_contiguous(memory_format=torch.channels_last) == channels_last
+    g = torch.randn_like(theirs)
+    (g_ours,) = torch.autograd.grad(ours, x, g)
+    (g_theirs,) = torch.autograd.grad(theirs, x, g)
+    torch.testing.assert_close(g_ours, g_theirs)
+
+
+def test_reflect_pad_rejects_too_small_planes():
+    with pytest.raises(ValueError, match="needs H and W"):
+        reflect_pad(torch.zeros(1, 1, 2, 5), 2)
+
+
+def test_pointwise_conv_equals_1x1_convolution():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 3, 1)
+    x = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(pointwise_conv(x, conv), conv(x), rtol=1e-5, atol=1e-6)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .network import SkipNetwork, network_input
+from .network import SkipNetwork, network_input, pointwise_conv
 
 __all__ = [
     "IterativeFiller",
@@ -222,5 +222,7 @@ class IterativeFiller:
             # that enter the running average are not rounded to bf16.
             with torch.autocast(net_input.device.type, dtype=torch.bfloat16):
                 features = self.network.encoder_decoder(net_input)
-            return torch.sigmoid(self.network.head(features.float()))
+            return torch.sigmoid(pointwise_conv(features.float(), self.network.head))
+        if self.channels_last:
+            return torch.sigmoid(pointwise_conv(self.network.encoder_decoder(net_input), self.network.head))
         return self.network(net_input)

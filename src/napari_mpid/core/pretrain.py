@@ -50,6 +50,10 @@ class PretrainConfig:
         In steps.
     seed : int
         Seeds data sampling, masks and the network initialisation.
+    gray : bool
+        Convert every image to luminance first, then replicate it to
+        ``channels`` (a 3-channel model that only ever sees gray, as the
+        paper feeds gray microscopy). Implied when ``channels`` is 1.
     """
 
     channels: int = 1
@@ -65,6 +69,7 @@ class PretrainConfig:
     checkpoint_every: int = 250
     validation_crops: int = 32
     seed: int = 0
+    gray: bool = False
 
 
 @dataclass
@@ -90,12 +95,16 @@ def psnr_style_loss(prediction: torch.Tensor, target: torch.Tensor, keep_mask: t
     return (10.0 / math.log(10.0) * torch.log(err + 1e-8)).mean()
 
 
-def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """``(H, W)`` or ``(H, W, S)`` float in [0, 1] -> ``(channels, H, W)``."""
+def _to_channels(image: np.ndarray, channels: int, gray: bool = False) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, S)`` float in [0, 1] -> ``(channels, H, W)``.
+
+    Colour becomes luminance (ITU-R 601 weights) for a 1-channel model or when
+    ``gray`` is set; gray is replicated for a 3-channel model.
+    """
     if image.ndim == 2:
         image = image[..., None]
     image = image[..., :3]
-    if channels == 1 and image.shape[-1] == 3:
+    if (channels == 1 or gray) and image.shape[-1] == 3:
         image = image @ np.array([0.299, 0.587, 0.114], dtype=image.dtype)
         image = image[..., None]
     if channels == 3 and image.shape[-1] == 1:
@@ -132,7 +141,7 @@ class Pretrainer:
         self.device = torch.device(device)
         self.data_info = data_info or {}
         c = config
-        images = [_to_channels(im, c.channels) for im in images]
+        images = [_to_channels(im, c.channels, c.gray) for im in images]
         small = [i for i, im in enumerate(images) if min(im.shape[1:]) < c.crop_size]
         if small:
             raise ValueError(f"{len(small)} images are smaller than the crop size {c.crop_size}")
@@ -140,7 +149,7 @@ class Pretrainer:
             validation_images = images[::20]
             images = [im for i, im in enumerate(images) if i % 20]
         else:
-            validation_images = [_to_channels(im, c.channels) for im in validation_images]
+            validation_images = [_to_channels(im, c.channels, c.gray) for im in validation_images]
         if not images:
             raise ValueError("no training images")
         self.images = [torch.from_numpy(im).to(self.device) for im in images]
@@ -320,7 +329,7 @@ class Pretrainer:
         mismatch = {
             k: (saved.get(k), v)
             for k, v in asdict(self.config).items()
-            if k in ("channels", "multi_channel_mask", "crop_size", "batch_size") and saved.get(k) != v
+            if k in ("channels", "multi_channel_mask", "crop_size", "batch_size", "gray") and saved.get(k, False) != v
         }
         if mismatch:
             raise CheckpointError(f"cannot resume {path}: settings differ {mismatch}")
