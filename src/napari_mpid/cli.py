@@ -34,6 +34,7 @@ _OPTION_NAMES = {
     "normalization": "--normalization",
     "precision": "--precision",
     "stack_planes": "--stack-planes",
+    "cuda_graphs": "--cuda-graphs",
 }
 
 

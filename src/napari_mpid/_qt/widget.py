@@ -33,7 +33,7 @@ __all__ = ["DenoiseWidget"]
 USER_ERRORS = (InputError, DeviceError, CheckpointError, ParameterError)
 CUSTOM = "custom"
 #: Fields shown under "advanced" (hidden until asked for).
-ADVANCED = ("learning_rate", "tile_size", "tile_overlap", "normalization", "precision", "stack_planes")
+ADVANCED = ("learning_rate", "tile_size", "tile_overlap", "normalization", "precision", "stack_planes", "cuda_graphs")
 #: Iterations between two live previews (for about 20 previews per plane).
 PREVIEWS_PER_PLANE = 20
 

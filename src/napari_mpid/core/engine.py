@@ -187,6 +187,7 @@ class _PlaneFiller:
             learning_rate=params.learning_rate,
             precision=precision,
             channels_last=precision == "bfloat16" or device.type == "cuda",
+            cuda_graph=params.cuda_graphs == "auto",
         )
 
     def min_side(self) -> int:
@@ -225,7 +226,8 @@ class _PlaneFiller:
         out = pixel_shuffle_merge(ybar, self.params.pd_factor)[0, :, :h, :w]
         if out.shape[0] != c:
             out = out.mean(dim=0, keepdim=True)
-        return out.detach().float().cpu().numpy()
+        # A copy: the filler keeps updating its buffer in place (previews).
+        return out.detach().float().cpu().numpy().copy()
 
     def _fill_tile(self, part: np.ndarray, gen: torch.Generator, tile: int, tiles: int):
         c, h, w = part.shape
@@ -245,6 +247,7 @@ class _PlaneFiller:
             mask_ratio=self.params.mask_ratio,
             learning_rate=self.params.learning_rate,
             precision=self.filler.precision,
+            cuda_graph=self.params.cuda_graphs == "auto",
         )
         yield from stacked.run(batch, self.params.iterations, generators=gens)
         return [self.from_batch(ybar, c, h, w) for ybar in stacked.running_average]

@@ -17,7 +17,8 @@ BatchNorm loses ~0.9 dB on a CSet crop).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -26,13 +27,20 @@ from .network import SkipNetwork, network_input, pointwise_conv
 
 __all__ = [
     "IterativeFiller",
+    "adam_for",
+    "cuda_graphs_supported",
     "draw_keep_mask",
     "injected_keep_mask",
     "masked_loss",
     "pixel_shuffle_merge",
     "pixel_shuffle_split",
+    "run_steps",
     "update_running_average",
 ]
+
+#: Eager iterations before a CUDA graph is captured (allocator and cuDNN
+#: autotuning settle; also real iterations of the fill).
+GRAPH_WARMUP = 3
 
 
 def draw_keep_mask(
@@ -89,6 +97,73 @@ def update_running_average(
     return torch.where(dropped, beta * running_average + (1.0 - beta) * prediction, running_average)
 
 
+def cuda_graphs_supported(device: torch.device, generators: Sequence[torch.Generator] = ()) -> bool:
+    """Whether an iteration on ``device`` can be captured as a CUDA graph.
+
+    Needs a CUDA device and, for mask generators other than the default one,
+    ``CUDAGraph.register_generator_state`` (graph-safe private generators).
+    """
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return not generators or hasattr(torch.cuda.CUDAGraph, "register_generator_state")
+
+
+def run_steps(
+    step: Callable[[], None],
+    iterations: int,
+    *,
+    capture: bool = False,
+    generators: Sequence[torch.Generator] = (),
+    warmup: int = GRAPH_WARMUP,
+) -> Iterator[int]:
+    """Run ``step`` ``iterations`` times, yielding t = 1..T after each.
+
+    With ``capture`` (CUDA only), the first ``warmup`` iterations run eagerly
+    on a side stream, then one iteration is captured as a CUDA graph and
+    replayed for the rest: a replay launches the ~300 kernels of an iteration
+    (mask draw, forward, loss, backward, Adam step, running-average update)
+    with one call, which removes the launch and Python overhead that dominates
+    small planes. ``step`` must then work on fixed buffers only (in-place
+    updates, masks drawn from ``generators``, no host synchronisation), and
+    the optimiser must be capturable. If capture fails, the remaining
+    iterations run eagerly with a warning: results are the same, only slower.
+    """
+    if not capture or iterations <= warmup:
+        for t in range(iterations):
+            step()
+            yield t + 1
+        return
+    side = torch.cuda.Stream()
+    for t in range(warmup):
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            step()
+        torch.cuda.current_stream().wait_stream(side)
+        yield t + 1
+    graph = torch.cuda.CUDAGraph()
+    for generator in generators:
+        graph.register_generator_state(generator)
+    try:
+        with torch.cuda.graph(graph):
+            step()  # recorded, not executed
+    except RuntimeError as exc:  # pragma: no cover - needs a GPU
+        warnings.warn(f"CUDA graph capture failed ({exc}); continuing without graphs", RuntimeWarning, stacklevel=2)
+        for t in range(warmup, iterations):
+            step()
+            yield t + 1
+        return
+    for t in range(warmup, iterations):  # pragma: no cover - needs a GPU
+        graph.replay()
+        yield t + 1
+
+
+def adam_for(params, learning_rate: float, device: torch.device, capturable: bool) -> torch.optim.Adam:
+    """Adam as the reference loop uses it; fused (one kernel) on CUDA, capturable for graphs."""
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=learning_rate, fused=True, capturable=capturable)
+    return torch.optim.Adam(params, lr=learning_rate)
+
+
 def pixel_shuffle_split(image: torch.Tensor, factor: int) -> torch.Tensor:
     """Split ``(1, C, H, W)`` into ``factor**2`` sub-images ``(f*f, C, H/f, W/f)``.
 
@@ -124,6 +199,13 @@ class IterativeFiller:
         Pre-trained state dict, already on the network's device.
     beta, mask_ratio, learning_rate : float
         See :class:`~napari_mpid.core.params.FillParams`.
+    precision : str
+        "float32" or "bfloat16" (convolutions only, see :meth:`_forward`).
+    channels_last : bool
+        NHWC activations (faster oneDNN/cuDNN kernels).
+    cuda_graph : bool
+        On CUDA, replay each iteration as one captured CUDA graph (see
+        :func:`run_steps`); ignored elsewhere and when masks are injected.
     """
 
     def __init__(
@@ -136,12 +218,14 @@ class IterativeFiller:
         learning_rate: float,
         precision: str = "float32",
         channels_last: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be float32 or bfloat16, not {precision!r}")
         self.network = network
         self.precision = precision
         self.channels_last = channels_last
+        self.cuda_graph = cuda_graph
         self.initial_state = initial_state
         self.beta = beta
         self.mask_ratio = mask_ratio
@@ -186,21 +270,32 @@ class IterativeFiller:
             net.to(memory_format=torch.channels_last)
         net.load_state_dict(self.initial_state)
         net.train()  # BatchNorm uses the statistics of this image (see module doc).
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
         b, _, h, w = image.shape
         mask_shape = (b, net.mask_channels, h, w)
+        if keep_masks is None and generator is None:
+            raise ValueError("a generator is needed when keep_masks is not given")
+        capture = (
+            self.cuda_graph
+            and keep_masks is None
+            and record is None
+            and cuda_graphs_supported(image.device, [generator] if generator is not None else [])
+        )
+        optimizer = adam_for(net.parameters(), self.learning_rate, image.device, capture)
+        # Fixed buffers, updated in place: what a captured CUDA graph replays on.
         ybar = image.detach().clone()
+        keep = torch.empty(mask_shape, device=image.device)
         self.running_average = ybar
-        for t in range(iterations):
+        t = 0
+
+        def step() -> None:
+            nonlocal t
             if keep_masks is None:
-                if generator is None:
-                    raise ValueError("a generator is needed when keep_masks is not given")
-                keep = draw_keep_mask(mask_shape, self.mask_ratio, generator, image.device)
+                keep.copy_(draw_keep_mask(mask_shape, self.mask_ratio, generator, image.device))
             else:
-                keep = injected_keep_mask(keep_masks, t, image.device)
+                keep.copy_(injected_keep_mask(keep_masks, t, image.device))
             prediction = self._forward(network_input(image, keep))
-            ybar = update_running_average(ybar, prediction, keep, self.beta)
-            self.running_average = ybar
+            with torch.no_grad():
+                ybar.copy_(update_running_average(ybar, prediction, keep, self.beta))
             if record is not None:
                 if t == 0:
                     record["first_output"] = prediction.detach().clone()
@@ -210,7 +305,9 @@ class IterativeFiller:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            yield t + 1
+            t += 1
+
+        yield from run_steps(step, iterations, capture=capture, generators=[generator] if capture else [])
 
     def _forward(self, net_input: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -220,7 +317,7 @@ class IterativeFiller:
             # GPU); weights, Adam state, loss and running average stay float32.
             # The 1x1 head and sigmoid run in float32 so that the predictions
             # that enter the running average are not rounded to bf16.
-            with torch.autocast(net_input.device.type, dtype=torch.bfloat16):
+            with torch.autocast(net_input.device.type, dtype=torch.bfloat16, cache_enabled=False):
                 features = self.network.encoder_decoder(net_input)
             return torch.sigmoid(pointwise_conv(features.float(), self.network.head))
         if self.channels_last:

@@ -18,8 +18,15 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.nn import functional as F
 
-from .filling import draw_keep_mask, injected_keep_mask, update_running_average
-from .network import LEAKY_SLOPE, SkipNetwork
+from .filling import (
+    adam_for,
+    cuda_graphs_supported,
+    draw_keep_mask,
+    injected_keep_mask,
+    run_steps,
+    update_running_average,
+)
+from .network import LEAKY_SLOPE, SkipNetwork, reflect_pad
 
 __all__ = ["StackedFiller", "stacked_forward"]
 
@@ -29,8 +36,7 @@ def _conv(p: dict[str, torch.Tensor], name: str, x: torch.Tensor, n: int, stride
     w = p[name + ".weight"]
     b = p[name + ".bias"]
     k = w.shape[-1]
-    if k > 1:
-        x = F.pad(x, ((k - 1) // 2,) * 4, mode="reflect")
+    x = reflect_pad(x, (k - 1) // 2)
     return F.conv2d(x, w.reshape(-1, *w.shape[2:]), b.reshape(-1), stride=stride, groups=n)
 
 
@@ -81,7 +87,7 @@ def stacked_forward(
     """
     if precision == "bfloat16":
         # As in IterativeFiller: bf16 body, float32 head and everything after.
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, cache_enabled=False):
             features = _level(params, "encoder_decoder.", x, n, scales - 1)
         features = features.float()
     else:
@@ -98,7 +104,7 @@ class StackedFiller:
         Gives the architecture; its weights are not used.
     initial_state : dict
         Pre-trained state dict (on the device); copied N times per run.
-    beta, mask_ratio, learning_rate : float
+    beta, mask_ratio, learning_rate, precision, cuda_graph
         As in :class:`~napari_mpid.core.filling.IterativeFiller`.
     """
 
@@ -111,8 +117,10 @@ class StackedFiller:
         mask_ratio: float,
         learning_rate: float,
         precision: str = "float32",
+        cuda_graph: bool = False,
     ) -> None:
         self.network = network
+        self.cuda_graph = cuda_graph
         self.names = [name for name, _ in network.named_parameters()]
         self.initial_state = initial_state
         self.beta = beta
@@ -147,28 +155,36 @@ class StackedFiller:
             .requires_grad_(True)
             for name in self.names
         }
-        optimizer = torch.optim.Adam(list(params.values()), lr=self.learning_rate)
+        if keep_masks is None and (generators is None or len(generators) != n):
+            raise ValueError("one generator per plane is needed when keep_masks is not given")
+        capture = self.cuda_graph and keep_masks is None and cuda_graphs_supported(images.device, generators or [])
+        # Adam is elementwise: one optimiser over the stacked tensors keeps
+        # every plane's moments separate.
+        optimizer = adam_for(list(params.values()), self.learning_rate, images.device, capture)
         ybar = images.detach().clone()
+        keep = torch.empty((n, b, k, h, w), device=images.device)
         self.running_average = ybar
-        for t in range(iterations):
+        t = 0
+
+        def step() -> None:
+            nonlocal t
             if keep_masks is None:
-                if generators is None or len(generators) != n:
-                    raise ValueError("one generator per plane is needed when keep_masks is not given")
-                keep = torch.stack(
-                    [draw_keep_mask((b, k, h, w), self.mask_ratio, g, images.device) for g in generators]
-                )
+                for i, g in enumerate(generators):
+                    keep[i].copy_(draw_keep_mask((b, k, h, w), self.mask_ratio, g, images.device))
             else:
-                keep = injected_keep_mask(keep_masks, t, images.device)
+                keep.copy_(injected_keep_mask(keep_masks, t, images.device))
             # (n, B, C+K, H, W) -> (B, n*(C+K), H, W), plane-major channels.
             net_in = torch.cat([images * keep, keep.expand(n, b, k, h, w)], dim=2)
             net_in = net_in.transpose(0, 1).reshape(b, n * (c + k), h, w)
             out = stacked_forward(params, net_in, n, self.network.scales, self.precision)
             prediction = out.reshape(b, n, c, h, w).transpose(0, 1)
-            ybar = update_running_average(ybar, prediction, keep, self.beta)
-            self.running_average = ybar
+            with torch.no_grad():
+                ybar.copy_(update_running_average(ybar, prediction, keep, self.beta))
             # Sum of the planes' own mean losses: plane k's gradient is exactly its own.
             per_plane = ((prediction - images).square() * (1.0 - keep)).flatten(1).mean(dim=1)
             optimizer.zero_grad(set_to_none=True)
             per_plane.sum().backward()
             optimizer.step()
-            yield t + 1
+            t += 1
+
+        yield from run_steps(step, iterations, capture=capture, generators=list(generators or []) if capture else [])
