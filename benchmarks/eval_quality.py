@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--beta", type=float)
     parser.add_argument("--mask-ratio", type=float)
+    parser.add_argument("--lr", type=float, help="Adam learning rate of the filling (default: the preset's)")
     parser.add_argument("--pd", type=int, default=1)
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--device", default="auto")
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["iterations"] = args.iterations
     if args.beta:
         changes["beta"] = args.beta
+    if args.lr:
+        changes["learning_rate"] = args.lr
     params = preset(args.preset, **changes)
     items = (
         load_fmd(args.crop, args.offset, args.all_captures)

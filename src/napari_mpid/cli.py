@@ -45,7 +45,8 @@ def _add_fill_options(parser: argparse.ArgumentParser) -> None:
         "--preset",
         choices=sorted(PRESETS),
         default="fast",
-        help="fast: T=200, beta=0.90; quality: T=1000, beta=0.99 (default: fast)",
+        help="fast: T=200, beta=0.90; quality: T=1000, beta=0.99; cpu: T=150, beta=0.90, lr 3e-3 "
+        "(fast-preset quality in 25%% fewer iterations, for machines without a GPU) (default: fast)",
     )
     for f in dataclasses.fields(FillParams):
         kind = {"int": int, "float": float}.get(str(f.type), str)

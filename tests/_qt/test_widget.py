@@ -62,6 +62,13 @@ def test_preset_sets_iterations_and_beta_and_editing_them_switches_to_custom(vie
     widget.preset.value = "fast"
     assert (widget.controls["iterations"].value, widget.controls["beta"].value) == (200, pytest.approx(0.90))
 
+    widget.preset.value = "cpu"
+    assert widget.controls["iterations"].value == 150
+    assert widget.controls["learning_rate"].value == pytest.approx(3e-3)
+    assert widget.params().learning_rate == pytest.approx(3e-3)
+    widget.controls["learning_rate"].value = 2e-3  # back to the fast learning rate, T still 150
+    assert widget.preset.value == "custom"
+
 
 def test_axes_are_guessed_from_axis_labels_and_rgb_and_validated(viewer_with_widget):
     viewer, widget = viewer_with_widget

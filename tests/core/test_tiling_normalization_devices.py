@@ -6,7 +6,7 @@ import torch
 
 from napari_mpid.core.devices import DeviceError, available_devices, resolve_device
 from napari_mpid.core.normalization import fit_scale
-from napari_mpid.core.params import FillParams, ParameterError, preset
+from napari_mpid.core.params import FillParams, ParameterError, preset, preset_name
 from napari_mpid.core.tiling import blend_weights, plan_tiles
 
 
@@ -70,6 +70,14 @@ def test_presets_match_the_paper():
     assert (preset("fast").iterations, preset("fast").beta) == (200, 0.90)
     assert (preset("quality").iterations, preset("quality").beta) == (1000, 0.99)
     assert preset("fast", mask_ratio=0.3).mask_ratio == 0.3
+
+
+def test_cpu_preset_and_preset_names():
+    cpu = preset("cpu")
+    assert (cpu.iterations, cpu.beta, cpu.learning_rate) == (150, 0.90, 3e-3)
+    assert preset_name(cpu) == "cpu"
+    assert preset_name(preset("quality", mask_ratio=0.3)) == "quality"  # mask ratio is not a preset field
+    assert preset_name(preset("fast", learning_rate=1e-3)) is None
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..core.checkpoints import CheckpointError
 from ..core.devices import DeviceError, available_devices, resolve_device
 from ..core.engine import DenoiseResult, InputError, Progress, resolve_axes
-from ..core.params import PRESETS, FillParams, ParameterError
+from ..core.params import PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
 from .controls import ModelPicker, device_tooltip, field_control, fill_fields
 from .layers import axes_help, guess_axes, publish, result_names
 
@@ -94,8 +94,9 @@ class DenoiseWidget(Container):
         self.image = create_widget(annotation=Image, name="image", label="input image",
                                    options={"tooltip": "Image layer to denoise."})
         self.preset = ComboBox(name="preset", label="preset", choices=[*PRESETS, CUSTOM],
-                               tooltip="Named settings of iterations and beta: fast (T=200, beta=0.90) "
-                                       "or quality (T=1000, beta=0.99); editing either switches to custom.")
+                               tooltip="Named settings of iterations, beta and learning rate: fast (T=200, beta=0.90), "
+                                       "quality (T=1000, beta=0.99) or cpu (T=150, beta=0.90, lr 0.003: the fast "
+                                       "preset's quality in fewer iterations); editing one switches to custom.")
         devices = available_devices()
         #: One control per FillParams field, by field name.
         self.controls: dict[str, Any] = {}
@@ -128,14 +129,13 @@ class DenoiseWidget(Container):
         self.extend([buttons, self.progress, self.status])
         self.native.setMinimumWidth(340)
         self._on_show_advanced(False)
-        self.preset.value = next((k for k, p in PRESETS.items()
-                                  if (p.iterations, p.beta) == (defaults.iterations, defaults.beta)), CUSTOM)
+        self.preset.value = preset_name(defaults) or CUSTOM
 
         self.image.changed.connect(self._on_image)
         self.axes.changed.connect(self._check_axes)
         self.preset.changed.connect(self._on_preset)
-        self.controls["iterations"].changed.connect(self._on_preset_field)
-        self.controls["beta"].changed.connect(self._on_preset_field)
+        for name in PRESET_FIELDS:
+            self.controls[name].changed.connect(self._on_preset_field)
         self.show_advanced.changed.connect(self._on_show_advanced)
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
@@ -155,16 +155,18 @@ class DenoiseWidget(Container):
         chosen = PRESETS[name]
         self._setting_preset = True
         try:
-            self.controls["iterations"].value = chosen.iterations
-            self.controls["beta"].value = chosen.beta
+            for field_name in PRESET_FIELDS:
+                self.controls[field_name].value = getattr(chosen, field_name)
         finally:
             self._setting_preset = False
 
     def _on_preset_field(self) -> None:
         if self._setting_preset:
             return
-        values = (self.controls["iterations"].value, self.controls["beta"].value)
-        match = next((k for k, p in PRESETS.items() if (p.iterations, p.beta) == values), CUSTOM)
+        values = {name: self.controls[name].value for name in PRESET_FIELDS}
+        match = next(
+            (k for k, p in PRESETS.items() if all(getattr(p, n) == v for n, v in values.items())), CUSTOM
+        )
         self._setting_preset = True
         try:
             self.preset.value = match
