@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -41,7 +42,9 @@ from napari_mpid.api import load_model
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.params import preset
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
+# ../shared/data/eval beside the repository, or MPID_EVAL_DIR (e.g. the copy that
+# scripts/device_prepare.sh makes for a GPU machine, where ../shared does not travel).
+EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
 
 
 def load_fmd(crop: int | None, offset: int | None, all_captures: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
