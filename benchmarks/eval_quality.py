@@ -40,7 +40,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from napari_mpid import __version__
 from napari_mpid.api import load_model
 from napari_mpid.core.engine import denoise_planes
-from napari_mpid.core.params import preset
+from napari_mpid.core.params import PRESETS, preset
 
 # ../shared/data/eval beside the repository, or MPID_EVAL_DIR (e.g. the copy that
 # scripts/device_prepare.sh makes for a GPU machine, where ../shared does not travel).
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=("fmd", "cset9"))
     parser.add_argument("--model", default="real-noise")
-    parser.add_argument("--preset", choices=("fast", "quality"), default="fast")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="fast")
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--beta", type=float)
     parser.add_argument("--mask-ratio", type=float)

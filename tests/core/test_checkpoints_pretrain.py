@@ -102,3 +102,39 @@ def test_weights_only_checkpoint_cannot_be_resumed(tmp_path):
     trainer.save(tmp_path / "w.pt", with_training_state=False)
     with pytest.raises(CheckpointError, match="no training state"):
         Pretrainer(_images(), _config()).resume(tmp_path / "w.pt")
+
+
+def test_gray_option_feeds_a_3_channel_model_luminance_only():
+    rng = np.random.default_rng(1)
+    colour = [rng.random((48, 48, 3)).astype(np.float32) for _ in range(25)]
+    trainer = Pretrainer(colour, _config(channels=3, gray=True))
+    crops, _keep = trainer.validation
+    assert crops.shape[1] == 3
+    torch.testing.assert_close(crops[:, 0], crops[:, 1], rtol=0, atol=0)
+    torch.testing.assert_close(crops[:, 0], crops[:, 2], rtol=0, atol=0)
+    assert not torch.equal(Pretrainer(colour, _config(channels=3)).validation[0][:, 0], crops[:, 0])
+
+
+def test_resume_refuses_a_different_gray_setting(tmp_path):
+    trainer = Pretrainer(_images(), _config(channels=3, gray=True))
+    trainer.save(tmp_path / "g.pt")
+    with pytest.raises(CheckpointError, match="gray"):
+        Pretrainer(_images(), _config(channels=3)).resume(tmp_path / "g.pt")
+
+
+def test_cli_until_stops_mid_schedule_and_resume_finishes(tmp_path):
+    from PIL import Image
+
+    from napari_mpid.cli import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, image in enumerate(_images()[:6]):
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "run.pt"
+    common = [str(folder), "-o", str(out), "--crop-size", "40", "--batch-size", "2", "--steps", "6", "-q"]
+    common += ["--validate-every", "3", "--checkpoint-every", "3"]
+    assert main(["pretrain", *common, "--until", "3"]) == 0
+    assert torch.load(out, weights_only=True)["training"]["step"] == 3
+    assert main(["pretrain", *common, "--resume"]) == 0
+    assert torch.load(out, weights_only=True)["training"]["step"] == 6
