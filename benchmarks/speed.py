@@ -11,6 +11,10 @@ CPU, 256x256 gray (the issue's CPU target)::
 
     python benchmarks/speed.py --device cpu --sizes 256 --threads 2
 
+Where the time goes (operator table), e.g. before/after our padding and head::
+
+    python benchmarks/speed.py --device cpu --sizes 256 --threads 1 --profile "bf16 channels_last stock ops"
+
 GPU, one prepared call::
 
     python benchmarks/speed.py --device cuda --sizes 256 512 1024 --stacks 1 8 32 --json $OUT/speed.json
@@ -115,6 +119,28 @@ def time_stack(model, device, size: int, planes: int, iterations: int, variant: 
     return ms / planes, peak
 
 
+def profile(model, device: torch.device, size: int, iterations: int, name: str) -> int:
+    """Print where the time of ``iterations`` iterations of one variant goes, by operator."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    variant = dict(VARIANTS[name])
+    stock = variant.pop("stock_ops", False)
+    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
+    image = torch.rand(1, model.network.channels, size, size, device=device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with stock_ops(stock):
+        run = filler.run(image, iterations + 2, generator=torch.Generator(device).manual_seed(0))
+        next(run), next(run)
+        with torch_profile(activities=activities) as prof:
+            for _ in run:
+                pass
+            _sync(device)
+    print(f"{name}, {size}x{size}, {iterations} iterations, {torch.get_num_threads()} threads")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -129,12 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         "--stack-variants", nargs="+", default=["bf16 channels_last"], choices=list(VARIANTS), help="for --stacks"
     )
     parser.add_argument("--json")
+    parser.add_argument(
+        "--profile",
+        choices=list(VARIANTS),
+        help="instead of the table: torch.profiler breakdown of this variant at the first size (top operators)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     variants = args.variants or [v for v in VARIANTS if device.type == "cuda" or v not in CUDA_ONLY]
     model = load_model(f"random-init:{args.channels}:single", device)
+    if args.profile:
+        return profile(model, device, args.sizes[0], args.iterations, args.profile)
     results: dict[str, list[float]] = {}
     peaks: dict[str, float] = {}
     for _ in range(args.rounds):

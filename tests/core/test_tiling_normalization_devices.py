@@ -78,6 +78,7 @@ def test_cpu_preset_and_preset_names():
     assert preset_name(cpu) == "cpu"
     assert preset_name(preset("quality", mask_ratio=0.3)) == "quality"  # mask ratio is not a preset field
     assert preset_name(preset("fast", learning_rate=1e-3)) is None
+    assert preset_name({"iterations": 150, "beta": 0.90, "learning_rate": 3e-3}) == "cpu"
 
 
 @pytest.mark.parametrize(

@@ -163,10 +163,7 @@ class DenoiseWidget(Container):
     def _on_preset_field(self) -> None:
         if self._setting_preset:
             return
-        values = {name: self.controls[name].value for name in PRESET_FIELDS}
-        match = next(
-            (k for k, p in PRESETS.items() if all(getattr(p, n) == v for n, v in values.items())), CUSTOM
-        )
+        match = preset_name({name: self.controls[name].value for name in PRESET_FIELDS}) or CUSTOM
         self._setting_preset = True
         try:
             self.preset.value = match

@@ -9,6 +9,7 @@ hand-maintained copy of the parameters anywhere.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,9 +217,10 @@ PRESETS: dict[str, FillParams] = {
 }
 
 
-def preset_name(params: FillParams) -> str | None:
-    """The preset whose :data:`PRESET_FIELDS` equal those of ``params``, if any."""
-    values = tuple(getattr(params, f) for f in PRESET_FIELDS)
+def preset_name(params: FillParams | Mapping[str, Any]) -> str | None:
+    """The preset whose :data:`PRESET_FIELDS` equal those of ``params`` (or of a field -> value mapping)."""
+    get = params.get if isinstance(params, Mapping) else lambda name: getattr(params, name)
+    values = tuple(get(f) for f in PRESET_FIELDS)
     return next((k for k, p in PRESETS.items() if tuple(getattr(p, f) for f in PRESET_FIELDS) == values), None)
 
 
