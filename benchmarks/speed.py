@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 import torch
 from torch.nn import functional as F
 
-from napari_mpid.core import filling, network
+from napari_mpid.core import filling, graphs, network
 from napari_mpid.core.checkpoints import load_model
 from napari_mpid.core.devices import resolve_device
 from napari_mpid.core.filling import IterativeFiller
@@ -95,7 +95,7 @@ def time_single(model, device, size: int, iterations: int, variant: dict) -> tup
     image = torch.rand(1, model.network.channels, size, size, device=device)
     gen = torch.Generator(device).manual_seed(0)
     # Graphs replay from the 4th iteration: time after the warm-up and capture.
-    warm = filling.GRAPH_WARMUP + 1 if variant.get("cuda_graph") else 2
+    warm = graphs.GRAPH_WARMUP + 1 if variant.get("cuda_graph") else 2
     with stock_ops(stock):
         return _time_run(filler.run(image, iterations + warm, generator=gen), device, iterations, warm)
 
@@ -114,7 +114,7 @@ def time_stack(model, device, size: int, planes: int, iterations: int, variant: 
     )
     images = torch.rand(planes, 1, model.network.channels, size, size, device=device)
     gens = [torch.Generator(device).manual_seed(i) for i in range(planes)]
-    warm = filling.GRAPH_WARMUP + 1 if graph else 2
+    warm = graphs.GRAPH_WARMUP + 1 if graph else 2
     ms, peak = _time_run(filler.run(images, iterations + warm, generators=gens), device, iterations, warm)
     return ms / planes, peak
 

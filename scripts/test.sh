@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m ruff check src tests benchmarks scripts
+.venv/bin/python -m ruff format --check src tests benchmarks scripts
 .venv/bin/npe2 validate napari-mpid
 exec .venv/bin/python -m pytest -q --durations=15 "$@"

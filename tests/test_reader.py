@@ -78,8 +78,12 @@ def test_writer_round_trip_keeps_axes_scale_and_float_data(tmp_path):
 
     data = np.random.default_rng(1).normal(100, 5, (2, 40, 50))
     path = str(tmp_path / "denoised.tif")
-    meta = {"axis_labels": ("z", "y", "x"), "scale": (2.0, 0.5, 0.5), "units": ("micrometer",) * 3,
-            "metadata": {"param_iterations": 2, "model": "random-init:1:single", "intensity_scales": [[1, 2]]}}
+    meta = {
+        "axis_labels": ("z", "y", "x"),
+        "scale": (2.0, 0.5, 0.5),
+        "units": ("micrometer",) * 3,
+        "metadata": {"param_iterations": 2, "model": "random-init:1:single", "intensity_scales": [[1, 2]]},
+    }
 
     assert write_image(path, data, meta) == [path]
     [(array, kwargs, _)] = read_files(path)

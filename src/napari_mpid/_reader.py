@@ -20,8 +20,14 @@ __all__ = ["BIO_SUFFIXES", "image_layer_kwargs", "napari_get_reader", "read_file
 BIO_SUFFIXES = (".czi", ".nd2", ".lif", ".lsm", ".oib", ".oif", ".vsi", ".ims")
 #: Axis letter -> napari axis label.
 _LABELS = {"T": "t", "Z": "z", "C": "c", "Y": "y", "X": "x", "Q": "q"}
-_UNITS = {"µm": "micrometer", "\\u00B5m": "micrometer", "um": "micrometer", "micron": "micrometer",
-          "nm": "nanometer", "mm": "millimeter"}
+_UNITS = {
+    "µm": "micrometer",
+    "\\u00B5m": "micrometer",
+    "um": "micrometer",
+    "micron": "micrometer",
+    "nm": "nanometer",
+    "mm": "millimeter",
+}
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -67,8 +73,7 @@ def image_layer_kwargs(image: ImageData, name: str) -> dict[str, Any]:
         "rgb": rgb,
         "axis_labels": tuple(_LABELS.get(a, a.lower()) for a in layer_axes),
         "scale": tuple(float(image.scale.get(a, 1.0)) for a in layer_axes),
-        "metadata": {"axes": axes, "source": image.source, "unit": image.unit,
-                     "pixel_size": dict(image.scale)},
+        "metadata": {"axes": axes, "source": image.source, "unit": image.unit, "pixel_size": dict(image.scale)},
     }
     unit = _UNITS.get(image.unit or "", image.unit)
     if unit and _units_supported():

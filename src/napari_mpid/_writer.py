@@ -19,9 +19,7 @@ def _axes(data: np.ndarray, meta: dict[str, Any]) -> str:
     if meta.get("rgb"):
         letters.append("S")
     axes = "".join(letters)
-    if len(axes) != data.ndim or "Y" not in axes or "X" not in axes or any(
-        axes.count(a) > 1 for a in "TZCYXS"
-    ):
+    if len(axes) != data.ndim or "Y" not in axes or "X" not in axes or any(axes.count(a) > 1 for a in "TZCYXS"):
         axes = "Q" * (data.ndim - (3 if meta.get("rgb") else 2)) + ("YXS" if meta.get("rgb") else "YX")
     return axes
 

@@ -39,7 +39,7 @@ _OPTION_NAMES = {
 
 
 def _add_fill_options(parser: argparse.ArgumentParser) -> None:
-    from .core.params import PRESETS, FillParams
+    from .core.params import PRESETS, FillParams, field_kind
 
     parser.add_argument(
         "--preset",
@@ -49,7 +49,7 @@ def _add_fill_options(parser: argparse.ArgumentParser) -> None:
         "(fast-preset quality in 25%% fewer iterations, for machines without a GPU) (default: fast)",
     )
     for f in dataclasses.fields(FillParams):
-        kind = {"int": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "float": float}.get(field_kind(f), str)
         help_text = f.metadata["help"]
         if f.name == "model":
             help_text += " Bundled: real-noise (default), pixel-independent."

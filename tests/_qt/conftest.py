@@ -26,8 +26,7 @@ def stack() -> np.ndarray:
 def viewer_with_widget(make_napari_viewer, stack):
     """A viewer holding "cells" (scaled z-stack) with the widget docked through the manifest."""
     viewer = make_napari_viewer()
-    viewer.add_image(stack, name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20),
-                     axis_labels=("z", "y", "x"))
+    viewer.add_image(stack, name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20), axis_labels=("z", "y", "x"))
     _, widget = viewer.window.add_plugin_dock_widget("napari-mpid", "Zero-shot denoise")
     widget.controls["model"].value = TEST_MODEL
     widget.controls["iterations"].value = 2

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.filling import GRAPH_WARMUP, IterativeFiller, cuda_graphs_supported, run_steps
+from napari_mpid.core.filling import IterativeFiller
+from napari_mpid.core.graphs import GRAPH_WARMUP, cuda_graphs_supported, run_steps
 from napari_mpid.core.params import FillParams, ParameterError
 from napari_mpid.core.stacked import StackedFiller
 

@@ -132,8 +132,10 @@ def test_progress_fraction_and_eta():
 def test_preview_is_in_input_units(params):
     image = (np.random.default_rng(6).random((40, 40)) * 1000 + 500).astype(np.uint16)
     steps, _ = run(denoise_planes(image, params, preview_every=1))
-    assert steps[-1].preview.shape == (40, 40)
-    assert 300 < float(steps[-1].preview.mean()) < 1700
+    previews = [s.preview for s in steps if s.event == "iteration"]
+    assert len(previews) == 2 and all(p.shape == (40, 40) for p in previews)
+    assert 300 < float(previews[-1].mean()) < 1700
+    assert steps[-1].event == "plane" and steps[-1].preview is None
 
 
 def test_pixel_shuffle_handles_sizes_not_divisible_by_the_factor(params):
@@ -145,12 +147,13 @@ def test_pixel_shuffle_handles_sizes_not_divisible_by_the_factor(params):
 def test_large_planes_are_tiled_without_seams(params):
     # Each tile is fine-tuned on its own, so tiles disagree a little; blending
     # must spread that over the overlap instead of leaving a step at a tile edge.
-    from napari_mpid.core.tiling import tile_starts
+    from napari_mpid.core.tiling import axis_tiles
 
     image = np.random.default_rng(8).normal(0.5, 0.05, (96, 200)).astype(np.float32)
     p = params.replace(tile_size=80, tile_overlap=24, iterations=3)
     steps, result = run(denoise_planes(image, p))
-    assert steps[-1].tiles == len(tile_starts(96, 80, 24)) * len(tile_starts(200, 80, 24))
+    (rows, _), (columns, width) = axis_tiles(96, 80, 24), axis_tiles(200, 80, 24)
+    assert steps[-1].tiles == len(rows) * len(columns)
     column_jump = np.abs(np.diff(result.denoised, axis=1)).mean(axis=0)
-    edges = [s - 1 for s in tile_starts(200, 80, 24)[1:]] + [s + 79 for s in tile_starts(200, 80, 24)[:-1]]
+    edges = [s - 1 for s in columns[1:]] + [s + width - 1 for s in columns[:-1]]
     assert column_jump[edges].max() < 1.5 * np.median(column_jump)

@@ -5,13 +5,8 @@ import pytest
 import torch
 
 from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.filling import (
-    IterativeFiller,
-    draw_keep_mask,
-    masked_loss,
-    pixel_shuffle_merge,
-    pixel_shuffle_split,
-)
+from napari_mpid.core.filling import IterativeFiller, draw_keep_mask, masked_loss
+from napari_mpid.core.shuffle import pixel_shuffle_merge, pixel_shuffle_split
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.85])

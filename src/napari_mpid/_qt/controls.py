@@ -13,12 +13,22 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox, Widget
 
-from ..core.params import BUNDLED_MODELS, FillParams
+from ..core.params import BUNDLED_MODELS, FillParams, field_kind
 
-__all__ = ["CHECKPOINT_CHOICE", "ModelPicker", "device_tooltip", "field_control", "fill_fields"]
+__all__ = [
+    "CHECKPOINT_CHOICE",
+    "MODEL_DEFAULT_TEXT",
+    "ModelPicker",
+    "OptionalFloatBox",
+    "device_tooltip",
+    "field_control",
+    "fill_fields",
+]
 
 #: Entry of the model list that reveals the checkpoint file picker.
 CHECKPOINT_CHOICE = "checkpoint file..."
+#: What an optional float control shows when it is left to the model.
+MODEL_DEFAULT_TEXT = "model's own"
 
 
 def fill_fields() -> dict[str, dataclasses.Field]:
@@ -47,8 +57,9 @@ def _float_box(name: str, f: dataclasses.Field, tooltip: str) -> FloatSpinBox:
     return box
 
 
-def field_control(f: dataclasses.Field, *, choices: tuple[str, ...] | None = None,
-                  tooltip: str | None = None) -> Widget:
+def field_control(
+    f: dataclasses.Field, *, choices: tuple[str, ...] | None = None, tooltip: str | None = None
+) -> Widget:
     """A magicgui widget for one FillParams field (type, bounds, default, help).
 
     Parameters
@@ -63,16 +74,46 @@ def field_control(f: dataclasses.Field, *, choices: tuple[str, ...] | None = Non
     name = f.name
     tip = tooltip or f.metadata["help"]
     label = name.replace("_", " ")
-    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    kind = field_kind(f)
+    if kind == "float" and f.default is None:
+        return OptionalFloatBox(f, tip)
     if kind == "int":
-        return SpinBox(name=name, label=label, tooltip=tip, value=f.default,
-                       min=f.metadata["min"], max=f.metadata["max"])
+        return SpinBox(
+            name=name, label=label, tooltip=tip, value=f.default, min=f.metadata["min"], max=f.metadata["max"]
+        )
     if kind == "float":
         return _float_box(name, f, tip)
     options = choices if choices is not None else f.metadata.get("choices")
     if options:
         return ComboBox(name=name, label=label, tooltip=tip, choices=list(options), value=f.default)
     return LineEdit(name=name, label=label, tooltip=tip, value=f.default)
+
+
+class OptionalFloatBox(FloatSpinBox):
+    """A float field whose default, None, means "the model's own value".
+
+    The spin box's lowest position (0) stands for None and shows
+    :data:`MODEL_DEFAULT_TEXT`; ``value`` is None there and a float elsewhere.
+    """
+
+    def __init__(self, f: dataclasses.Field, tooltip: str) -> None:
+        super().__init__(name=f.name, label=f.name.replace("_", " "), tooltip=tooltip)
+        digits = _decimals(f.metadata["min"], f.metadata["max"])
+        self.native.setDecimals(digits)
+        self.min, self.max = 0.0, f.metadata["max"]
+        self.step = 10.0 ** -min(digits, 3) if f.metadata["max"] <= 1 else 0.1
+        self.native.setSpecialValueText(MODEL_DEFAULT_TEXT)
+        self._floor = f.metadata["min"]
+        FloatSpinBox.value.fset(self, 0.0)
+
+    @property  # type: ignore[override]
+    def value(self) -> float | None:
+        number = FloatSpinBox.value.fget(self)
+        return None if number < self._floor else number
+
+    @value.setter
+    def value(self, number: float | None) -> None:
+        FloatSpinBox.value.fset(self, 0.0 if number is None else number)
 
 
 class ModelPicker(Container):
@@ -87,11 +128,21 @@ class ModelPicker(Container):
         #: Model specs set programmatically (e.g. "random-init:1:single"), listed after the bundled ones.
         self.specs: list[str] = []
         # Choices from a callable, so that napari's reset_choices (on every layer change) keeps the specs.
-        self.choice = ComboBox(name="model", label="model", tooltip=tip,
-                               choices=lambda _: [*BUNDLED_MODELS, *self.specs, CHECKPOINT_CHOICE], value=f.default)
-        self.file = FileEdit(name="checkpoint", label="checkpoint", mode="r",
-                             filter="Checkpoints (*.pt *.pth *.ckpt);;All files (*)",
-                             tooltip="Checkpoint file (ours or the MPI authors' format).", visible=False)
+        self.choice = ComboBox(
+            name="model",
+            label="model",
+            tooltip=tip,
+            choices=lambda _: [*BUNDLED_MODELS, *self.specs, CHECKPOINT_CHOICE],
+            value=f.default,
+        )
+        self.file = FileEdit(
+            name="checkpoint",
+            label="checkpoint",
+            mode="r",
+            filter="Checkpoints (*.pt *.pth *.ckpt);;All files (*)",
+            tooltip="Checkpoint file (ours or the MPI authors' format).",
+            visible=False,
+        )
         super().__init__(name="model", widgets=[self.choice, self.file], labels=False, tooltip=tip)
         self.margins = (0, 0, 0, 0)
         self.choice.changed.connect(self._on_choice)
@@ -136,4 +187,3 @@ def device_tooltip(help_text: str, devices: list[str]) -> str:
             "and check `nvidia-smi` to use an NVIDIA GPU."
         )
     return "\n".join(lines)
-

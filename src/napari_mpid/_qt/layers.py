@@ -16,12 +16,23 @@ __all__ = ["guess_axes", "layer_geometry", "noise_limits", "publish", "result_na
 
 # napari axis labels (lower-cased) that name one of our axis letters.
 _LABEL_ALIASES = {
-    "t": "T", "time": "T", "frame": "T",
-    "z": "Z", "depth": "Z", "slice": "Z", "plane": "Z",
-    "c": "C", "channel": "C", "ch": "C",
-    "y": "Y", "row": "Y",
-    "x": "X", "col": "X", "column": "X",
-    "s": "S", "q": "Q",
+    "t": "T",
+    "time": "T",
+    "frame": "T",
+    "z": "Z",
+    "depth": "Z",
+    "slice": "Z",
+    "plane": "Z",
+    "c": "C",
+    "channel": "C",
+    "ch": "C",
+    "y": "Y",
+    "row": "Y",
+    "x": "X",
+    "col": "X",
+    "column": "X",
+    "s": "S",
+    "q": "Q",
 }
 
 
@@ -106,15 +117,30 @@ def publish(viewer: Any, source: Any, result: DenoiseResult) -> tuple[Any, Any]:
     meta = {**result.metadata(), "source_layer": source.name}
     common = {**layer_geometry(source), "rgb": bool(source.rgb)}
     limits = tuple(float(v) for v in source.contrast_limits)
-    denoised = _set_or_add(viewer, denoised_name, result.denoised, {
-        **common, "contrast_limits": limits, "colormap": source.colormap.name if not source.rgb else "gray",
-        "metadata": {**meta, "layer": "denoised"},
-    })
+    denoised = _set_or_add(
+        viewer,
+        denoised_name,
+        result.denoised,
+        {
+            **common,
+            "contrast_limits": limits,
+            "colormap": source.colormap.name if not source.rgb else "gray",
+            "metadata": {**meta, "layer": "denoised"},
+        },
+    )
     # RGB noise maps keep their colour axis: with limits symmetric around 0, grey means no noise.
-    noise = _set_or_add(viewer, noise_name, result.noise_map, {
-        **common, "contrast_limits": noise_limits(result.noise_map), "colormap": "gray",
-        "metadata": {**meta, "layer": "noise map"}, "visible": False,
-    })
+    noise = _set_or_add(
+        viewer,
+        noise_name,
+        result.noise_map,
+        {
+            **common,
+            "contrast_limits": noise_limits(result.noise_map),
+            "colormap": "gray",
+            "metadata": {**meta, "layer": "noise map"},
+            "visible": False,
+        },
+    )
     return denoised, noise
 
 

@@ -45,8 +45,9 @@ class _Failed:
     message: str
 
 
-def _run(image: np.ndarray, params: FillParams, axes: str,
-         preview_every: int | None) -> Generator[Progress, None, DenoiseResult | _Failed]:
+def _run(
+    image: np.ndarray, params: FillParams, axes: str, preview_every: int | None
+) -> Generator[Progress, None, DenoiseResult | _Failed]:
     """The worker's generator: the API's, with user errors turned into a value."""
     from ..api import denoise_iter
 
@@ -91,12 +92,17 @@ class DenoiseWidget(Container):
         fields = fill_fields()
         defaults = FillParams()
 
-        self.image = create_widget(annotation=Image, name="image", label="input image",
-                                   options={"tooltip": "Image layer to denoise."})
-        self.preset = ComboBox(name="preset", label="preset", choices=[*PRESETS, CUSTOM],
-                               tooltip="Named settings of iterations, beta and learning rate: fast (T=200, beta=0.90), "
-                                       "quality (T=1000, beta=0.99) or cpu (T=150, beta=0.90, lr 0.003: the fast "
-                                       "preset's quality in fewer iterations); editing one switches to custom.")
+        self.image = create_widget(
+            annotation=Image, name="image", label="input image", options={"tooltip": "Image layer to denoise."}
+        )
+        self.preset = ComboBox(
+            name="preset",
+            label="preset",
+            choices=[*PRESETS, CUSTOM],
+            tooltip="Named settings of iterations, beta and learning rate: fast (T=200, beta=0.90), "
+            "quality (T=1000, beta=0.99) or cpu (T=150, beta=0.90, lr 0.003: the fast "
+            "preset's quality in fewer iterations); editing one switches to custom.",
+        )
         devices = available_devices()
         #: One control per FillParams field, by field name.
         self.controls: dict[str, Any] = {}
@@ -104,17 +110,19 @@ class DenoiseWidget(Container):
             if name == "model":
                 control = ModelPicker(f)
             elif name == "device":
-                control = field_control(f, choices=tuple(devices),
-                                        tooltip=device_tooltip(f.metadata["help"], devices))
+                control = field_control(f, choices=tuple(devices), tooltip=device_tooltip(f.metadata["help"], devices))
             else:
                 control = field_control(f)
             self.controls[name] = control
         self.axes = LineEdit(name="axes", label="axes", tooltip=axes_help())
         self.axes_status = Label(name="axes_status", label=" ")
         self.show_advanced = CheckBox(name="show_advanced", text="advanced settings", value=False)
-        self.live_preview = CheckBox(name="live_preview", text="live preview",
-                                     tooltip="Show the running average of the current plane while filling "
-                                             "(a temporary layer, removed when the run ends).")
+        self.live_preview = CheckBox(
+            name="live_preview",
+            text="live preview",
+            tooltip="Show the running average of the current plane while filling "
+            "(a temporary layer, removed when the run ends).",
+        )
         self.run_button = PushButton(name="run", text="Run")
         self.cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
         self.progress = ProgressBar(name="progress", label="progress", min=0, max=1000, value=0)
@@ -219,8 +227,9 @@ class DenoiseWidget(Container):
             show_error("Zero-shot denoise: choose an image layer first.")
             return None
         if layer.multiscale:
-            show_error(f"Zero-shot denoise: {layer.name} is multiscale; denoise its full-resolution level "
-                       "as a separate layer.")
+            show_error(
+                f"Zero-shot denoise: {layer.name} is multiscale; denoise its full-resolution level as a separate layer."
+            )
             return None
         try:
             params = self.params()
@@ -279,8 +288,14 @@ class DenoiseWidget(Container):
         if name in self.viewer.layers:
             self.viewer.layers[name].data = plane
         else:
-            self.viewer.add_image(plane, name=name, rgb=source.rgb, contrast_limits=source.contrast_limits,
-                                  colormap=source.colormap.name if not source.rgb else "gray", **spatial)
+            self.viewer.add_image(
+                plane,
+                name=name,
+                rgb=source.rgb,
+                contrast_limits=source.contrast_limits,
+                colormap=source.colormap.name if not source.rgb else "gray",
+                **spatial,
+            )
 
     def _remove_preview(self) -> None:
         if self._source is not None and self._preview_name() in self.viewer.layers:

@@ -17,30 +17,22 @@ BatchNorm loses ~0.9 dB on a CSet crop).
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
+from .graphs import cuda_graphs_supported, run_steps
 from .network import SkipNetwork, network_input, pointwise_conv
+from .optim import adam_for
 
 __all__ = [
     "IterativeFiller",
-    "adam_for",
-    "cuda_graphs_supported",
     "draw_keep_mask",
     "injected_keep_mask",
     "masked_loss",
-    "pixel_shuffle_merge",
-    "pixel_shuffle_split",
-    "run_steps",
     "update_running_average",
 ]
-
-#: Eager iterations before a CUDA graph is captured (allocator and cuDNN
-#: autotuning settle; also real iterations of the fill).
-GRAPH_WARMUP = 3
 
 
 def draw_keep_mask(
@@ -95,96 +87,6 @@ def update_running_average(
     """``beta * ybar + (1 - beta) * y`` at the dropped pixels, ``ybar`` elsewhere (a new tensor)."""
     dropped = keep_mask.expand_as(running_average) == 0
     return torch.where(dropped, beta * running_average + (1.0 - beta) * prediction, running_average)
-
-
-def cuda_graphs_supported(device: torch.device, generators: Sequence[torch.Generator] = ()) -> bool:
-    """Whether an iteration on ``device`` can be captured as a CUDA graph.
-
-    Needs a CUDA device and, for mask generators other than the default one,
-    ``CUDAGraph.register_generator_state`` (graph-safe private generators).
-    """
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return False
-    return not generators or hasattr(torch.cuda.CUDAGraph, "register_generator_state")
-
-
-def run_steps(
-    step: Callable[[], None],
-    iterations: int,
-    *,
-    capture: bool = False,
-    generators: Sequence[torch.Generator] = (),
-    warmup: int = GRAPH_WARMUP,
-) -> Iterator[int]:
-    """Run ``step`` ``iterations`` times, yielding t = 1..T after each.
-
-    With ``capture`` (CUDA only), the first ``warmup`` iterations run eagerly
-    on a side stream, then one iteration is captured as a CUDA graph and
-    replayed for the rest: a replay launches the ~300 kernels of an iteration
-    (mask draw, forward, loss, backward, Adam step, running-average update)
-    with one call, which removes the launch and Python overhead that dominates
-    small planes. ``step`` must then work on fixed buffers only (in-place
-    updates, masks drawn from ``generators``, no host synchronisation), and
-    the optimiser must be capturable. If capture fails, the remaining
-    iterations run eagerly with a warning: results are the same, only slower.
-    """
-    if not capture or iterations <= warmup:
-        for t in range(iterations):
-            step()
-            yield t + 1
-        return
-    side = torch.cuda.Stream()
-    for t in range(warmup):
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            step()
-        torch.cuda.current_stream().wait_stream(side)
-        yield t + 1
-    graph = torch.cuda.CUDAGraph()
-    for generator in generators:
-        graph.register_generator_state(generator)
-    try:
-        with torch.cuda.graph(graph):
-            step()  # recorded, not executed
-    except RuntimeError as exc:  # pragma: no cover - needs a GPU
-        warnings.warn(f"CUDA graph capture failed ({exc}); continuing without graphs", RuntimeWarning, stacklevel=2)
-        for t in range(warmup, iterations):
-            step()
-            yield t + 1
-        return
-    for t in range(warmup, iterations):  # pragma: no cover - needs a GPU
-        graph.replay()
-        yield t + 1
-
-
-def adam_for(params, learning_rate: float, device: torch.device, capturable: bool) -> torch.optim.Adam:
-    """Adam as the reference loop uses it; fused (one kernel) on CUDA, capturable for graphs."""
-    if device.type == "cuda":
-        return torch.optim.Adam(params, lr=learning_rate, fused=True, capturable=capturable)
-    return torch.optim.Adam(params, lr=learning_rate)
-
-
-def pixel_shuffle_split(image: torch.Tensor, factor: int) -> torch.Tensor:
-    """Split ``(1, C, H, W)`` into ``factor**2`` sub-images ``(f*f, C, H/f, W/f)``.
-
-    H and W must be multiples of ``factor``. Sub-image ``i*f + j`` holds the
-    pixels ``[i::f, j::f]``: neighbours in a sub-image are ``f`` pixels apart
-    in the plane, which decorrelates spatially correlated noise (MPI's "+PD").
-    """
-    if factor == 1:
-        return image
-    _, c, h, w = image.shape
-    sub = image.reshape(c, h // factor, factor, w // factor, factor)
-    return sub.permute(2, 4, 0, 1, 3).reshape(factor * factor, c, h // factor, w // factor)
-
-
-def pixel_shuffle_merge(sub_images: torch.Tensor, factor: int) -> torch.Tensor:
-    """Inverse of :func:`pixel_shuffle_split`: ``(f*f, C, h, w)`` -> ``(1, C, h*f, w*f)``."""
-    if factor == 1:
-        return sub_images
-    _, c, h, w = sub_images.shape
-    grid = sub_images.reshape(factor, factor, c, h, w).permute(2, 3, 0, 4, 1)
-    return grid.reshape(1, c, h * factor, w * factor)
 
 
 class IterativeFiller:

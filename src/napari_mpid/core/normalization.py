@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IntensityScale", "fit_scale"]
+__all__ = ["IntensityScale", "fit_scale", "scale_from_sample"]
 
 #: Percentiles of the "percentile" policy and the headroom added on each side.
 PERCENTILES = (0.1, 99.9)
@@ -86,18 +86,25 @@ def fit_scale(data: np.ndarray, policy: str = "percentile") -> IntensityScale:
         if np.issubdtype(data.dtype, np.bool_):
             return IntensityScale(0.0, 1.0, 0)
         return fit_scale(data, "none")
-    lo, hi = float(np.min(data)), float(np.max(data))
+    sample = _sample(data) if policy == "percentile" else None
+    scale = scale_from_sample(sample, float(np.min(data)), float(np.max(data)), policy)
+    outside = int(np.count_nonzero((data < scale.low) | (data > scale.high))) if policy == "percentile" else 0
+    return IntensityScale(scale.low, scale.high, outside)
+
+
+def scale_from_sample(sample: np.ndarray | None, low: float, high: float, policy: str) -> IntensityScale:
+    """The "percentile" or "minmax" scale from a sample of values and the exact data range.
+
+    ``outside`` is left at 0 (the caller counts it on the data).
+    """
     if policy == "percentile":
-        sample = _sample(data).astype(np.float64)
-        p_lo, p_hi = np.percentile(sample, PERCENTILES)
+        p_lo, p_hi = np.percentile(np.asarray(sample, dtype=np.float64), PERCENTILES)
         span = p_hi - p_lo
         if span > 0:
-            lo_w, hi_w = p_lo - HEADROOM * span, p_hi + HEADROOM * span
-            outside = int(np.count_nonzero((data < lo_w) | (data > hi_w)))
-            return IntensityScale(float(lo_w), float(hi_w), outside)
+            return IntensityScale(float(p_lo - HEADROOM * span), float(p_hi + HEADROOM * span), 0)
         # Fewer than ~0.2 % of pixels differ from the rest: fall back to min/max.
     elif policy != "minmax":
         raise ValueError(f"unknown normalization {policy!r}")
-    if hi == lo:  # constant data: any scale works, keep the values exact
-        return IntensityScale(lo - 0.5, lo + 0.5, 0)
-    return IntensityScale(lo, hi, 0)
+    if high == low:  # constant data: any scale works, keep the values exact
+        return IntensityScale(low - 0.5, low + 0.5, 0)
+    return IntensityScale(low, high, 0)

@@ -21,6 +21,7 @@ __all__ = [
     "PRESET_FIELDS",
     "FillParams",
     "ParameterError",
+    "field_kind",
     "preset",
     "preset_name",
 ]
@@ -45,6 +46,12 @@ def _meta(help: str, **extra: Any) -> dict[str, Any]:
     return {"help": help, **extra}
 
 
+def field_kind(f: dataclasses.Field) -> str:
+    """ "int", "float" or "str": the value type of a FillParams field (``None`` aside)."""
+    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return text.replace("| None", "").replace("None |", "").strip()
+
+
 @dataclass(frozen=True)
 class FillParams:
     """Parameters of MPI iterative filling (validated on construction).
@@ -58,10 +65,11 @@ class FillParams:
         Weight of the exponential running average of the predictions for
         dropped pixels (0.90 for the fast preset, 0.99 for quality). Higher
         values average over more iterations.
-    mask_ratio : float
+    mask_ratio : float or None
         Fraction of pixels dropped (hidden from the network) at every
-        iteration: 0.85 for real, spatially correlated noise with the
-        real-noise model, 0.30 for pixel-independent noise.
+        iteration. None (the default) takes the ratio the model was
+        pre-trained for: 0.85 for the real-noise model (real, spatially
+        correlated noise), 0.30 for the pixel-independent model.
     learning_rate : float
         Adam step size of the per-plane fine-tuning.
     pd_factor : int
@@ -109,9 +117,14 @@ class FillParams:
         default=0.90,
         metadata=_meta("EMA weight of the running average of predictions.", min=0.0, max=0.9999),
     )
-    mask_ratio: float = field(
-        default=0.85,
-        metadata=_meta("Fraction of pixels dropped per iteration (0 < p < 1).", min=0.01, max=0.99),
+    mask_ratio: float | None = field(
+        default=None,
+        metadata=_meta(
+            "Fraction of pixels dropped per iteration (0 < p < 1); default: the model's own "
+            "(0.85 real-noise, 0.30 pixel-independent).",
+            min=0.01,
+            max=0.99,
+        ),
     )
     learning_rate: float = field(
         default=2e-3,
@@ -162,7 +175,10 @@ class FillParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            kind = int if f.type in ("int", int) else float if f.type in ("float", float) else str
+            optional = "None" in str(f.type)
+            if optional and value is None:
+                continue
+            kind = {"int": int, "float": float}.get(field_kind(f), str)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
                 value = float(value)
@@ -171,7 +187,7 @@ class FillParams:
             lo, hi = f.metadata.get("min"), f.metadata.get("max")
             if lo is not None and not (lo <= value <= hi):
                 raise ParameterError(f"{f.name} must be in [{lo}, {hi}], got {value!r}")
-        if not 0.0 < self.mask_ratio < 1.0:
+        if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
             raise ParameterError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.normalization not in NORMALIZATIONS:
             raise ParameterError(

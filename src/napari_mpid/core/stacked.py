@@ -18,15 +18,10 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.nn import functional as F
 
-from .filling import (
-    adam_for,
-    cuda_graphs_supported,
-    draw_keep_mask,
-    injected_keep_mask,
-    run_steps,
-    update_running_average,
-)
+from .filling import draw_keep_mask, injected_keep_mask, update_running_average
+from .graphs import cuda_graphs_supported, run_steps
 from .network import LEAKY_SLOPE, SkipNetwork, reflect_pad
+from .optim import adam_for
 
 __all__ = ["StackedFiller", "stacked_forward"]
 

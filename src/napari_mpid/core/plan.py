@@ -1,0 +1,223 @@
+"""Everything about a run that can be decided, and refused, before any compute.
+
+:func:`make_plan` checks the input's dtype and axes against the parameters
+and the model (plane and tile sizes after pixel-shuffle, the mask ratio the
+model was trained for, how many planes to fill at once) and returns a
+:class:`Plan`: which planes there are, how a plane is read from and written
+to an array in the input's own axis order, its tiles and blend weights.
+A bad combination raises :class:`~napari_mpid.core.errors.InputError` here,
+never halfway through a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .axes import resolve_axes
+from .checkpoints import LoadedModel
+from .errors import InputError
+from .params import FillParams
+from .tiling import Tile, blend_weights, plan_tiles
+
+__all__ = ["Plan", "make_plan", "model_mask_ratio", "plane_seed", "stack_size"]
+
+#: Seed strides of :func:`plane_seed` (primes, so that plane, part and tile never collide in practice).
+_PLANE_STRIDE = 7919
+_PART_STRIDE = 104729
+_GENERATOR_STRIDE = 1_000_003
+
+
+def plane_seed(seed: int, plane: int, part: int = 0, tile: int = 0) -> int:
+    """Seed of the mask generator of one plane, colour part and tile.
+
+    Every plane's masks depend only on the run's seed and the plane's place
+    in the stack, so a plane gives the same result whether it is filled
+    alone, in a stack, after a resume or on another Dask worker.
+    """
+    return (seed + _PLANE_STRIDE * plane + _PART_STRIDE * part) * _GENERATOR_STRIDE + tile
+
+
+def model_mask_ratio(model: LoadedModel) -> tuple[float, str]:
+    """The mask ratio a model is meant to be filled with, and where that comes from.
+
+    In order: ``metadata["filling_mask_ratio"]`` (the bundled registry sets
+    it); the middle of the pre-training range in ``metadata["mask_scheme"]``,
+    rounded down to a multiple of 0.05 (80-95 % gives 0.85 and 30 % gives
+    0.30, the paper's filling ratios); for the authors' checkpoints, their
+    published settings (0.85 for a shared mask, 0.30 for per-channel masks).
+    """
+    meta = model.metadata or {}
+    if "filling_mask_ratio" in meta:
+        return float(meta["filling_mask_ratio"]), f"recorded in model {model.source}"
+    scheme = meta.get("mask_scheme") or {}
+    if "mask_ratio_min" in scheme and "mask_ratio_max" in scheme:
+        middle = (float(scheme["mask_ratio_min"]) + float(scheme["mask_ratio_max"])) / 2
+        ratio = round(np.floor(middle * 20 + 1e-9) / 20, 2)
+        span = f"{scheme['mask_ratio_min']:.2f}-{scheme['mask_ratio_max']:.2f}"
+        return ratio, f"model {model.source} was pre-trained with {span} masks"
+    if model.network.multi_channel_mask:
+        return 0.30, f"model {model.source} has per-channel masks (the paper's 30 % setting)"
+    return 0.85, f"model {model.source} has a shared mask (the paper's 85 % setting)"
+
+
+def stack_size(params: FillParams, device: torch.device, height: int, width: int, planes: int) -> int:
+    """How many planes to fill at once: ``params.stack_planes``, or chosen from free memory.
+
+    0 (automatic) stacks only on CUDA, where one plane leaves the GPU idle;
+    it budgets ~10 kB of activations and gradients per pixel and plane (an
+    unmeasured estimate: ~30 float32 activations of 64 channels per pixel,
+    kept for the backward pass) within 60 % of the free device memory, and
+    at most 32 planes.
+    """
+    if params.stack_planes:
+        return max(1, min(params.stack_planes, planes))
+    if device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(device)
+    per_plane = 10_000 * height * width
+    return int(max(1, min(32, planes, (0.6 * free) // per_plane)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a run walks an array: planes, parts, tiles; resolved parameters.
+
+    Attributes
+    ----------
+    shape, axes : tuple of int, str
+        The input's shape and its resolved axes (input order).
+    planes : list of tuple
+        Index of every plane over the plane axes (all axes but Y, X, S), in
+        C order; a plane's position in this list is its number.
+    height, width : int
+        Plane size.
+    samples : int
+        Colour samples per pixel (3 or 4), 0 without an S axis.
+    parts : int
+        Separately filled groups of channels per plane: 3 for RGB with a
+        1-channel model, else 1.
+    tiles, weights : list
+        Tiles of a plane and their blend weights (``weights`` is empty for one tile).
+    stack : int
+        Planes filled at once (stack mode) when > 1.
+    params : FillParams
+        The parameters as used: the mask ratio and stack size resolved.
+    notes : list of str
+        What was resolved automatically and why (for the result's metadata).
+    """
+
+    shape: tuple[int, ...]
+    axes: str
+    planes: list[tuple[int, ...]]
+    height: int
+    width: int
+    samples: int
+    parts: int
+    tiles: list[Tile]
+    weights: list[np.ndarray]
+    stack: int
+    params: FillParams
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def plane_axes(self) -> list[int]:
+        """Positions of the plane axes in the input."""
+        return [i for i, a in enumerate(self.axes) if a not in "YXS"]
+
+    @property
+    def channel_position(self) -> int | None:
+        """Position of the C axis within a plane index, None without C."""
+        letters = [self.axes[i] for i in self.plane_axes]
+        return letters.index("C") if "C" in letters else None
+
+    def key(self, plane: tuple[int, ...]) -> tuple[Any, ...]:
+        """Index of one plane into an array of the input's shape (ints on plane axes, full slices elsewhere)."""
+        values = iter(plane)
+        return tuple(next(values) if a not in "YXS" else slice(None) for a in self.axes)
+
+    def _plane_order(self) -> list[int]:
+        """Order that brings a plane read with :meth:`key` to (Y, X[, S])."""
+        rest = [a for a in self.axes if a in "YXS"]
+        return [rest.index(a) for a in "YXS" if a in rest]
+
+    def read(self, source: Any, plane: tuple[int, ...]) -> np.ndarray:
+        """One plane of ``source`` (any array-like of the input's shape) as a numpy array (Y, X[, S])."""
+        data = np.asarray(source[self.key(plane)])
+        return np.transpose(data, self._plane_order())
+
+    def write(self, target: Any, plane: tuple[int, ...], data: np.ndarray) -> None:
+        """Store a (Y, X[, S]) plane into ``target`` (an array-like of the input's shape)."""
+        target[self.key(plane)] = np.transpose(data, np.argsort(self._plane_order()))
+
+
+def make_plan(
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    params: FillParams,
+    model: LoadedModel,
+    device: torch.device,
+    *,
+    axes: str | None = None,
+    rgb: bool | None = None,
+) -> Plan:
+    """Validate an input against the parameters and the model; return its :class:`Plan`.
+
+    Raises
+    ------
+    InputError
+        Empty input, unsupported dtype, bad axes, a plane or tile too small for
+        the network after pixel-shuffle, or a parameter the model cannot use.
+    """
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    if int(np.prod(shape, dtype=np.int64)) == 0:
+        raise InputError(f"the image is empty (shape {shape})")
+    if dtype.kind not in "uifb":
+        raise InputError(f"unsupported data type {dtype}; expected integers or floats")
+    axes = resolve_axes(shape, axes, rgb)
+    h, w = shape[axes.index("Y")], shape[axes.index("X")]
+    samples = shape[axes.index("S")] if "S" in axes else 0
+    net = model.network
+    f = params.pd_factor
+    min_side = net.min_size * f
+    if min(h, w) < min_side:
+        raise InputError(
+            f"the plane is too small ({h}x{w} pixels); MPI needs at least {min_side}x{min_side}"
+            + (f" with pd_factor {f}" if f > 1 else "")
+        )
+    tiles = plan_tiles(h, w, params.tile_size, params.tile_overlap)
+    smallest = min(min(t.height, t.width) for t in tiles)
+    if smallest < min_side:
+        raise InputError(
+            f"tile_size {params.tile_size} (overlap {params.tile_overlap}) makes {smallest}-pixel tiles, but the "
+            f"network needs at least {min_side} pixels per side"
+            + (f" with pd_factor {f} ({net.min_size} per sub-image)" if f > 1 else "")
+            + f"; use tile_size >= {min_side + 2 * params.tile_overlap}"
+            + (" or a smaller pd_factor" if f > 1 else "")
+        )
+    weights = blend_weights(tiles, h, w) if len(tiles) > 1 else []
+
+    notes: list[str] = []
+    changes: dict[str, Any] = {}
+    if params.mask_ratio is None:
+        ratio, why = model_mask_ratio(model)
+        changes["mask_ratio"] = ratio
+        notes.append(f"mask ratio {ratio:.2f}: {why}")
+    parts = 3 if samples and net.channels == 1 else 1
+    plane_shape = tuple(n for n, a in zip(shape, axes) if a not in "YXS")
+    planes = list(np.ndindex(*plane_shape)) if plane_shape else [()]
+    stack = stack_size(params, device, h, w, len(planes)) if parts == 1 and len(tiles) == 1 else 1
+    if stack != params.stack_planes:
+        changes["stack_planes"] = stack
+        if stack > 1:
+            notes.append(f"stack_planes {stack}: chosen from free GPU memory")
+        elif params.stack_planes > 1:
+            kind = "tiled" if len(tiles) > 1 else "colour-split"
+            notes.append(f"stack_planes 1: {kind} planes are filled one by one")
+    resolved = dataclasses.replace(params, **changes) if changes else params
+    return Plan(shape, axes, planes, h, w, samples, parts, tiles, weights, stack, resolved, notes)
