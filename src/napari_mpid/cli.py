@@ -35,6 +35,9 @@ _OPTION_NAMES = {
     "precision": "--precision",
     "stack_planes": "--stack-planes",
     "cuda_graphs": "--cuda-graphs",
+    "context": "--context",
+    "context_axis": "--context-axis",
+    "memory_limit": "--memory-limit",
 }
 
 

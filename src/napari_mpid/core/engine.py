@@ -29,7 +29,7 @@ from .assemble import Outputs, check_finite, merge_parts, split_parts
 from .axes import AXIS_LETTERS, resolve_axes
 from .checkpoints import LoadedModel, load_model
 from .devices import resolve_device, resolve_precision
-from .errors import InputError
+from .errors import InputError, OutOfMemory
 from .filling import IterativeFiller
 from .normalization import IntensityScale
 from .params import FillParams
@@ -261,7 +261,14 @@ def _as_source(image: Any) -> Any:
     return np.asarray(image)
 
 
-def denoise_planes(
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _denoise(
     image: Any,
     params: FillParams,
     *,
@@ -275,44 +282,7 @@ def denoise_planes(
     planes: Iterable[int] | None = None,
     scales: dict[int, IntensityScale] | None = None,
 ) -> Generator[Progress, None, DenoiseResult]:
-    """Denoise every plane of ``image``; yield progress, return the result.
-
-    Parameters
-    ----------
-    image : array-like
-        Any shape with a Y and an X axis; integer or float dtype. A numpy
-        array, or a lazy array (dask, zarr, tifffile's zarr store), which is
-        read one plane at a time. Never modified.
-    params : FillParams
-    axes : str, optional
-        One letter per dimension (see :data:`AXIS_LETTERS`); guessed when
-        omitted (see :func:`resolve_axes`).
-    rgb : bool, optional
-        Whether the last axis holds colour samples (only used to guess axes).
-    model : LoadedModel, optional
-        Pre-loaded model (else ``params.model`` is loaded on ``params.device``);
-        it is copied, never changed.
-    preview_every : int, optional
-        Attach the current plane's state to every n-th Progress.
-    out, noise_out : array-like, optional
-        Where to write the denoised planes and the noise map (same shape as
-        ``image``); numpy arrays are allocated when omitted.
-    noise_map : bool
-        Compute the noise map (skip it to save memory).
-    planes : iterable of int, optional
-        Numbers (0-based, C order over the plane axes) of the planes to fill;
-        all by default. The others are left untouched in ``out`` (resuming,
-        or a share of the work on one Dask worker).
-    scales : dict, optional
-        Intensity scales per channel from an earlier :func:`fit_scales` (so
-        that parts of one stack filled separately share them).
-
-    Raises
-    ------
-    InputError, DeviceError, CheckpointError
-        Before any work starts, with a message naming the problem (for a
-        lazy input, NaN values are only found when their plane is read).
-    """
+    """The body of :func:`denoise_planes` (which adds the out-of-memory message)."""
     source = _as_source(image)
     device = resolve_device(params.device)
     model = load_model(params.model, device) if model is None else _private_model(model, device)
@@ -416,3 +386,84 @@ def denoise_planes(
         notes=list(plan.notes),
         planes=len(numbers),
     )
+
+
+def denoise_planes(
+    image: Any,
+    params: FillParams,
+    *,
+    axes: str | None = None,
+    rgb: bool | None = None,
+    model: LoadedModel | None = None,
+    preview_every: int | None = None,
+    out: Any = None,
+    noise_out: Any = None,
+    noise_map: bool = True,
+    planes: Iterable[int] | None = None,
+    scales: dict[int, IntensityScale] | None = None,
+) -> Generator[Progress, None, DenoiseResult]:
+    """Denoise every plane of ``image``; yield progress, return the result.
+
+    Parameters
+    ----------
+    image : array-like
+        Any shape with a Y and an X axis; integer or float dtype. A numpy
+        array, or a lazy array (dask, zarr, tifffile's zarr store), which is
+        read one plane at a time. Never modified.
+    params : FillParams
+    axes : str, optional
+        One letter per dimension (see :data:`AXIS_LETTERS`); guessed when
+        omitted (see :func:`resolve_axes`).
+    rgb : bool, optional
+        Whether the last axis holds colour samples (only used to guess axes).
+    model : LoadedModel, optional
+        Pre-loaded model (else ``params.model`` is loaded on ``params.device``);
+        it is copied, never changed.
+    preview_every : int, optional
+        Attach the current plane's state to every n-th Progress.
+    out, noise_out : array-like, optional
+        Where to write the denoised planes and the noise map (same shape as
+        ``image``); numpy arrays are allocated when omitted.
+    noise_map : bool
+        Compute the noise map (skip it to save memory).
+    planes : iterable of int, optional
+        Numbers (0-based, C order over the plane axes) of the planes to fill;
+        all by default. The others are left untouched in ``out`` (resuming,
+        or a share of the work on one Dask worker).
+    scales : dict, optional
+        Intensity scales per channel from an earlier
+        :func:`~napari_mpid.core.scales.fit_scales` (so that parts of one
+        stack filled separately share them).
+
+    Raises
+    ------
+    InputError, DeviceError, CheckpointError
+        Before any work starts, with a message naming the problem (for a
+        lazy input, NaN values are only found when their plane is read).
+    OutOfMemory
+        The device ran out of memory; the message names the settings to lower.
+    """
+    try:
+        return (
+            yield from _denoise(
+                image,
+                params,
+                axes=axes,
+                rgb=rgb,
+                model=model,
+                preview_every=preview_every,
+                out=out,
+                noise_out=noise_out,
+                noise_map=noise_map,
+                planes=planes,
+                scales=scales,
+            )
+        )
+    except (RuntimeError, MemoryError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        raise OutOfMemory(
+            f"out of memory on {params.device} ({type(exc).__name__}); lower the memory for the network "
+            "(memory_limit / --memory-limit in GiB) or set a smaller tile_size (--tile-size), "
+            "or use fewer stack_planes on a GPU"
+        ) from None

@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "BUNDLED_MODELS",
+    "CONTEXT_AXES",
     "DEFAULT_MODEL",
     "NORMALIZATIONS",
     "PRESETS",
@@ -34,6 +35,8 @@ DEFAULT_MODEL = "real-noise"
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: Whether iterations are replayed as captured CUDA graphs on GPUs.
 CUDA_GRAPHS = ("auto", "off")
+#: Where the neighbour planes of context filling come from.
+CONTEXT_AXES = ("auto", "Z", "T", "Q")
 #: Intensity scaling policies, see :mod:`napari_mpid.core.normalization`.
 NORMALIZATIONS = ("percentile", "minmax", "dtype", "none")
 
@@ -86,7 +89,8 @@ class FillParams:
         same result.
     tile_size : int
         Planes larger than this (in either side) are filled in overlapping
-        tiles of this size, blended seamlessly, to bound memory.
+        tiles of at most this size, blended seamlessly, to bound memory.
+        0 (default): the largest tile that fits ``memory_limit``.
     tile_overlap : int
         Overlap between neighbouring tiles, in pixels.
     normalization : str
@@ -107,6 +111,18 @@ class FillParams:
         "auto": on CUDA, capture one iteration as a CUDA graph after three
         eager ones and replay it (removes kernel-launch overhead; same
         arithmetic); "off": always eager. No effect on CPU or MPS.
+    context : int or None
+        Neighbouring planes on each side, along ``context_axis``, that the
+        network sees besides the plane being denoised. 0 fills every plane
+        on its own (the paper's method); None (default) decides from the
+        data: on for stacks with a Z or T axis of enough planes, 0 otherwise.
+    context_axis : str
+        The stack axis the neighbours come from: "auto" (Z when the data has
+        one, else T), or "Z", "T", "Q".
+    memory_limit : float
+        Memory (GiB) a run may use for the network's activations; 0 (default)
+        takes half of the available RAM on CPU, 80 % of the free memory on a
+        GPU. Sets the tile size when ``tile_size`` is 0.
     """
 
     iterations: int = field(
@@ -144,8 +160,8 @@ class FillParams:
     )
     seed: int = field(default=0, metadata=_meta("Seed of the random masks.", min=0, max=2**31 - 1))
     tile_size: int = field(
-        default=1024,
-        metadata=_meta("Planes larger than this are processed in tiles.", min=64, max=16384),
+        default=0,
+        metadata=_meta("Planes larger than this are processed in tiles (0 = from memory_limit).", min=0, max=16384),
     )
     tile_overlap: int = field(
         default=64,
@@ -170,6 +186,22 @@ class FillParams:
     cuda_graphs: str = field(
         default="auto",
         metadata=_meta("Replay iterations as CUDA graphs on GPUs: auto or off.", choices=CUDA_GRAPHS),
+    )
+    context: int | None = field(
+        default=None,
+        metadata=_meta(
+            "Neighbour planes on each side the network sees (0 = each plane alone; default: automatic).",
+            min=0,
+            max=8,
+        ),
+    )
+    context_axis: str = field(
+        default="auto",
+        metadata=_meta("Axis the neighbour planes come from: auto (Z, else T), Z, T or Q.", choices=CONTEXT_AXES),
+    )
+    memory_limit: float = field(
+        default=0.0,
+        metadata=_meta("Memory for the network in GiB (0 = automatic); sets the tile size.", min=0.0, max=4096.0),
     )
 
     def __post_init__(self) -> None:
@@ -197,7 +229,11 @@ class FillParams:
             raise ParameterError(f"cuda_graphs must be one of {', '.join(CUDA_GRAPHS)}, got {self.cuda_graphs!r}")
         if self.precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.tile_overlap * 2 >= self.tile_size:
+        if self.context_axis not in CONTEXT_AXES:
+            raise ParameterError(f"context_axis must be one of {', '.join(CONTEXT_AXES)}, got {self.context_axis!r}")
+        if self.tile_size and self.tile_size < 64:
+            raise ParameterError(f"tile_size must be 0 (automatic) or at least 64, got {self.tile_size}")
+        if self.tile_size and self.tile_overlap * 2 >= self.tile_size:
             raise ParameterError(
                 f"tile_overlap ({self.tile_overlap}) must be less than half of tile_size ({self.tile_size})"
             )
