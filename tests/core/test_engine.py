@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+import torch
 
 from napari_mpid.core.engine import InputError, Progress, denoise_planes, resolve_axes
 from napari_mpid.core.params import preset
@@ -157,3 +160,86 @@ def test_large_planes_are_tiled_without_seams(params):
     column_jump = np.abs(np.diff(result.denoised, axis=1)).mean(axis=0)
     edges = [s - 1 for s in columns[1:]] + [s + width - 1 for s in columns[:-1]]
     assert column_jump[edges].max() < 1.5 * np.median(column_jump)
+
+
+def test_rgb_with_a_one_channel_model_previews_colour_and_progress_rises_once(params):
+    # The 1-channel model fills an RGB plane as three parts: previews must be
+    # (H, W, 3) for napari's rgb layers, and the fraction must rise once from 0 to 1.
+    rgb = (np.random.default_rng(9).random((40, 40, 3)) * 255).astype(np.uint8)
+    steps, _ = run(denoise_planes(rgb, params, preview_every=1))
+    previews = [s.preview for s in steps if s.preview is not None]
+    assert previews and all(p.shape == (40, 40, 3) for p in previews)
+    fractions = [s.fraction for s in steps]
+    assert all(b >= a for a, b in itertools.pairwise(fractions))
+    assert fractions[-1] == pytest.approx(1.0) and max(fractions) <= 1.0 + 1e-9
+    assert steps[-2].parts == 3 and steps[-2].part == 3
+
+
+def test_tiles_too_small_for_the_network_after_pixel_shuffle_are_refused_before_work(params):
+    # 64-pixel tiles with pd 2 give 32-pixel sub-images; the network needs 33.
+    image = np.random.default_rng(10).random((100, 100)).astype(np.float32)
+    with pytest.raises(InputError, match="tile_size"):
+        next(denoise_planes(image, params.replace(pd_factor=2, tile_size=64, tile_overlap=16)))
+
+
+def test_a_model_is_filled_with_its_own_mask_ratio_unless_one_is_set():
+    image = (np.random.default_rng(11).random((40, 40, 3)) * 255).astype(np.uint8)
+    params = preset("fast", iterations=1, model="pixel-independent")
+    _, result = run(denoise_planes(image, params))
+    assert result.params.mask_ratio == pytest.approx(0.30)
+    assert any("mask ratio 0.30" in note for note in result.notes)
+    _, chosen = run(denoise_planes(image, params.replace(mask_ratio=0.5)))
+    assert chosen.params.mask_ratio == 0.5 and not any("mask ratio" in n for n in chosen.notes)
+    _, default = run(denoise_planes(image[..., 0], params.replace(model="real-noise")))
+    assert default.params.mask_ratio == pytest.approx(0.85)
+
+
+def test_metadata_records_the_stack_size_and_tile_size_used(params):
+    stack = np.random.default_rng(12).random((3, 40, 40)).astype(np.float32)
+    _, stacked = run(denoise_planes(stack, params.replace(stack_planes=2, precision="float32")))
+    assert stacked.metadata()["param_stack_planes"] == 2
+    _, auto = run(denoise_planes(stack, params))  # automatic: one by one on a CPU
+    assert auto.metadata()["param_stack_planes"] == 1
+    assert auto.metadata()["param_tile_size"] >= 128  # chosen from memory, recorded
+    assert auto.metadata()["param_precision"] in ("float32", "bfloat16")
+
+
+def test_the_callers_model_is_neither_fine_tuned_nor_moved(params):
+    from napari_mpid.core.checkpoints import load_model
+
+    model = load_model(params.model, "cpu")
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    image = np.random.default_rng(13).random((40, 40)).astype(np.float32)
+    run(denoise_planes(image, params.replace(device="cpu"), model=model))
+    after = model.network.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_subset_of_planes_gives_the_same_planes_as_the_full_run(params):
+    # Resume and Dask shards rely on this: plane k's masks depend on the seed and k only.
+    stack = np.random.default_rng(14).random((4, 40, 40)).astype(np.float32)
+    _, full = run(denoise_planes(stack, params))
+    out = np.full(stack.shape, -1.0, dtype=np.float32)
+    steps, part = run(denoise_planes(stack, params, planes=[1, 3], out=out, noise_map=False))
+    np.testing.assert_array_equal(out[[1, 3]], full.denoised[[1, 3]])
+    assert (out[[0, 2]] == -1).all() and part.noise_map is None
+    assert [s.number for s in steps if s.event == "plane"] == [1, 3]
+
+
+def test_a_lazy_source_is_read_plane_by_plane(params):
+    class Lazy:
+        """An array-like that records which planes were read."""
+
+        def __init__(self, data):
+            self.data, self.shape, self.dtype, self.reads = data, data.shape, data.dtype, []
+
+        def __getitem__(self, key):
+            self.reads.append(key)
+            return self.data[key]
+
+    stack = np.random.default_rng(15).random((3, 40, 40)).astype(np.float32)
+    lazy = Lazy(stack)
+    _, result = run(denoise_planes(lazy, params))
+    _, eager = run(denoise_planes(stack, params))
+    np.testing.assert_array_equal(result.denoised, eager.denoised)
+    assert all(isinstance(k[0], int) for k in lazy.reads)  # never the whole array

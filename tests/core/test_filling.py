@@ -112,21 +112,36 @@ def test_input_tensor_is_not_modified():
     np.testing.assert_array_equal(image.numpy(), copy.numpy())
 
 
-def test_channels_last_and_bfloat16_follow_the_float32_path():
+def _trajectory(model, image, masks, dtype=torch.float32, **kwargs):
+    network = model.network.to(dtype)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state.items()}
+    filler = IterativeFiller(network, state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **kwargs)
+    record: dict = {}
+    list(filler.run(image.to(dtype), masks.shape[0], keep_masks=masks.to(dtype), record=record))
+    model.network.float()
+    return record["first_output"], filler.running_average
+
+
+def test_channels_last_follows_the_same_trajectory():
+    # Compared in float64: a float32 trajectory after a few Adam steps depends on
+    # the CPU's kernels (AVX-512 or not), float64 does not at this tolerance.
     model = load_model("random-init:1:single")
-    image = torch.rand(1, 1, 48, 48)
+    image = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(0))
     masks = (torch.rand(4, 1, 1, 48, 48, generator=torch.Generator().manual_seed(0)) > 0.85).float()
-    runs = {"fp32": {}, "nhwc": {"channels_last": True}, "bf16": {"precision": "bfloat16", "channels_last": True}}
-    first, final = {}, {}
-    for name, kwargs in runs.items():
-        filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **kwargs)
-        record: dict = {}
-        list(filler.run(image, 4, keep_masks=masks, record=record))
-        first[name], final[name] = record["first_output"], filler.running_average
-    # Same arithmetic in another memory layout: equal up to summation order.
-    torch.testing.assert_close(first["nhwc"], first["fp32"], atol=1e-4, rtol=0)
-    # bf16 convolutions: close, not equal; later iterations diverge a little more.
-    bf16_error = (first["bf16"] - first["fp32"]).abs()
-    assert float(bf16_error.mean()) < 1e-2 and float(bf16_error.max()) < 6e-2
-    for name, tolerance in (("nhwc", 6e-3), ("bf16", 1.5e-2)):
-        assert float((final[name] - final["fp32"]).abs().mean()) < tolerance
+    first, final = _trajectory(model, image, masks, torch.float64)
+    first_nhwc, final_nhwc = _trajectory(model, image, masks, torch.float64, channels_last=True)
+    torch.testing.assert_close(first_nhwc, first, atol=1e-10, rtol=0)
+    torch.testing.assert_close(final_nhwc, final, atol=1e-9, rtol=0)
+
+
+def test_bfloat16_first_prediction_is_close_to_float32():
+    # bf16 convolutions round differently on every CPU family: compare the
+    # first prediction only, before Adam steps can amplify the rounding.
+    model = load_model("random-init:1:single")
+    image = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    masks = (torch.rand(1, 1, 1, 48, 48, generator=torch.Generator().manual_seed(0)) > 0.85).float()
+    first, _ = _trajectory(model, image, masks)
+    first_bf16, final_bf16 = _trajectory(model, image, masks, precision="bfloat16", channels_last=True)
+    error = (first_bf16 - first).abs()
+    assert float(error.mean()) < 1e-2 and float(error.max()) < 6e-2
+    assert final_bf16.dtype == torch.float32  # running average kept in float32

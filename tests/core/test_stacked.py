@@ -19,40 +19,43 @@ def _run(gen):
         return stop.value
 
 
-def _compare(model, n, steps, max_tol, mean_tol):
+def _compare(model, n, steps, tolerance):
+    # float64: grouped and plain convolutions differ only in summation order,
+    # which float32 trajectories amplify differently on every CPU family.
     c = model.network.channels
-    images = torch.rand(n, 1, c, 40, 40, generator=torch.Generator().manual_seed(1))
-    masks = (torch.rand(steps, n, 1, 1, 40, 40, generator=torch.Generator().manual_seed(0)) > 0.85).float()
-    stacked = StackedFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
+    network = model.network.double()
+    state = {k: v.double() if v.is_floating_point() else v for k, v in model.state.items()}
+    images = torch.rand(n, 1, c, 40, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    masks = (torch.rand(steps, n, 1, 1, 40, 40, generator=torch.Generator().manual_seed(0)) > 0.85).double()
+    stacked = StackedFiller(network, state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
     list(stacked.run(images, steps, keep_masks=masks))
-    single = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
+    single = IterativeFiller(network, state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
     for k in range(n):
         list(single.run(images[k], steps, keep_masks=masks[:, k]))
         diff = (stacked.running_average[k] - single.running_average).abs()
-        assert float(diff.max()) < max_tol and float(diff.mean()) < mean_tol
+        assert float(diff.max()) < tolerance
+    model.network.float()
 
 
 def test_stacked_filling_equals_plane_by_plane_for_the_same_masks():
-    # An untrained network amplifies rounding differences (grouped vs plain
-    # convolutions) over Adam steps, so compare one step tightly, four loosely.
     model = load_model("random-init:1:single")
-    _compare(model, 3, 1, 1e-4, 1e-5)
-    _compare(model, 3, 4, 5e-2, 6e-3)
+    _compare(model, 3, 4, 1e-9)
 
 
 @pytest.mark.reference
 def test_stacked_filling_with_pretrained_weights_stays_on_the_same_trajectory(anchors):
     model = load_model(anchors / "ckpts" / "imgnet_80_95_singlechannel_skip.pth")
-    _compare(model, 2, 5, 4e-3, 2e-4)
+    _compare(model, 2, 5, 1e-9)
 
 
 def test_stack_mode_in_the_engine_matches_one_by_one(tiny_model):
     stack = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
-    params = preset("fast", iterations=3, model=tiny_model, precision="float32")
+    # One iteration (no Adam step has acted yet): float32 rounding only, on any CPU.
+    # Longer trajectories are compared in float64 above.
+    params = preset("fast", iterations=1, model=tiny_model, precision="float32")
     one_by_one = _run(denoise_planes(stack, params.replace(stack_planes=1), axes="ZYX"))
     together = _run(denoise_planes(stack, params.replace(stack_planes=2), axes="ZYX"))
-    diff = np.abs(together.denoised - one_by_one.denoised)
-    assert diff.mean() < 3e-3 and diff.max() < 5e-2
+    np.testing.assert_allclose(together.denoised, one_by_one.denoised, atol=1e-4, rtol=0)
 
 
 def test_stack_mode_with_pixel_shuffle_keeps_shapes(tiny_model):

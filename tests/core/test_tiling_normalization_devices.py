@@ -109,3 +109,15 @@ def test_precision_auto_resolves_per_device():
     assert resolve_precision("bfloat16", torch.device("cpu")) == "bfloat16"
     assert resolve_precision("auto", torch.device("cpu")) in ("float32", "bfloat16")
     assert resolve_precision("auto", torch.device("cuda", 0)) == "float32"
+
+
+def test_tiles_are_equal_and_evenly_spaced_so_large_planes_cost_little_extra_work():
+    # 2048 px with tile 1024 / overlap 64: 3x3 tiles of 726 (1.13x the plane's
+    # pixels), not 3x3 tiles of 1024 with the last one flush (2.25x).
+    tiles = plan_tiles(2048, 2048, 1024, 64)
+    assert len({(t.height, t.width) for t in tiles}) == 1
+    work = sum(t.height * t.width for t in tiles) / 2048**2
+    assert work < 1.2
+    tops = sorted({t.top for t in tiles})
+    assert max(np.diff(tops)) - min(np.diff(tops)) <= 1
+    assert all(tops[i] + tiles[0].height - tops[i + 1] >= 64 for i in range(len(tops) - 1))
