@@ -4,7 +4,18 @@ The network ends in a sigmoid and was pre-trained on images in [0, 1], so a
 plane must be scaled before filling and the result scaled back to the
 input's units. Policies (``FillParams.normalization``):
 
-``"percentile"`` (default)
+``"auto"`` (default)
+    Integer data are divided by the range of the camera's bit depth: 0-255
+    for 8-bit data (the paper's /255), and for wider integers the smallest of
+    10, 12, 14, 16 (24, 32) bits that holds the brightest value (a 12-bit
+    camera's image in a uint16 file is divided by 4095). A dim image thus
+    stays dim, as in the paper: the filling's fixed learning rate and
+    iteration count were tuned on images scaled this way, and stretching a
+    dim 8-bit image to the full [0, 1] range costs up to 0.9 dB (FMD
+    wide-field crop, docs/benchmarks.md). Float data already within [0, 1]
+    are used as they are; other floats, and integers with negative values,
+    use "percentile".
+``"percentile"``
     low/high = the 0.1st/99.9th percentiles, widened by 10 % of their span on
     each side. Hot pixels and empty background do not squash the contrast of
     the structures. Pixels still outside the widened range are *not* clipped
@@ -29,7 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IntensityScale", "fit_scale", "scale_from_sample"]
+__all__ = ["BIT_DEPTHS", "IntensityScale", "auto_scale", "fit_scale", "scale_from_sample"]
+
+#: Camera bit depths the "auto" policy chooses from for integer data.
+BIT_DEPTHS = (8, 10, 12, 14, 16, 24, 32)
 
 #: Percentiles of the "percentile" policy and the headroom added on each side.
 PERCENTILES = (0.1, 99.9)
@@ -79,6 +93,12 @@ def fit_scale(data: np.ndarray, policy: str = "percentile") -> IntensityScale:
     """
     if policy == "none":
         return IntensityScale(0.0, 1.0, int(np.count_nonzero((data < 0) | (data > 1))))
+    if policy == "auto":
+        data = np.asarray(data)
+        low, high = float(np.min(data)), float(np.max(data))
+        scale, _ = auto_scale(data.dtype, low, high, _sample(data))
+        outside = int(np.count_nonzero((data < scale.low) | (data > scale.high)))
+        return IntensityScale(scale.low, scale.high, outside)
     if policy == "dtype":
         if np.issubdtype(data.dtype, np.integer):
             info = np.iinfo(data.dtype)
@@ -108,3 +128,28 @@ def scale_from_sample(sample: np.ndarray | None, low: float, high: float, policy
     if high == low:  # constant data: any scale works, keep the values exact
         return IntensityScale(low - 0.5, low + 0.5, 0)
     return IntensityScale(low, high, 0)
+
+
+def auto_scale(dtype: np.dtype, low: float, high: float, sample: np.ndarray | None) -> tuple[IntensityScale, str]:
+    """The "auto" policy: a scale from the dtype and the exact data range, and the reason.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        The data's type.
+    low, high : float
+        The exact minimum and maximum of the data.
+    sample : ndarray or None
+        Values to fit a "percentile" scale on when that is the rule's answer.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return IntensityScale(0.0, 1.0, 0), "boolean data as 0 and 1"
+    if dtype.kind in "ui" and low >= 0:
+        bits = next((b for b in BIT_DEPTHS if high <= 2**b - 1), BIT_DEPTHS[-1])
+        return IntensityScale(0.0, float(2**bits - 1), 0), f"{bits}-bit range 0-{2**bits - 1} of {dtype} data"
+    if dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return IntensityScale(0.0, 1.0, 0), "float data already in [0, 1]"
+    scale = scale_from_sample(sample, low, high, "percentile")
+    kind = "negative integer values" if dtype.kind in "ui" else "float data outside [0, 1]"
+    return scale, f"percentiles with headroom ({kind})"

@@ -38,7 +38,7 @@ CUDA_GRAPHS = ("auto", "off")
 #: Where the neighbour planes of context filling come from.
 CONTEXT_AXES = ("auto", "Z", "T", "Q")
 #: Intensity scaling policies, see :mod:`napari_mpid.core.normalization`.
-NORMALIZATIONS = ("percentile", "minmax", "dtype", "none")
+NORMALIZATIONS = ("auto", "percentile", "minmax", "dtype", "none")
 
 
 class ParameterError(ValueError):
@@ -94,10 +94,12 @@ class FillParams:
     tile_overlap : int
         Overlap between neighbouring tiles, in pixels.
     normalization : str
-        How intensities are mapped to [0, 1] for the network: "percentile"
-        (0.1-99.9 % range with 10 % headroom; default), "minmax" (exact data
-        range), "dtype" (full range of an integer dtype, like the paper's /255)
-        or "none" (data already in [0, 1]).
+        How intensities are mapped to [0, 1] for the network: "auto"
+        (default: integers by their camera bit depth, 0-255 for 8-bit as in
+        the paper, 0-4095 for 12-bit data...; floats in [0, 1] as they are,
+        other floats by percentiles), "percentile" (0.1-99.9 % range with
+        10 % headroom), "minmax" (exact data range), "dtype" (full range of
+        an integer dtype) or "none" (data already in [0, 1]).
     stack_planes : int
         Planes of a stack filled at once, each with its own weights (stack
         mode, same results as one by one): 0 = automatic (from free GPU
@@ -168,7 +170,7 @@ class FillParams:
         metadata=_meta("Overlap between tiles in pixels.", min=0, max=1024),
     )
     normalization: str = field(
-        default="percentile",
+        default="auto",
         metadata=_meta("Intensity scaling to [0, 1].", choices=NORMALIZATIONS),
     )
 

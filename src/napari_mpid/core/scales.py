@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .normalization import IntensityScale, fit_scale, scale_from_sample
+from .normalization import IntensityScale, auto_scale, fit_scale, scale_from_sample
 from .plan import Plan
 
 __all__ = ["MAX_SAMPLES", "channel_of", "count_outside", "fit_scales"]
@@ -35,16 +35,20 @@ def _channels(plan: Plan) -> dict[int, list[tuple[int, ...]]]:
     return groups
 
 
-def fit_scales(source: Any, plan: Plan, policy: str) -> dict[int, IntensityScale]:
+def fit_scales(source: Any, plan: Plan, policy: str, notes: list[str] | None = None) -> dict[int, IntensityScale]:
     """Fit one :class:`IntensityScale` per channel of ``source`` (all planes of a channel share it).
 
     "dtype" and "none" need no data. "minmax" reads every plane for the exact
     range. "percentile" samples every plane of the channel evenly, keeping at
     most :data:`MAX_SAMPLES` values in all. ``outside`` is not counted here:
     the run counts out-of-range values plane by plane as it reads them.
+    "auto" reads every plane for the exact range (see
+    :func:`~napari_mpid.core.normalization.auto_scale`) and appends its
+    reasons to ``notes`` when given.
     """
     dtype = np.dtype(getattr(source, "dtype", np.float64))
     scales: dict[int, IntensityScale] = {}
+    reasons: dict[int, str] = {}
     for channel, planes in _channels(plan).items():
         if policy in ("dtype", "none"):
             scales[channel] = fit_scale(np.zeros(1, dtype=dtype), policy)
@@ -55,9 +59,15 @@ def fit_scales(source: Any, plan: Plan, policy: str) -> dict[int, IntensityScale
         for plane in planes:
             values = plan.read(source, plane).reshape(-1)
             low, high = min(low, float(values.min())), max(high, float(values.max()))
-            if policy == "percentile":
+            if policy in ("percentile", "auto"):
                 samples.append(values[::step])
-        scales[channel] = scale_from_sample(np.concatenate(samples) if samples else None, low, high, policy)
+        sample = np.concatenate(samples) if samples else None
+        if policy == "auto":
+            scales[channel], reasons[channel] = auto_scale(dtype, low, high, sample)
+        else:
+            scales[channel] = scale_from_sample(sample, low, high, policy)
+    if notes is not None:
+        notes.extend(sorted(set(f"intensity scale: {why}" for why in reasons.values())))
     return scales
 
 
