@@ -52,7 +52,7 @@ def test_stack_mode_in_the_engine_matches_one_by_one(tiny_model):
     stack = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
     # One iteration (no Adam step has acted yet): float32 rounding only, on any CPU.
     # Longer trajectories are compared in float64 above.
-    params = preset("fast", iterations=1, model=tiny_model, precision="float32")
+    params = preset("fast", iterations=1, model=tiny_model, precision="float32", context=0)
     one_by_one = _run(denoise_planes(stack, params.replace(stack_planes=1), axes="ZYX"))
     together = _run(denoise_planes(stack, params.replace(stack_planes=2), axes="ZYX"))
     np.testing.assert_allclose(together.denoised, one_by_one.denoised, atol=1e-4, rtol=0)
@@ -60,7 +60,7 @@ def test_stack_mode_in_the_engine_matches_one_by_one(tiny_model):
 
 def test_stack_mode_with_pixel_shuffle_keeps_shapes(tiny_model):
     stack = np.random.default_rng(1).random((2, 70, 75)).astype(np.float32)
-    params = preset("fast", iterations=2, model=tiny_model, pd_factor=2, stack_planes=2)
+    params = preset("fast", iterations=2, model=tiny_model, pd_factor=2, stack_planes=2, context=0)
     gen = denoise_planes(stack, params, axes="ZYX")
     first = next(gen)
     assert first.group == 2 and first.plane == 1

@@ -28,15 +28,17 @@ from torch.nn import functional as F
 from .assemble import Outputs, check_finite, merge_parts, split_parts
 from .axes import AXIS_LETTERS, resolve_axes
 from .checkpoints import LoadedModel, load_model
+from .context import ContextFiller, PlaneCache
 from .devices import resolve_device, resolve_precision
 from .errors import InputError, OutOfMemory
 from .filling import IterativeFiller
 from .normalization import IntensityScale
 from .params import FillParams
-from .plan import Plan, make_plan, plane_seed
+from .plan import Plan, make_plan, memory_budget, plane_seed
 from .scales import channel_of, count_outside, fit_scales
 from .shuffle import pixel_shuffle_merge, pixel_shuffle_split
 from .stacked import StackedFiller
+from .tiling import blend_weights, plan_tiles
 
 __all__ = ["AXIS_LETTERS", "DenoiseResult", "InputError", "Progress", "denoise_planes", "resolve_axes"]
 
@@ -71,6 +73,13 @@ class Progress:
     event : str
         "iteration" after a filling step; "plane" once the plane(s) have been
         written to the outputs.
+    stage : str
+        "fill" (every plane filled alone, the paper's method), or for context
+        filling "fit" (fine-tuning the stack's network: ``iteration`` of
+        ``iterations`` steps) and "predict" (``plane`` being predicted).
+    done, total : float
+        Work done and in all, in arbitrary units, when the stages are not
+        alike (context filling); 0 otherwise.
     """
 
     plane: int
@@ -86,10 +95,15 @@ class Progress:
     parts: int = 1
     number: int = 0
     event: str = "iteration"
+    stage: str = "fill"
+    done: float = 0.0
+    total: float = 0.0
 
     @property
     def fraction(self) -> float:
         """Fraction of the whole run done, in [0, 1]."""
+        if self.total:
+            return min(1.0, self.done / self.total)
         per_tile = self.iterations
         per_part = self.tiles * per_tile
         per_plane = self.parts * per_part
@@ -118,6 +132,9 @@ class DenoiseResult:
         The parameters as used (mask ratio and stack size resolved).
     notes : list of str
         What was chosen automatically, and why.
+    fitted : dict
+        Context filling: the fitted network's weights per series (pass them
+        back as ``fitted=`` to predict more planes of the same stacks).
     """
 
     denoised: Any
@@ -133,6 +150,7 @@ class DenoiseResult:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     planes: int = 0
+    fitted: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def metadata(self) -> dict[str, Any]:
         """Flat, JSON-friendly record of the run (for layer metadata and TIFF tags)."""
@@ -281,6 +299,7 @@ def _denoise(
     noise_map: bool = True,
     planes: Iterable[int] | None = None,
     scales: dict[int, IntensityScale] | None = None,
+    fitted: dict[int, dict[str, torch.Tensor]] | None = None,
 ) -> Generator[Progress, None, DenoiseResult]:
     """The body of :func:`denoise_planes` (which adds the out-of-memory message)."""
     source = _as_source(image)
@@ -292,83 +311,23 @@ def _denoise(
     numbers = list(range(len(plan.planes))) if planes is None else sorted(set(int(n) for n in planes))
     if numbers and not 0 <= numbers[0] <= numbers[-1] < len(plan.planes):
         raise InputError(f"plane numbers must be in [0, {len(plan.planes)}), got {numbers[0]}..{numbers[-1]}")
-    scales = fit_scales(source, plan, plan.params.normalization) if scales is None else scales
+    if scales is None:
+        scales = fit_scales(source, plan, plan.params.normalization, plan.notes)
     outputs = Outputs(plan, out, noise_out, with_noise_map=noise_map, partial=len(numbers) < len(plan.planes))
-    p = plan.params
-    filler = _PlaneFiller(model, plan, device)
-    start = time.perf_counter()
-    outside = 0
-
-    def read(number: int) -> tuple[tuple[int, ...], np.ndarray, IntensityScale]:
-        nonlocal outside
-        index = plan.planes[number]
-        plane = plan.read(source, index)
-        if not isinstance(source, np.ndarray):
-            check_finite(plane, f"plane {index}")
-        scale = scales[channel_of(plan, index)]
-        if p.normalization in ("percentile", "none"):
-            outside += count_outside(plane[..., :3] if plan.samples else plane, scale)
-        return index, plane, scale
-
-    def preview(scale: IntensityScale, done: list[np.ndarray], todo: list[np.ndarray], plane: np.ndarray):
-        parts = [*done, scale.inverse(filler.preview()), *todo]
-        return merge_parts(plane, parts, plan)
-
-    def progress(position: int, number: int, t: int, **extra: Any) -> Progress:
-        return Progress(
-            position + 1,
-            len(numbers),
-            t,
-            p.iterations,
-            elapsed=time.perf_counter() - start,
-            parts=plan.parts,
-            tiles=len(plan.tiles),
-            number=number,
-            **extra,
-        )
-
-    def wants_preview(t: int) -> bool:
-        return bool(preview_every) and (t % preview_every == 0 or t == p.iterations)
-
-    if plan.stack > 1:
-        # Stack mode: planes with their own weights in one set of kernels;
-        # every plane gets the masks it gets alone, so results agree.
-        for first in range(0, len(numbers), plan.stack):
-            chunk = numbers[first : first + plan.stack]
-            loaded = [read(n) for n in chunk]
-            gen = filler.fill_stack([scale.forward(split_parts(plane, plan)[0]) for _, plane, scale in loaded], chunk)
-            try:
-                while True:
-                    t = next(gen)
-                    shown = preview(loaded[0][2], [], [], loaded[0][1]) if wants_preview(t) else None
-                    yield progress(first, chunk[0], t, preview=shown, group=len(chunk))
-            except StopIteration as stop:
-                for (index, plane, scale), result in zip(loaded, stop.value):
-                    outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
-            yield progress(
-                first, chunk[0], p.iterations, group=len(chunk), event="plane", tile=len(plan.tiles), part=plan.parts
-            )
+    run = _Run(plan, source, scales, outputs, _PlaneFiller(model, plan, device), numbers, preview_every)
+    if plan.series:
+        fitted = dict(fitted or {})
+        yield from _context_mode(run, model, fitted)
+    elif plan.stack > 1:
+        yield from _stack_mode(run)
     else:
-        for position, number in enumerate(numbers):
-            index, plane, scale = read(number)
-            parts = split_parts(plane, plan)
-            filled: list[np.ndarray] = []
-            for part_no, part in enumerate(parts):
-                gen = filler.fill(scale.forward(part), number, part_no)
-                try:
-                    while True:
-                        tile, t = next(gen)
-                        shown = preview(scale, filled, parts[part_no + 1 :], plane) if wants_preview(t) else None
-                        yield progress(position, number, t, tile=tile, part=part_no + 1, preview=shown)
-                except StopIteration as stop:
-                    filled.append(scale.inverse(stop.value))
-            outputs.write(index, plane, merge_parts(plane, filled, plan))
-            yield progress(position, number, p.iterations, tile=len(plan.tiles), part=plan.parts, event="plane")
+        yield from _plane_by_plane(run)
 
+    p = plan.params
     warnings = []
-    if outside:
+    if run.outside:
         warnings.append(
-            f"{outside} pixel value(s) lie outside the fitted intensity range ({p.normalization}); "
+            f"{run.outside} pixel value(s) lie outside the fitted intensity range ({p.normalization}); "
             "the network cannot reproduce them exactly (use normalization='minmax' to include every value)"
         )
     return DenoiseResult(
@@ -379,13 +338,177 @@ def _denoise(
         model=model.source,
         model_sha256=model.sha256,
         device=str(device),
-        seconds=time.perf_counter() - start,
-        precision=filler.precision,
+        seconds=time.perf_counter() - run.start,
+        precision=run.filler.precision,
         scales=[(s.low, s.high) for s in scales.values()],
         warnings=warnings,
         notes=list(plan.notes),
         planes=len(numbers),
+        fitted=fitted if plan.series else {},
     )
+
+
+class _Run:
+    """What the loops of one run share: the plan, the source, scales, outputs, progress."""
+
+    def __init__(self, plan, source, scales, outputs, filler, numbers, preview_every) -> None:
+        self.plan, self.source, self.scales, self.outputs = plan, source, scales, outputs
+        self.filler: _PlaneFiller = filler
+        self.numbers: list[int] = numbers
+        self.preview_every = preview_every
+        self.params: FillParams = plan.params
+        self.start = time.perf_counter()
+        self.outside = 0
+
+    def read(self, number: int, count: bool = True) -> tuple[tuple[int, ...], np.ndarray, IntensityScale]:
+        """Plane ``number`` as stored (Y, X[, S]), its index and scale; ``count`` its out-of-range values."""
+        plan = self.plan
+        index = plan.planes[number]
+        plane = plan.read(self.source, index)
+        if not isinstance(self.source, np.ndarray):
+            check_finite(plane, f"plane {index}")
+        scale = self.scales[channel_of(plan, index)]
+        if count and self.params.normalization in ("auto", "percentile", "none"):
+            self.outside += count_outside(plane[..., :3] if plan.samples else plane, scale)
+        return index, plane, scale
+
+    def progress(self, position: int, number: int, t: int, **extra: Any) -> Progress:
+        return Progress(
+            position + 1,
+            len(self.numbers),
+            t,
+            self.params.iterations,
+            elapsed=time.perf_counter() - self.start,
+            parts=self.plan.parts,
+            tiles=len(self.plan.tiles),
+            number=number,
+            **extra,
+        )
+
+    def wants_preview(self, t: int) -> bool:
+        every = self.preview_every
+        return bool(every) and (t % every == 0 or t == self.params.iterations)
+
+    def preview(self, scale: IntensityScale, done: list[np.ndarray], todo: list[np.ndarray], plane: np.ndarray):
+        parts = [*done, scale.inverse(self.filler.preview()), *todo]
+        return merge_parts(plane, parts, self.plan)
+
+
+def _plane_by_plane(run: _Run) -> Generator[Progress, None, None]:
+    """The paper's filling: every plane (and colour part, and tile) with its own fine-tuning."""
+    plan, filler, iterations = run.plan, run.filler, run.params.iterations
+    for position, number in enumerate(run.numbers):
+        index, plane, scale = run.read(number)
+        parts = split_parts(plane, plan)
+        filled: list[np.ndarray] = []
+        for part_no, part in enumerate(parts):
+            gen = filler.fill(scale.forward(part), number, part_no)
+            try:
+                while True:
+                    tile, t = next(gen)
+                    shown = run.preview(scale, filled, parts[part_no + 1 :], plane) if run.wants_preview(t) else None
+                    yield run.progress(position, number, t, tile=tile, part=part_no + 1, preview=shown)
+            except StopIteration as stop:
+                filled.append(scale.inverse(stop.value))
+        run.outputs.write(index, plane, merge_parts(plane, filled, plan))
+        yield run.progress(position, number, iterations, tile=len(plan.tiles), part=plan.parts, event="plane")
+
+
+def _stack_mode(run: _Run) -> Generator[Progress, None, None]:
+    """Planes with their own weights in one set of kernels (GPU); every plane gets the masks it gets alone."""
+    plan, filler, numbers = run.plan, run.filler, run.numbers
+    for first in range(0, len(numbers), plan.stack):
+        chunk = numbers[first : first + plan.stack]
+        loaded = [run.read(n) for n in chunk]
+        gen = filler.fill_stack([scale.forward(split_parts(plane, plan)[0]) for _, plane, scale in loaded], chunk)
+        try:
+            while True:
+                t = next(gen)
+                shown = run.preview(loaded[0][2], [], [], loaded[0][1]) if run.wants_preview(t) else None
+                yield run.progress(first, chunk[0], t, preview=shown, group=len(chunk))
+        except StopIteration as stop:
+            for (index, plane, scale), result in zip(loaded, stop.value):
+                run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
+        yield run.progress(
+            first, chunk[0], run.params.iterations, group=len(chunk), event="plane", tile=len(plan.tiles),
+            part=plan.parts,
+        )  # fmt: skip
+
+
+def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, torch.Tensor]]):
+    """Context filling: per series, fit one network with neighbour planes, then predict its planes."""
+    plan, filler, p = run.plan, run.filler, run.params
+    f = p.pd_factor
+    wanted = set(run.numbers)
+    sub_h, sub_w = -(-plan.height // f), -(-plan.width // f)
+    tile = max(p.tile_size // f, model.network.min_size)
+    tiles = plan_tiles(sub_h, sub_w, tile, p.tile_overlap // f)
+    weights = blend_weights(tiles, sub_h, sub_w) if len(tiles) > 1 else []
+    crop = min(CONTEXT_CROP, tile)
+    cfiller = ContextFiller(
+        model.network,
+        model.state,
+        plan.context,
+        mask_ratio=p.mask_ratio,
+        learning_rate=p.learning_rate,
+        precision=filler.precision,
+        channels_last=filler.filler.channels_last,
+        crop_size=crop,
+        passes=CONTEXT_PASSES,
+    )
+    # Work units: a fit step on one crop is 1; predicting a plane is ~1/3 of a
+    # step (forward only) per pass and per crop-sized area.
+    fit_unit = 1.0
+    plane_unit = CONTEXT_PASSES / 3 * (sub_h * sub_w) / (crop * crop)
+    todo_series = [(k, series) for k, series in enumerate(plan.series) if wanted.intersection(series)]
+    total = sum((0 if k in fitted else p.iterations) * fit_unit for k, _ in todo_series) + len(wanted) * plane_unit
+    done, position = 0.0, 0
+    budget = int(min(2**30, max(64 * 2**20, 0.25 * memory_budget(p, filler.device)[0])))
+
+    def status(number: int, **extra: Any) -> Progress:
+        return run.progress(position, number, extra.pop("t", 0), done=done, total=total, **extra)
+
+    for k, series in todo_series:
+
+        def load(j: int, series=series) -> torch.Tensor:
+            _, plane, scale = run.read(series[j], count=False)
+            return filler.to_batch(scale.forward(split_parts(plane, plan)[0]))
+
+        planes = PlaneCache(load, len(series), filler.device, budget)
+        if k in fitted:
+            cfiller.network.load_state_dict(fitted[k])
+        else:
+            gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, series[0], part=_FIT_PART))
+            for t in cfiller.fit(planes, p.iterations, gen):
+                done += fit_unit
+                yield status(series[0], t=t, stage="fit")
+            fitted[k] = {name: v.detach().clone() for name, v in cfiller.network.state_dict().items()}
+        for j, number in enumerate(series):
+            if number not in wanted:
+                continue
+            index, plane, scale = run.read(number)
+            gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number))
+            if not tiles or len(tiles) == 1:
+                batch = cfiller.predict(planes, j, gen)
+            else:
+                batch = torch.zeros_like(planes[j])
+                for t_no, t in enumerate(tiles):
+                    region = t.slices
+                    part = cfiller.predict(planes, j, gen, region)
+                    batch[(slice(None), slice(None), *region)] += part * torch.from_numpy(weights[t_no]).to(part)
+            c = split_parts(plane, plan)[0].shape[0]
+            result = filler.from_batch(batch, c, plan.height, plan.width)
+            run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
+            done += plane_unit
+            yield status(number, t=p.iterations, stage="predict", event="plane")
+            position += 1
+
+
+#: Context filling: random masks per plane at prediction, and the side of the fit's crops.
+CONTEXT_PASSES = 8
+CONTEXT_CROP = 256
+#: ``part`` argument of :func:`plane_seed` for the fit's generator (never a colour part).
+_FIT_PART = 7
 
 
 def denoise_planes(
@@ -401,6 +524,7 @@ def denoise_planes(
     noise_map: bool = True,
     planes: Iterable[int] | None = None,
     scales: dict[int, IntensityScale] | None = None,
+    fitted: dict[int, dict[str, torch.Tensor]] | None = None,
 ) -> Generator[Progress, None, DenoiseResult]:
     """Denoise every plane of ``image``; yield progress, return the result.
 
@@ -434,6 +558,10 @@ def denoise_planes(
         Intensity scales per channel from an earlier
         :func:`~napari_mpid.core.scales.fit_scales` (so that parts of one
         stack filled separately share them).
+    fitted : dict, optional
+        Context filling: the fitted network of each series (by series
+        number, from an earlier result's ``fitted``), so that resuming or
+        sharding a stack does not fit again and gives the same planes.
 
     Raises
     ------
@@ -457,6 +585,7 @@ def denoise_planes(
                 noise_map=noise_map,
                 planes=planes,
                 scales=scales,
+                fitted=fitted,
             )
         )
     except (RuntimeError, MemoryError) as exc:

@@ -29,6 +29,7 @@ from .optim import adam_for
 __all__ = [
     "IterativeFiller",
     "draw_keep_mask",
+    "forward",
     "injected_keep_mask",
     "masked_loss",
     "update_running_average",
@@ -212,16 +213,37 @@ class IterativeFiller:
         yield from run_steps(step, iterations, capture=capture, generators=[generator] if capture else [])
 
     def _forward(self, net_input: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            net_input = net_input.contiguous(memory_format=torch.channels_last)
-        if self.precision == "bfloat16":
-            # Convolutions in bf16 (AVX-512 BF16 / AMX on CPU, tensor cores on
-            # GPU); weights, Adam state, loss and running average stay float32.
-            # The 1x1 head and sigmoid run in float32 so that the predictions
-            # that enter the running average are not rounded to bf16.
-            with torch.autocast(net_input.device.type, dtype=torch.bfloat16, cache_enabled=False):
-                features = self.network.encoder_decoder(net_input)
-            return torch.sigmoid(pointwise_conv(features.float(), self.network.head))
-        if self.channels_last:
-            return torch.sigmoid(pointwise_conv(self.network.encoder_decoder(net_input), self.network.head))
-        return self.network(net_input)
+        return forward(self.network, net_input, self.precision, self.channels_last)
+
+
+def forward(network: SkipNetwork, net_input: torch.Tensor, precision: str, channels_last: bool) -> torch.Tensor:
+    """The network's prediction for ``net_input`` in the given arithmetic and memory layout.
+
+    Parameters
+    ----------
+    network : SkipNetwork
+    net_input : torch.Tensor
+        ``(B, C + K [+ extra], H, W)``, see :func:`~napari_mpid.core.network.network_input`.
+    precision : str
+        "float32" or "bfloat16".
+    channels_last : bool
+        Run in NHWC (the network must have been converted).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, C, H, W)`` float32, values in (0, 1).
+    """
+    if channels_last:
+        net_input = net_input.contiguous(memory_format=torch.channels_last)
+    if precision == "bfloat16":
+        # Convolutions in bf16 (AVX-512 BF16 / AMX on CPU, tensor cores on
+        # GPU); weights, Adam state, loss and running average stay float32.
+        # The 1x1 head and sigmoid run in float32 so that the predictions
+        # that enter the running average are not rounded to bf16.
+        with torch.autocast(net_input.device.type, dtype=torch.bfloat16, cache_enabled=False):
+            features = network.encoder_decoder(net_input)
+        return torch.sigmoid(pointwise_conv(features.float(), network.head))
+    if channels_last:
+        return torch.sigmoid(pointwise_conv(network.encoder_decoder(net_input), network.head))
+    return network(net_input)

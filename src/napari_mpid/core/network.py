@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = [
+    "FIRST_LAYER_WEIGHTS",
     "ConvNormAct",
     "ScaleLevel",
     "SkipNetwork",
@@ -26,6 +27,7 @@ __all__ = [
     "pointwise_conv",
     "reference_key_map",
     "reflect_pad",
+    "with_extra_inputs",
 ]
 
 #: Slope of the LeakyReLU used after every BatchNorm.
@@ -172,11 +174,15 @@ class SkipNetwork(nn.Module):
         Feature channels at every scale (64 in the paper).
     scales : int
         Number of scales (5 in the paper).
+    extra_inputs : int
+        Further input channels after the masked image and its mask(s): the
+        neighbouring planes of context filling (:mod:`~napari_mpid.core.context`).
+        0 for the paper's network.
 
     Notes
     -----
-    Input ``(B, C + K, H, W)``: the masked image followed by its keep-mask(s)
-    (K = C or 1, see :func:`network_input`). Output ``(B, C, H, W)``, values in
+    Input ``(B, C + K [+ extra], H, W)``: the masked image followed by its
+    keep-mask(s) (K = C or 1, see :func:`network_input`), then any extra inputs. Output ``(B, C, H, W)``, values in
     (0, 1). H and W must exceed ``2 ** scales`` (reflection padding at the
     coarsest scale needs at least 2 pixels).
     """
@@ -187,13 +193,15 @@ class SkipNetwork(nn.Module):
         multi_channel_mask: bool = False,
         width: int = 64,
         scales: int = 5,
+        extra_inputs: int = 0,
     ) -> None:
         super().__init__()
         self.channels = channels
         self.multi_channel_mask = multi_channel_mask
         self.width = width
         self.scales = scales
-        in_channels = 2 * channels if multi_channel_mask else channels + 1
+        self.extra_inputs = extra_inputs
+        in_channels = (2 * channels if multi_channel_mask else channels + 1) + extra_inputs
         self.encoder_decoder = ScaleLevel(in_channels, width, scales - 1)
         self.head = nn.Conv2d(width, channels, 1, bias=True)
 
@@ -228,6 +236,24 @@ def network_input(image: torch.Tensor, keep_mask: torch.Tensor) -> torch.Tensor:
     """
     keep_mask = keep_mask.to(image.dtype)
     return torch.cat([image * keep_mask, keep_mask], dim=1)
+
+
+#: The two convolutions that see the network's input (the first scale's skip and down branches).
+FIRST_LAYER_WEIGHTS = ("encoder_decoder.skip.conv.weight", "encoder_decoder.down1.conv.weight")
+
+
+def with_extra_inputs(state: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    """A state dict for :class:`SkipNetwork` with ``extra`` more input channels, their weights zero.
+
+    The extra channels then have no effect at all: the network computes
+    exactly what the original one computes, until fine-tuning gives the new
+    weights values (context filling starts from the plane model this way).
+    """
+    out = dict(state)
+    for name in FIRST_LAYER_WEIGHTS:
+        w = state[name]
+        out[name] = torch.cat([w, w.new_zeros((w.shape[0], extra, *w.shape[2:]))], dim=1)
+    return out
 
 
 def _level_keys(ours: str, theirs: str) -> dict[str, str]:

@@ -150,6 +150,10 @@ class Plan:
         The parameters as used: the mask ratio and stack size resolved.
     notes : list of str
         What was resolved automatically and why (for the result's metadata).
+    series : list of list of int
+        Context filling: the plane numbers of every stack along the context
+        axis, in axis order (one network is fitted per series). Empty when
+        every plane is filled alone.
     """
 
     shape: tuple[int, ...]
@@ -164,6 +168,12 @@ class Plan:
     stack: int
     params: FillParams
     notes: list[str] = field(default_factory=list)
+    series: list[list[int]] = field(default_factory=list)
+
+    @property
+    def context(self) -> int:
+        """Neighbour planes on each side (0: every plane alone)."""
+        return self.params.context or 0
 
     @property
     def plane_axes(self) -> list[int]:
@@ -270,5 +280,61 @@ def make_plan(
         elif params.stack_planes > 1:
             kind = "tiled" if len(tiles) > 1 else "colour-split"
             notes.append(f"stack_planes 1: {kind} planes are filled one by one")
+    context, context_axis, series = _context(params, axes, shape, planes, parts, notes)
+    if context != params.context or context_axis != params.context_axis:
+        changes.update(context=context, context_axis=context_axis)
+    if context:
+        stack = 1
+        changes["stack_planes"] = 1
     resolved = dataclasses.replace(params, **changes) if changes else params
-    return Plan(shape, axes, planes, h, w, samples, parts, tiles, weights, stack, resolved, notes)
+    return Plan(shape, axes, planes, h, w, samples, parts, tiles, weights, stack, resolved, notes, series)
+
+
+#: Context filling when ``FillParams.context`` is None (automatic): this many
+#: neighbours on each side, for stacks of at least MIN_CONTEXT_PLANES planes.
+DEFAULT_CONTEXT = 1
+MIN_CONTEXT_PLANES = 3
+
+
+def _context(
+    params: FillParams, axes: str, shape: tuple[int, ...], planes: list[tuple[int, ...]], parts: int, notes: list[str]
+) -> tuple[int, str, list[list[int]]]:
+    """Resolve ``context`` and ``context_axis``; group plane numbers into series along that axis."""
+    requested = params.context
+    if params.context_axis == "auto":
+        axis = next((a for a in "ZT" if a in axes), None)
+    else:
+        axis = params.context_axis
+        if axis not in axes:
+            raise InputError(
+                f"context_axis {axis!r} is not an axis of the data (axes {axes!r}); "
+                "choose one the data has, or 'auto'"
+            )
+    if requested == 0:
+        return 0, params.context_axis, []
+    if axis is None:
+        if requested:
+            raise InputError(
+                f"context {requested} needs a stack axis (Z, T or Q) but the data has axes {axes!r}; "
+                "use context 0 for single planes, or name the stack axis (axes / context_axis)"
+            )
+        return 0, params.context_axis, []
+    length = shape[axes.index(axis)]
+    if requested is None:
+        if length < MIN_CONTEXT_PLANES or parts > 1:
+            return 0, params.context_axis, []
+        requested = DEFAULT_CONTEXT
+        notes.append(f"context {requested}: neighbour planes along {axis} ({length} planes)")
+    if length < 2:
+        raise InputError(f"context {requested} needs at least 2 planes along {axis}, the data has {length}")
+    if parts > 1:
+        raise InputError(
+            "context filling of RGB data needs a 3-channel model (e.g. model 'pixel-independent'); "
+            "the 1-channel model fills colours one by one"
+        )
+    position = [axes[i] for i, a in enumerate(axes) if a not in "YXS"].index(axis)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for number, index in enumerate(planes):
+        groups.setdefault(index[:position] + index[position + 1 :], []).append(number)
+    series = [sorted(numbers, key=lambda n: planes[n][position]) for numbers in groups.values()]
+    return requested, axis, series

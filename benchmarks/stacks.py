@@ -1,0 +1,235 @@
+"""Stack-aware denoising benchmark (issue 10): FMD frame series and synthetic Z-stacks, with baselines.
+
+Not a test: a measurement to run by hand and record in docs/benchmarks.md.
+
+Datasets (from ../shared/data/eval, never copied):
+
+static
+    For each of the 12 FMD configurations, captures _1.._4 as a TYX series;
+    centre crop [128:384, 128:384] of every frame; every frame scored against
+    the configuration's gt crop (PSNR, data range 1, /255, clip to [0, 1]);
+    mean over 48 frames.
+drift
+    As static, but frame k of the full 512x512 capture is shifted by
+    (1.5k, 1.0k) px (scipy.ndimage.shift, order 3, mode 'reflect') before
+    cropping, and scored against gt shifted the same way.
+unrelated
+    Frame 0 = capture 1 of configuration i, frames 1-3 = capture 1 of
+    configurations i+1..i+3 (mod 12); only frame 0 is scored.
+neuron, pollen
+    zstacks/<name>_noisy.tif against <name>_clean.tif, every plane scored
+    (mean over planes).
+
+Every run also scores the trivial baselines on the same inputs: a 2-D
+Gaussian blur of each frame (fixed sigmas), the mean of the series plus a
+blur, and a 3-D Gaussian blur.
+
+Examples::
+
+    python benchmarks/stacks.py static --json bench_out/static_ctx1.json
+    python benchmarks/stacks.py pollen --context 0 --preset cpu --json bench_out/pollen_plane.json
+    python benchmarks/stacks.py static --baselines-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+from scipy.ndimage import gaussian_filter, shift
+
+from napari_mpid import __version__
+from napari_mpid.core import engine
+from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.params import PRESETS, preset
+
+EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
+SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+
+def _png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
+
+
+def fmd_configs() -> list[str]:
+    return sorted({p.name.rsplit("_", 1)[0] for p in (EVAL / "fmd_test_mix" / "raw").glob("*_1.png")})
+
+
+def load(dataset: str, limit: int | None = None) -> list[dict]:
+    """Series of the dataset: dicts with name, noisy (N, H, W), clean (N, H, W) in [0, 1], scored frame indices."""
+    root = EVAL / "fmd_test_mix"
+    crop = (slice(128, 384), slice(128, 384))
+    items = []
+    if dataset in ("static", "drift", "unrelated"):
+        configs = fmd_configs()
+        for i, cfg in enumerate(configs[:limit] if limit else configs):
+            gt = _png(root / "gt" / f"{cfg}_1.png").astype(np.float64)
+            if dataset == "unrelated":
+                names = [configs[(i + k) % len(configs)] for k in range(4)]
+                frames = [_png(root / "raw" / f"{n}_1.png") for n in names]
+                noisy = np.stack([f[crop] for f in frames])
+                clean = np.stack([_png(root / "gt" / f"{n}_1.png")[crop] for n in names]) / 255.0
+                items.append({"name": cfg, "noisy": noisy, "clean": clean, "scored": [0]})
+                continue
+            frames, truths = [], []
+            for k in range(4):
+                raw = _png(root / "raw" / f"{cfg}_{k + 1}.png")
+                if dataset == "drift":
+                    raw = np.clip(
+                        np.rint(shift(raw.astype(np.float64), (1.5 * k, 1.0 * k), order=3, mode="reflect")), 0, 255
+                    )
+                    truth = shift(gt, (1.5 * k, 1.0 * k), order=3, mode="reflect")
+                else:
+                    truth = gt
+                frames.append(raw.astype(np.uint8)[crop])
+                truths.append(truth[crop] / 255.0)
+            items.append({"name": cfg, "noisy": np.stack(frames), "clean": np.stack(truths), "scored": [0, 1, 2, 3]})
+    else:
+        noisy = tifffile.imread(EVAL / "zstacks" / f"{dataset}_noisy.tif")
+        clean = tifffile.imread(EVAL / "zstacks" / f"{dataset}_clean.tif").astype(np.float64)
+        items.append({"name": dataset, "noisy": noisy, "clean": clean, "scored": list(range(len(noisy)))})
+    return items
+
+
+def to_unit(item: dict, stack: np.ndarray) -> np.ndarray:
+    """Denoised stack in input units -> [0, 1] as scored (FMD: /255)."""
+    return stack / 255.0 if item["noisy"].dtype == np.uint8 else stack
+
+
+def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
+    mse = np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)
+    return float(10 * np.log10(1.0 / mse))
+
+
+def scores(item: dict, estimate: np.ndarray) -> list[float]:
+    return [psnr(estimate[k], item["clean"][k]) for k in item["scored"]]
+
+
+def baselines(item: dict) -> dict[str, list[float]]:
+    noisy = to_unit(item, item["noisy"].astype(np.float64))
+    out = {"noisy": scores(item, noisy)}
+    for s in SIGMAS:
+        out[f"blur2d_{s}"] = scores(item, gaussian_filter(noisy, (0, s, s)))
+        mean = np.broadcast_to(noisy.mean(axis=0), noisy.shape)
+        out[f"mean+blur_{s}"] = scores(item, gaussian_filter(mean, (0, s, s)))
+        out[f"blur3d_{s}"] = scores(item, gaussian_filter(noisy, s, mode="reflect"))
+    return out
+
+
+def run_method(item: dict, params, model) -> tuple[list[float], float, dict]:
+    axes = "TYX" if item["noisy"].dtype == np.uint8 else "ZYX"
+    start = time.perf_counter()
+    gen = denoise_planes(item["noisy"], params, axes=axes, model=model, noise_map=False)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        result = stop.value
+    seconds = time.perf_counter() - start
+    meta = {k: v for k, v in result.metadata().items() if k.startswith("param_") or k == "notes"}
+    return scores(item, to_unit(item, result.denoised)), seconds, meta
+
+
+def summarize(per_item: list[dict], key: str) -> float:
+    values = [v for item in per_item for v in item[key]]
+    return float(np.mean(values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=("static", "drift", "unrelated", "neuron", "pollen"))
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="fast")
+    parser.add_argument("--model", default="real-noise")
+    parser.add_argument("--context", type=int, help="default: automatic")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--beta", type=float)
+    parser.add_argument("--mask-ratio", type=float)
+    parser.add_argument("--passes", type=int, help="context filling: masks per plane at prediction")
+    parser.add_argument("--crop", type=int, help="context filling: training crop side")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="first N FMD configurations only")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--label", help="name of this method in the results")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.passes:
+        engine.CONTEXT_PASSES = args.passes
+    if args.crop:
+        engine.CONTEXT_CROP = args.crop
+
+    changes = {"model": args.model, "device": args.device, "precision": args.precision, "seed": args.seed}
+    for name, value in (
+        ("context", args.context),
+        ("iterations", args.iterations),
+        ("learning_rate", args.lr),
+        ("beta", args.beta),
+        ("mask_ratio", args.mask_ratio),
+    ):
+        if value is not None:
+            changes[name] = value
+    params = preset(args.preset, **changes)
+    model = None
+    if not args.baselines_only:
+        from napari_mpid.api import load_model
+
+        model = load_model(params.model, params.device)
+    label = args.label or f"context {args.context if args.context is not None else 'auto'}, {args.preset}"
+
+    per_item = []
+    for item in load(args.dataset, args.limit):
+        record = {"name": item["name"], **baselines(item)}
+        if not args.baselines_only:
+            record[label], record["seconds"], record["meta"] = run_method(item, params, model)
+            print(f"{item['name']:24s} {label}: {np.mean(record[label]):.2f} ({record['seconds']:.0f} s)", flush=True)
+        per_item.append(record)
+
+    keys = [k for k in per_item[0] if isinstance(per_item[0][k], list)]
+    means = {k: summarize(per_item, k) for k in keys}
+    best = {
+        kind: max(((k, v) for k, v in means.items() if k.startswith(kind)), key=lambda kv: kv[1])
+        for kind in ("blur2d", "mean+blur", "blur3d")
+    }
+    for kind, (k, v) in best.items():
+        print(f"best {kind}: {k} {v:.2f}")
+    if not args.baselines_only:
+        seconds = float(np.sum([r["seconds"] for r in per_item]))
+        print(f"{label}: {means[label]:.2f} dB, {seconds:.0f} s in all")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {
+                    "dataset": args.dataset,
+                    "label": label,
+                    "params": None if args.baselines_only else params.to_dict(),
+                    "passes": engine.CONTEXT_PASSES,
+                    "crop": engine.CONTEXT_CROP,
+                    "device": f"{args.device} ({platform.machine()}, {args.threads} threads)",
+                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "version": __version__,
+                    "means": means,
+                    "best_baselines": {k: {"name": n, "psnr": v} for k, (n, v) in best.items()},
+                    "items": per_item,
+                },
+                indent=1,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Context filling: one network per stack that sees each plane's neighbours.
+
+Microscopists' planes come in stacks: neighbouring Z planes or time points
+show the same structures with independent noise. Here the network gets,
+besides the masked plane and its mask, the ``context`` planes on each side
+along the stack axis, unmasked, as extra input channels (in the spirit of
+SUPPORT, Eom et al. 2023): only the plane being denoised is masked, and since
+the noise of different planes is independent, the target pixel's own noise
+can never reach its prediction.
+
+- The extra channels' first-layer weights start at zero
+  (:func:`~napari_mpid.core.network.with_extra_inputs`), so before any
+  fine-tuning the network is exactly the pre-trained plane model; the
+  fine-tuning learns how much to trust the neighbours (nothing, when they
+  show something else).
+- One network is fine-tuned for the whole stack, on random planes (and
+  crops of large planes) of it: the work grows with the fit's steps, not
+  with the number of planes.
+- Each plane is then predicted with several random masks; a pixel's
+  estimate is the mean of the predictions made while it was hidden.
+- Stack ends are reflected (the neighbour before plane 0 is plane 1): a
+  plane never appears as its own neighbour, which would leak its noise.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+import torch
+
+from .filling import draw_keep_mask, forward, masked_loss
+from .network import SkipNetwork, with_extra_inputs
+from .optim import adam_for
+
+__all__ = ["ContextFiller", "PlaneCache", "neighbours"]
+
+
+def neighbours(index: int, count: int, context: int) -> list[int]:
+    """Indices of the ``context`` planes before and after plane ``index`` of ``count``.
+
+    Order: the farthest before ... the nearest before, the nearest after ...
+    the farthest after. Past an end the stack is reflected (index -1 is 1);
+    a plane is never its own neighbour (in a 2-plane stack both sides see the
+    other plane).
+
+    Raises
+    ------
+    ValueError
+        If the stack has fewer than 2 planes.
+    """
+    if count < 2:
+        raise ValueError("context filling needs at least 2 planes")
+    out = []
+    for offset in [*range(-context, 0), *range(1, context + 1)]:
+        j = index + offset
+        period = 2 * (count - 1)
+        j = j % period
+        if j >= count:
+            j = period - j
+        if j == index:  # short stacks: fall back to the nearest other plane on that side
+            j = index - 1 if (offset < 0 and index > 0) or index == count - 1 else index + 1
+        out.append(j)
+    return out
+
+
+class PlaneCache:
+    """Planes of one stack as tensors on the device, loaded on demand, least recently used dropped.
+
+    Parameters
+    ----------
+    load : callable
+        ``load(k)`` returns plane k as a ``(B, C, H, W)`` float32 tensor in
+        [0, 1] on the device: the network's batch for that plane (B = 1, or
+        the f*f sub-images of pixel-shuffle).
+    count : int
+        Planes in the stack.
+    device : torch.device
+    budget : int
+        Bytes of planes kept at most (all of a small stack).
+    """
+
+    def __init__(self, load: Callable[[int], torch.Tensor], count: int, device: torch.device, budget: int) -> None:
+        self.load = load
+        self.count = count
+        self.device = device
+        self.budget = budget
+        self._planes: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        if k in self._planes:
+            self._planes.move_to_end(k)
+            return self._planes[k]
+        plane = self.load(k)
+        self._planes[k] = plane
+        self._bytes += plane.numel() * 4
+        while self._bytes > self.budget and len(self._planes) > 1:
+            _, dropped = self._planes.popitem(last=False)
+            self._bytes -= dropped.numel() * 4
+        return plane
+
+
+class ContextFiller:
+    """Fine-tunes one network with neighbour planes on a whole stack, then predicts its planes.
+
+    Parameters
+    ----------
+    network : SkipNetwork
+        The pre-trained plane network (gives the architecture; not changed).
+    initial_state : dict
+        Its pre-trained weights.
+    context : int
+        Neighbour planes on each side.
+    mask_ratio, learning_rate : float
+        As in :class:`~napari_mpid.core.params.FillParams`; the mask hides
+        pixels of the plane being denoised only.
+    precision : str
+        "float32" or "bfloat16".
+    channels_last : bool
+        NHWC activations.
+    crop_size : int
+        Side of the training crops (whole planes when they are smaller).
+    passes : int
+        Random masks per plane at prediction (each hides ``mask_ratio`` of the pixels).
+    """
+
+    def __init__(
+        self,
+        network: SkipNetwork,
+        initial_state: dict[str, torch.Tensor],
+        context: int,
+        *,
+        mask_ratio: float,
+        learning_rate: float,
+        precision: str = "float32",
+        channels_last: bool = False,
+        crop_size: int = 256,
+        passes: int = 8,
+    ) -> None:
+        c = network.channels
+        self.context = context
+        self.network = SkipNetwork(
+            c, network.multi_channel_mask, network.width, network.scales, extra_inputs=2 * context * c
+        ).to(next(network.parameters()).device)
+        self.initial_state = with_extra_inputs(initial_state, 2 * context * c)
+        self.mask_ratio = mask_ratio
+        self.learning_rate = learning_rate
+        self.precision = precision
+        self.channels_last = channels_last
+        self.crop_size = crop_size
+        self.passes = passes
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last)
+
+    def _inputs(self, planes: PlaneCache, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plane k ``(B, C, H, W)`` and its neighbours ``(B, 2*context*C, H, W)``."""
+        center = planes[k]
+        around = torch.cat([planes[j] for j in neighbours(k, len(planes), self.context)], dim=1)
+        return center, around
+
+    def _predict(self, center: torch.Tensor, around: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        net_input = torch.cat([center * keep, keep.to(center.dtype), around], dim=1)
+        return forward(self.network, net_input, self.precision, self.channels_last)
+
+    def fit(self, planes: PlaneCache, steps: int, generator: torch.Generator) -> Iterator[int]:
+        """Fine-tune on random planes (random crops of large ones) of the stack; yield t = 1..steps.
+
+        ``generator`` (on the planes' device) draws planes, crops, flips and
+        masks, so a fit is reproducible from its seed.
+        """
+        net = self.network
+        net.load_state_dict(self.initial_state)
+        net.train()  # BatchNorm uses the statistics of the data being denoised, as in MPI
+        device = planes[0].device
+        optimizer = adam_for(net.parameters(), self.learning_rate, device, capturable=False)
+        b, _, h, w = planes[0].shape
+        ch, cw = min(self.crop_size, h), min(self.crop_size, w)
+        k_mask = net.mask_channels
+        for t in range(steps):
+            draw = torch.randint(0, 2**31 - 1, (4,), generator=generator, device=device).tolist()
+            k = draw[0] % len(planes)
+            top, left = draw[1] % (h - ch + 1), draw[2] % (w - cw + 1)
+            center, around = self._inputs(planes, k)
+            window = (slice(None), slice(None), slice(top, top + ch), slice(left, left + cw))
+            center, around = center[window], around[window]
+            if draw[3] & 1:  # flips: more variety from few planes, same statistics
+                center, around = center.flip(-1), around.flip(-1)
+            if draw[3] & 2:
+                center, around = center.flip(-2), around.flip(-2)
+            keep = draw_keep_mask((b, k_mask, ch, cw), self.mask_ratio, generator, device)
+            prediction = self._predict(center, around, keep)
+            loss = masked_loss(prediction, center, keep)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            yield t + 1
+
+    @torch.no_grad()
+    def predict(self, planes: PlaneCache, k: int, generator: torch.Generator, region=None) -> torch.Tensor:
+        """Plane k (or its ``region``, a pair of slices) denoised: ``(B, C, H, W)`` in [0, 1].
+
+        Every pixel's value is the mean of the predictions made in the passes
+        that hid it; a last pass hides any pixel that no random mask hid.
+        """
+        center, around = self._inputs(planes, k)
+        if region is not None:
+            center, around = center[(slice(None), slice(None), *region)], around[(slice(None), slice(None), *region)]
+        b, _, h, w = center.shape
+        total = torch.zeros_like(center)
+        hidden = torch.zeros_like(center)
+        k_mask = self.network.mask_channels
+        for _ in range(self.passes):
+            keep = draw_keep_mask((b, k_mask, h, w), self.mask_ratio, generator, center.device)
+            dropped = (1.0 - keep).expand_as(center)
+            total += self._predict(center, around, keep) * dropped
+            hidden += dropped
+        if (hidden == 0).any():
+            keep = (hidden[:, :k_mask] > 0).to(torch.float32)
+            dropped = (1.0 - keep).expand_as(center)
+            total += self._predict(center, around, keep) * dropped
+            hidden += dropped
+        return total / hidden.clamp(min=1.0)
