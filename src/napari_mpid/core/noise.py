@@ -1,0 +1,168 @@
+"""Estimating the noise of a single plane from the plane itself.
+
+Fluorescence noise is Poisson-Gaussian (shot noise grows with the signal,
+read noise does not) and, with many cameras, spatially correlated (FMD's
+wide-field images: lag-1 correlation ~0.6). :func:`estimate_noise` measures
+both without a clean reference:
+
+1. The plane is cut into 8x8 blocks. In every block a plane ``a + b*y + c*x``
+   is fitted and removed, which takes out smooth signal.
+2. Blocks whose residual variance is in the lowest quarter of their
+   intensity bin are taken as "flat": there, what is left is noise.
+3. A line ``variance = gain * mean + offset`` is fitted to those blocks
+   (the Poisson-Gaussian noise-level function); the plane's noise level is
+   the root of the mean predicted variance over all its pixels.
+4. The lag-1 correlation is measured on the residuals of the same flat blocks.
+
+Numpy only; about 10 ms for a 512x512 plane.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["NoiseEstimate", "estimate_noise"]
+
+BLOCK = 8
+#: Fraction of the blocks of an intensity bin taken as flat.
+FLAT_FRACTION = 0.25
+INTENSITY_BINS = 8
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """What :func:`estimate_noise` found.
+
+    Attributes
+    ----------
+    sigma : float
+        Root-mean-square noise over the plane (in the plane's units).
+    correlation : float
+        Lag-1 correlation of the noise between neighbouring pixels (mean of
+        the horizontal and vertical ones): ~0 for pixel-independent noise.
+    gain, offset : float
+        The noise-level function ``variance = gain * intensity + offset``.
+    """
+
+    sigma: float
+    correlation: float
+    gain: float
+    offset: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(float(v), 6) for k, v in vars(self).items()}
+
+
+def _blocks(plane: np.ndarray) -> np.ndarray:
+    h, w = (plane.shape[0] // BLOCK) * BLOCK, (plane.shape[1] // BLOCK) * BLOCK
+    blocks = plane[:h, :w].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 2, 1, 3)
+    return blocks.reshape(-1, BLOCK, BLOCK)
+
+
+def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block mean and the residual after removing the best plane a + b*y + c*x."""
+    y, x = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float64)
+    design = np.stack([np.ones(BLOCK * BLOCK), y.ravel(), x.ravel()], axis=1)
+    flat = blocks.reshape(len(blocks), -1)
+    coef, *_ = np.linalg.lstsq(design, flat.T, rcond=None)
+    residual = flat - (design @ coef).T
+    return flat.mean(axis=1), residual.reshape(blocks.shape)
+
+
+def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
+    """Noise level and correlation of one 2D plane (any units).
+
+    Parameters
+    ----------
+    plane : ndarray
+        ``(H, W)``, at least 32x32.
+
+    Returns
+    -------
+    NoiseEstimate
+    """
+    data = np.asarray(plane, dtype=np.float64)
+    if data.ndim != 2 or min(data.shape) < 4 * BLOCK:
+        raise ValueError(f"need a 2D plane of at least {4 * BLOCK}x{4 * BLOCK} pixels, got {data.shape}")
+    means, residual = _detrend(_blocks(data))
+    # Removing a 3-parameter plane from 64 values leaves 61 degrees of freedom.
+    variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - 3)
+    edges = np.quantile(means, np.linspace(0, 1, INTENSITY_BINS + 1))
+    chosen = []
+    for lo, hi in itertools.pairwise(edges):
+        in_bin = np.flatnonzero((means >= lo) & (means <= hi))
+        if len(in_bin) == 0:
+            continue
+        keep = max(1, int(len(in_bin) * FLAT_FRACTION))
+        chosen.extend(in_bin[np.argsort(variances[in_bin])[:keep]])
+    chosen = np.unique(np.asarray(chosen))
+    # Residual statistics of the chosen blocks are biased twice: the lowest
+    # quarter of a bin's variances underestimates the noise variance even
+    # where every block is pure noise, and detrending shortens correlations.
+    # Both biases depend on the correlation; they are read off a table made
+    # by simulating the same procedure on noise of known correlation.
+    measured = _lag1(residual[chosen])
+    correlation, bias = _calibration(measured)
+    v, m = variances[chosen] / bias, means[chosen]
+    if np.ptp(m) > 0 and len(chosen) >= 4:
+        gain, offset = np.polyfit(m, v, 1, w=1.0 / np.maximum(v, 1e-12))
+    else:
+        gain, offset = 0.0, float(np.median(v))
+    if gain < 0:  # noise cannot shrink with intensity: fall back to a constant level
+        gain, offset = 0.0, float(np.median(v))
+    sigma = float(np.sqrt(np.maximum(gain * data + offset, 0.0).mean()))
+    return NoiseEstimate(sigma, float(correlation), float(gain), float(offset))
+
+
+def _lag1(residual: np.ndarray) -> float:
+    """Mean of the horizontal and vertical lag-1 correlations of block residuals."""
+    norm = float((residual**2).sum())
+    if norm <= 0:
+        return 0.0
+    horizontal = float((residual[:, :, 1:] * residual[:, :, :-1]).sum()) / norm
+    vertical = float((residual[:, 1:, :] * residual[:, :-1, :]).sum()) / norm
+    return (horizontal + vertical) / 2
+
+
+def correlated_noise(shape: tuple[int, ...], strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance noise blurred by the separable kernel [s, 1, s] (s = ``strength``, 0 = white; 0.6: lag-1 ~0.7)."""
+    noise = rng.standard_normal(shape)
+    if strength > 0:
+        k = np.array([strength, 1.0, strength])
+        for axis in (-2, -1):
+            noise = sum(w * np.roll(noise, shift, axis=axis) for w, shift in zip(k, (-1, 0, 1)))
+    return noise / noise.std()
+
+
+@functools.cache
+def _calibration_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(measured residual lag-1, true lag-1, selection bias of the variance) for noise of rising correlation.
+
+    Simulated once with a fixed seed: 4000 blocks of noise per strength of
+    the [s, 1, s] kernel, detrended and selected as :func:`estimate_noise` does.
+    """
+    rng = np.random.default_rng(0)
+    measured, true, bias = [], [], []
+    for strength in np.linspace(0.0, 0.6, 13):  # measured lag-1 rises monotonically up to 0.6
+        field = correlated_noise((40, BLOCK * 10, BLOCK * 10), float(strength), rng)
+        blocks = field.reshape(40, 10, BLOCK, 10, BLOCK).transpose(0, 1, 3, 2, 4).reshape(-1, BLOCK, BLOCK)
+        _, residual = _detrend(blocks)
+        variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - 3)
+        keep = np.argsort(variances)[: int(len(variances) * FLAT_FRACTION)]
+        measured.append(_lag1(residual[keep]))
+        true.append(float(np.mean([np.mean(field[..., 1:] * field[..., :-1]), np.mean(field[:, 1:] * field[:, :-1])])))
+        bias.append(float(variances[keep].mean()))
+    return np.array(measured), np.array(true), np.array(bias)
+
+
+def _calibration(measured: float) -> tuple[float, float]:
+    """True lag-1 correlation and variance bias for a measured residual lag-1 correlation."""
+    table_measured, table_true, table_bias = _calibration_table()
+    return (
+        float(np.interp(measured, table_measured, table_true)),
+        float(np.interp(measured, table_measured, table_bias)),
+    )

@@ -1,0 +1,80 @@
+"""Noise estimation from a single plane, on synthetic images of known noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_mpid.core.noise import estimate_noise
+
+
+def _cells(size: int = 256, seed: int = 0) -> np.ndarray:
+    """A smooth fluorescence-like image in [0, 0.8]: blurred blobs on a dim background."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    image = np.full((size, size), 0.05)
+    for _ in range(40):
+        cy, cx, r, a = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(4, 16), rng.uniform(0.1, 0.5)
+        image += a * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r**2))
+    return np.clip(image, 0, 0.8)
+
+
+def _correlate(noise: np.ndarray) -> np.ndarray:
+    """Spatially correlated noise of the same variance: a [1, 2, 1] blur in both directions."""
+    k = np.array([0.25, 0.5, 0.25])
+    out = noise
+    for axis in (0, 1):
+        out = sum(w * np.roll(out, s, axis=axis) for w, s in zip(k, (-1, 0, 1)))
+    return out / out.std() * noise.std()
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.05, 0.15])
+def test_white_gaussian_noise_level_within_15_percent(sigma):
+    clean = _cells()
+    noisy = clean + np.random.default_rng(1).normal(0, sigma, clean.shape)
+    found = estimate_noise(noisy)
+    assert found.sigma == pytest.approx(sigma, rel=0.15)
+    assert abs(found.correlation) < 0.1
+
+
+@pytest.mark.parametrize("photons", [10, 50])
+def test_poisson_gaussian_noise_level_within_15_percent(photons):
+    clean = _cells(seed=2)
+    rng = np.random.default_rng(3)
+    noisy = rng.poisson(clean * photons) / photons + rng.normal(0, 0.01, clean.shape)
+    true_sigma = float(np.sqrt(np.mean(clean / photons + 0.01**2)))
+    found = estimate_noise(noisy)
+    assert found.sigma == pytest.approx(true_sigma, rel=0.15)
+    assert found.gain == pytest.approx(1 / photons, rel=0.3)
+
+
+@pytest.mark.parametrize("sigma", [0.03, 0.1])
+def test_correlated_noise_level_and_correlation(sigma):
+    clean = _cells(seed=4)
+    noise = _correlate(np.random.default_rng(5).normal(0, sigma, clean.shape))
+    true_corr = float(
+        np.mean(
+            [
+                np.corrcoef(noise[:, 1:].ravel(), noise[:, :-1].ravel())[0, 1],
+                np.corrcoef(noise[1:].ravel(), noise[:-1].ravel())[0, 1],
+            ]
+        )
+    )
+    found = estimate_noise(clean + noise)
+    assert found.sigma == pytest.approx(sigma, rel=0.15)
+    assert found.correlation == pytest.approx(true_corr, abs=0.1)
+
+
+def test_correlated_poisson_gaussian_noise_level():
+    clean = _cells(seed=6)
+    rng = np.random.default_rng(7)
+    shot = rng.poisson(clean * 20) / 20 - clean
+    noise = _correlate(shot) + rng.normal(0, 0.01, clean.shape)
+    found = estimate_noise(clean + noise)
+    assert found.sigma == pytest.approx(float(noise.std()), rel=0.15)
+    assert found.correlation > 0.3
+
+
+def test_tiny_planes_are_refused():
+    with pytest.raises(ValueError, match="at least"):
+        estimate_noise(np.zeros((16, 64)))
