@@ -145,3 +145,28 @@ def test_bfloat16_first_prediction_is_close_to_float32():
     error = (first_bf16 - first).abs()
     assert float(error.mean()) < 1e-2 and float(error.max()) < 6e-2
     assert final_bf16.dtype == torch.float32  # running average kept in float32
+
+
+def test_gray_planes_in_a_per_channel_mask_network_share_one_mask(monkeypatch):
+    # Gray enters a 3-channel network as three equal channels: independent
+    # per-channel masks would show each dropped pixel in another channel.
+    from napari_mpid.core import filling
+    from napari_mpid.core.engine import denoise_planes
+    from napari_mpid.core.params import preset
+
+    seen = []
+    original = filling.network_input
+    monkeypatch.setattr(
+        filling, "network_input", lambda image, keep: seen.append(keep.clone()) or original(image, keep)
+    )
+    gen = denoise_planes(
+        np.random.default_rng(0).random((40, 40)), preset("fast", iterations=2, model="random-init:3:multi")
+    )
+    for _ in gen:
+        pass
+    assert seen and all(torch.equal(k[:, 0], k[:, 1]) and torch.equal(k[:, 0], k[:, 2]) for k in seen)
+    seen.clear()
+    rgb = np.random.default_rng(1).random((40, 40, 3))
+    for _ in denoise_planes(rgb, preset("fast", iterations=2, model="random-init:3:multi")):
+        pass
+    assert not torch.equal(seen[0][:, 0], seen[0][:, 1])  # colour keeps its per-channel masks

@@ -126,6 +126,9 @@ class ContextFiller:
         Side of the training crops (whole planes when they are smaller).
     passes : int
         Random masks per plane at prediction (each hides ``mask_ratio`` of the pixels).
+    shared_mask : bool
+        One mask for all channels (gray planes in a 3-channel network, see
+        :class:`~napari_mpid.core.filling.IterativeFiller`).
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class ContextFiller:
         channels_last: bool = False,
         crop_size: int = 256,
         passes: int = 8,
+        shared_mask: bool = False,
     ) -> None:
         c = network.channels
         self.context = context
@@ -153,6 +157,7 @@ class ContextFiller:
         self.channels_last = channels_last
         self.crop_size = crop_size
         self.passes = passes
+        self.shared_mask = shared_mask
         if channels_last:
             self.network.to(memory_format=torch.channels_last)
 
@@ -163,6 +168,7 @@ class ContextFiller:
         return center, around
 
     def _predict(self, center: torch.Tensor, around: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        keep = keep.expand(keep.shape[0], self.network.mask_channels, *keep.shape[2:])
         net_input = torch.cat([center * keep, keep.to(center.dtype), around], dim=1)
         return forward(self.network, net_input, self.precision, self.channels_last)
 
@@ -179,7 +185,7 @@ class ContextFiller:
         optimizer = adam_for(net.parameters(), self.learning_rate, device, capturable=False)
         b, _, h, w = planes[0].shape
         ch, cw = min(self.crop_size, h), min(self.crop_size, w)
-        k_mask = net.mask_channels
+        k_mask = 1 if self.shared_mask else net.mask_channels
         for t in range(steps):
             draw = torch.randint(0, 2**31 - 1, (4,), generator=generator, device=device).tolist()
             k = draw[0] % len(planes)
@@ -212,7 +218,7 @@ class ContextFiller:
         b, _, h, w = center.shape
         total = torch.zeros_like(center)
         hidden = torch.zeros_like(center)
-        k_mask = self.network.mask_channels
+        k_mask = 1 if self.shared_mask else self.network.mask_channels
         for _ in range(self.passes):
             keep = draw_keep_mask((b, k_mask, h, w), self.mask_ratio, generator, center.device)
             dropped = (1.0 - keep).expand_as(center)

@@ -109,6 +109,12 @@ class IterativeFiller:
     cuda_graph : bool
         On CUDA, replay each iteration as one captured CUDA graph (see
         :func:`run_steps`); ignored elsewhere and when masks are injected.
+    shared_mask : bool
+        Draw one mask and use it for every channel even when the network
+        takes one mask per channel. Needed when a gray plane enters a
+        3-channel network as three equal channels: independent masks would
+        show every dropped pixel's own value in another channel, and the
+        network would learn to copy it instead of denoising.
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class IterativeFiller:
         precision: str = "float32",
         channels_last: bool = False,
         cuda_graph: bool = False,
+        shared_mask: bool = False,
     ) -> None:
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be float32 or bfloat16, not {precision!r}")
@@ -133,7 +140,13 @@ class IterativeFiller:
         self.beta = beta
         self.mask_ratio = mask_ratio
         self.learning_rate = learning_rate
+        self.shared_mask = shared_mask
         self.running_average: torch.Tensor | None = None
+        #: Held-out score per iteration (see :meth:`run`'s ``holdout``), else None.
+        self.validation: torch.Tensor | None = None
+        self._holdout: torch.Tensor | None = None
+        self._image: torch.Tensor | None = None
+        self._updates = 0
 
     def run(
         self,
@@ -143,6 +156,7 @@ class IterativeFiller:
         generator: torch.Generator | None = None,
         keep_masks: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
         record: dict[str, Any] | None = None,
+        holdout: torch.Tensor | None = None,
     ) -> Iterator[int]:
         """Fill ``image``, yielding the iteration number t = 1..T after each step.
 
@@ -161,6 +175,15 @@ class IterativeFiller:
             of t (0-based) returning ``(B, K, H, W)``; 1 = visible.
         record : dict, optional
             If given, receives ``first_output`` and ``last_output`` (for tests).
+        holdout : torch.Tensor, optional
+            ``(B, K, H, W)``, 1 at held-out pixels: always hidden from the
+            network and never a training target, so the running average there
+            never depends on their own noisy values. :attr:`validation` then
+            holds, for every iteration t, the mean squared difference between
+            the running average and the image at those pixels: for noise that
+            is independent between pixels, the true error plus the noise
+            variance (Noise2Self's J-invariance), a stopping signal that needs
+            no clean image.
 
         Notes
         -----
@@ -175,12 +198,14 @@ class IterativeFiller:
         net.train()  # BatchNorm uses the statistics of this image (see module doc).
         b, _, h, w = image.shape
         mask_shape = (b, net.mask_channels, h, w)
+        draw_shape = (b, 1, h, w) if self.shared_mask else mask_shape
         if keep_masks is None and generator is None:
             raise ValueError("a generator is needed when keep_masks is not given")
         capture = (
             self.cuda_graph
             and keep_masks is None
             and record is None
+            and holdout is None
             and cuda_graphs_supported(image.device, [generator] if generator is not None else [])
         )
         optimizer = adam_for(net.parameters(), self.learning_rate, image.device, capture)
@@ -188,29 +213,58 @@ class IterativeFiller:
         ybar = image.detach().clone()
         keep = torch.empty(mask_shape, device=image.device)
         self.running_average = ybar
+        self.validation = torch.zeros(iterations, device=image.device) if holdout is not None else None
+        if holdout is not None:
+            visible = 1.0 - holdout.to(image.device, torch.float32)
+            counted = holdout.to(image.device, image.dtype).expand_as(image)
+            weight = 1.0 / counted.sum().clamp(min=1.0)
+        self._holdout = holdout
+        self._image = image
+        self._updates = 0
         t = 0
 
         def step() -> None:
             nonlocal t
             if keep_masks is None:
-                keep.copy_(draw_keep_mask(mask_shape, self.mask_ratio, generator, image.device))
+                keep.copy_(draw_keep_mask(draw_shape, self.mask_ratio, generator, image.device))
             else:
                 keep.copy_(injected_keep_mask(keep_masks, t, image.device))
+            if holdout is not None:
+                keep.mul_(visible)
             prediction = self._forward(network_input(image, keep))
             with torch.no_grad():
                 ybar.copy_(update_running_average(ybar, prediction, keep, self.beta))
+                if holdout is not None:
+                    self._updates = t + 1
+                    corrected = self.held_out_average()
+                    self.validation[t] = ((corrected - image).square() * counted).sum() * weight
             if record is not None:
                 if t == 0:
                     record["first_output"] = prediction.detach().clone()
                 if t == iterations - 1:
                     record["last_output"] = prediction.detach().clone()
-            loss = masked_loss(prediction, image, keep)
+            loss = masked_loss(prediction, image, keep if holdout is None else keep + (1.0 - visible))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             t += 1
 
         yield from run_steps(step, iterations, capture=capture, generators=[generator] if capture else [])
+
+    def held_out_average(self) -> torch.Tensor:
+        """The running average with the noisy image's remaining share removed at held-out pixels.
+
+        Held-out pixels are hidden at every iteration, so after t updates the
+        average there is ``beta**t * x + (1 - beta) * sum(beta**(t-k) y_k)``;
+        dividing the predictions' part by ``1 - beta**t`` (as Adam corrects
+        its moments) leaves a weighted mean of predictions only.
+        """
+        ybar = self.running_average
+        if self._holdout is None or self._updates == 0:
+            return ybar
+        decay = self.beta**self._updates
+        corrected = (ybar - decay * self._image) / (1.0 - decay)
+        return torch.where(self._holdout.expand_as(ybar) > 0, corrected, ybar)
 
     def _forward(self, net_input: torch.Tensor) -> torch.Tensor:
         return forward(self.network, net_input, self.precision, self.channels_last)

@@ -99,7 +99,7 @@ class StackedFiller:
         Gives the architecture; its weights are not used.
     initial_state : dict
         Pre-trained state dict (on the device); copied N times per run.
-    beta, mask_ratio, learning_rate, precision, cuda_graph
+    beta, mask_ratio, learning_rate, precision, cuda_graph, shared_mask
         As in :class:`~napari_mpid.core.filling.IterativeFiller`.
     """
 
@@ -113,8 +113,10 @@ class StackedFiller:
         learning_rate: float,
         precision: str = "float32",
         cuda_graph: bool = False,
+        shared_mask: bool = False,
     ) -> None:
         self.network = network
+        self.shared_mask = shared_mask
         self.cuda_graph = cuda_graph
         self.names = [name for name, _ in network.named_parameters()]
         self.initial_state = initial_state
@@ -165,7 +167,8 @@ class StackedFiller:
             nonlocal t
             if keep_masks is None:
                 for i, g in enumerate(generators):
-                    keep[i].copy_(draw_keep_mask((b, k, h, w), self.mask_ratio, g, images.device))
+                    shape = (b, 1 if self.shared_mask else k, h, w)
+                    keep[i].copy_(draw_keep_mask(shape, self.mask_ratio, g, images.device))
             else:
                 keep.copy_(injected_keep_mask(keep_masks, t, images.device))
             # (n, B, C+K, H, W) -> (B, n*(C+K), H, W), plane-major channels.
