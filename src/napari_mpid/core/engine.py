@@ -26,12 +26,14 @@ import torch
 from torch.nn import functional as F
 
 from .assemble import Outputs, check_finite, merge_parts, split_parts
+from .auto import HOLDOUT_FRACTION, EarlyStop, blend, choose_filling
 from .axes import AXIS_LETTERS, resolve_axes
 from .checkpoints import LoadedModel, load_model
 from .context import ContextFiller, PlaneCache
 from .devices import resolve_device, resolve_precision
 from .errors import InputError, OutOfMemory
 from .filling import IterativeFiller
+from .noise import estimate_noise
 from .normalization import IntensityScale
 from .params import FillParams
 from .plan import Plan, make_plan, memory_budget, plane_seed
@@ -135,6 +137,9 @@ class DenoiseResult:
     fitted : dict
         Context filling: the fitted network's weights per series (pass them
         back as ``fitted=`` to predict more planes of the same stacks).
+    choices : list of dict
+        The auto preset's choices per plane and colour part (noise, mask
+        ratio, stopping iteration, blend) and why.
     """
 
     denoised: Any
@@ -151,6 +156,7 @@ class DenoiseResult:
     notes: list[str] = field(default_factory=list)
     planes: int = 0
     fitted: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    choices: list[dict[str, Any]] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
         """Flat, JSON-friendly record of the run (for layer metadata and TIFF tags)."""
@@ -167,9 +173,30 @@ class DenoiseResult:
             "seconds": round(self.seconds, 2),
             "planes": self.planes,
             "intensity_scales": [list(s) for s in self.scales],
-            "notes": list(self.notes),
+            "notes": list(self.notes) + _summarize(self.choices),
             "warnings": list(self.warnings),
+            **({"auto_choices": list(self.choices)} if self.choices else {}),
         }
+
+
+def _summarize(choices: list[dict[str, Any]]) -> list[str]:
+    """One note per auto-preset run: what was chosen, over how many planes."""
+    if not choices:
+        return []
+    if len(choices) == 1:
+        c = choices[0]
+        return [
+            f"auto: noise {c['noise_sigma']:.3g} (lag-1 correlation {c['noise_correlation']:.2f}); {c['reason']}; "
+            f"stopped at iteration {max(c['stopped_at'])}; result: {c['blend']}"
+        ]
+    weights = [c["blend_weight"] for c in choices]
+    ratios = sorted({c["mask_ratio"] for c in choices})
+    stops = [s for c in choices for s in c["stopped_at"]]
+    return [
+        f"auto: {len(choices)} planes/parts; mask ratio {', '.join(f'{r:.2f}' for r in ratios)}; "
+        f"stopped at iterations {min(stops)}-{max(stops)}; filling weight in the blend {min(weights):.1f}-"
+        f"{max(weights):.1f} (per plane in auto_choices)"
+    ]
 
 
 class _PlaneFiller:
@@ -193,26 +220,80 @@ class _PlaneFiller:
         )
         #: The plane as filled so far, (C, H, W) in [0, 1], for previews.
         self.canvas: np.ndarray | None = None
+        #: What the auto preset chose for every plane and part (JSON-friendly dicts).
+        self.choices: list[dict[str, Any]] = []
         self._live: tuple[Any, Any] | None = None  # (tile slices, running-average getter)
 
     def fill(self, part: np.ndarray, number: int, part_no: int) -> Generator[tuple[int, int], None, np.ndarray]:
-        """Yield (tile, iteration) and return the filled part (C, H, W) in [0, 1]."""
+        """Yield (tile, iteration) and return the filled part (C, H, W) in [0, 1].
+
+        With ``adaptive`` parameters (the auto preset) the mask ratio comes
+        from the part's noise, a few pixels are held out to stop the filling
+        when it no longer improves, and the result is blended with the best
+        Gaussian blur (see :mod:`napari_mpid.core.auto`); the choices are
+        appended to :attr:`choices`.
+        """
         p, tiles, weights = self.params, self.plan.tiles, self.plan.weights
+        self.filler.shared_mask = self.gray_in_colour_network(part)
         self.canvas = part.astype(np.float32, copy=True)
         out = np.zeros_like(part) if len(tiles) > 1 else None
+        held = None
+        if p.adaptive:
+            noise = estimate_noise(part.mean(axis=0))
+            changes, why = choose_filling(noise, p.mask_ratio)
+            self.filler.mask_ratio = changes["mask_ratio"]
+            hold_gen = torch.Generator().manual_seed(plane_seed(p.seed, number, part_no, _HOLDOUT_TILE))
+            held = (torch.rand(part.shape[1:], generator=hold_gen) < HOLDOUT_FRACTION).numpy()
+            choice = {"plane": number, "part": part_no, "noise_sigma": round(noise.sigma, 5),
+                      "noise_correlation": round(noise.correlation, 3), "mask_ratio": changes["mask_ratio"],
+                      "reason": why, "stopped_at": []}  # fmt: skip
         for k, tile in enumerate(tiles):
             piece = part[(slice(None), *tile.slices)]
             gen = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k))
             self._live = (tile.slices, lambda: self.filler.running_average)
-            for t in self.filler.run(self.to_batch(piece), p.iterations, generator=gen):
+            holdout = self.holdout_batch(held[tile.slices]) if held is not None else None
+            stopper, best = (EarlyStop(), None) if held is not None else (None, None)
+            steps = self.filler.run(self.to_batch(piece), p.iterations, generator=gen, holdout=holdout)
+            for t in steps:
                 yield k + 1, t
-            result = self.from_batch(self.filler.running_average, *piece.shape)
+                if stopper is not None:
+                    improved, stop = stopper.update(self.filler.validation[:t].float().cpu().numpy())
+                    if improved:
+                        best = self.filler.held_out_average().clone()
+                    if stop:
+                        steps.close()
+                        break
+            average = best if best is not None else self.filler.held_out_average()
+            if stopper is not None:
+                choice["stopped_at"].append(stopper.stopped_at or p.iterations)
+            result = self.from_batch(average, *piece.shape)
             self._live = None
             self.canvas[(slice(None), *tile.slices)] = result
             if out is None:
-                return result
-            out[(slice(None), *tile.slices)] += result * weights[k]
+                out = result
+            else:
+                out[(slice(None), *tile.slices)] += result * weights[k]
+        if held is not None:
+            out, mixture = blend(part, out, held, noise.correlation)
+            choice.update(blend_weight=mixture.weight, blur_sigma=mixture.sigma, blend=mixture.describe())
+            self.choices.append(choice)
         return out
+
+    def gray_in_colour_network(self, part: np.ndarray) -> bool:
+        """A gray part enters a 3-channel network as three equal channels: its masks must be shared."""
+        return part.shape[0] == 1 and self.model.network.channels == 3
+
+    def holdout_batch(self, held: np.ndarray) -> torch.Tensor:
+        """A held-out pixel map (H, W) in the network's batch layout ``(f*f, K, H/f, W/f)``."""
+        f = self.params.pd_factor
+        h, w = held.shape
+        x = torch.from_numpy(held.astype(np.float32)).to(self.device)[None, None]
+        ph, pw = (-h) % f, (-w) % f
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        x = pixel_shuffle_split(x, f)
+        k = self.model.network.mask_channels
+        return x.expand(x.shape[0], k, *x.shape[2:]).contiguous() if k > 1 else x
 
     def preview(self) -> np.ndarray:
         """The part as it stands: finished tiles, the current tile's running average, the input elsewhere."""
@@ -257,6 +338,7 @@ class _PlaneFiller:
             learning_rate=p.learning_rate,
             precision=self.precision,
             cuda_graph=p.cuda_graphs == "auto",
+            shared_mask=self.gray_in_colour_network(parts[0]),
         )
         self.canvas = parts[0].astype(np.float32, copy=True)
         self._live = ((slice(None), slice(None)), lambda: stacked.running_average[0])
@@ -345,6 +427,7 @@ def _denoise(
         notes=list(plan.notes),
         planes=len(numbers),
         fitted=fitted if plan.series else {},
+        choices=run.filler.choices,
     )
 
 
@@ -455,6 +538,7 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
         channels_last=filler.filler.channels_last,
         crop_size=crop,
         passes=CONTEXT_PASSES,
+        shared_mask=plan.samples == 0 and model.network.channels == 3,
     )
     # Work units: a fit step on one crop is 1; predicting a plane is ~1/3 of a
     # step (forward only) per pass and per crop-sized area.
@@ -509,6 +593,8 @@ CONTEXT_PASSES = 8
 CONTEXT_CROP = 256
 #: ``part`` argument of :func:`plane_seed` for the fit's generator (never a colour part).
 _FIT_PART = 7
+#: ``tile`` argument of :func:`plane_seed` for the held-out pixels of the auto preset (never a tile).
+_HOLDOUT_TILE = 999_983
 
 
 def denoise_planes(

@@ -50,7 +50,7 @@ def _meta(help: str, **extra: Any) -> dict[str, Any]:
 
 
 def field_kind(f: dataclasses.Field) -> str:
-    """ "int", "float" or "str": the value type of a FillParams field (``None`` aside)."""
+    """The value type of a FillParams field: "int", "float", "bool" or "str" (``None`` aside)."""
     text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     return text.replace("| None", "").replace("None |", "").strip()
 
@@ -125,6 +125,12 @@ class FillParams:
         Memory (GiB) a run may use for the network's activations; 0 (default)
         takes half of the available RAM on CPU, 80 % of the free memory on a
         GPU. Sets the tile size when ``tile_size`` is 0.
+    adaptive : bool
+        The auto preset: per plane, choose the mask ratio from the plane's
+        measured noise, stop the filling when a held-out score stops
+        improving (``iterations`` is then the most it runs), and blend the
+        result with the Gaussian blur that a self-supervised score prefers.
+        Choices and reasons are in the result's metadata.
     """
 
     iterations: int = field(
@@ -205,6 +211,10 @@ class FillParams:
         default=0.0,
         metadata=_meta("Memory for the network in GiB (0 = automatic); sets the tile size.", min=0.0, max=4096.0),
     )
+    adaptive: bool = field(
+        default=False,
+        metadata=_meta("Choose mask ratio, stopping and a blur blend per plane from its noise (auto preset)."),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -212,11 +222,11 @@ class FillParams:
             optional = "None" in str(f.type)
             if optional and value is None:
                 continue
-            kind = {"int": int, "float": float}.get(field_kind(f), str)
+            kind = {"int": int, "float": float, "bool": bool}.get(field_kind(f), str)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
                 value = float(value)
-            if not isinstance(value, kind) or isinstance(value, bool):
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise ParameterError(f"{f.name} must be {kind.__name__}, got {value!r}")
             lo, hi = f.metadata.get("min"), f.metadata.get("max")
             if lo is not None and not (lo <= value <= hi):
@@ -258,7 +268,7 @@ class FillParams:
 
 #: Fields a preset sets; the others keep their defaults (mask ratio and model
 #: those of the real-noise default) and can be changed with :meth:`FillParams.replace`.
-PRESET_FIELDS = ("iterations", "beta", "learning_rate")
+PRESET_FIELDS = ("iterations", "beta", "learning_rate", "adaptive")
 
 #: "fast" and "quality" are the paper's two settings (Sec. 4). "cpu" reaches
 #: the fast preset's quality in 25 % fewer iterations with a larger Adam step
@@ -268,6 +278,7 @@ PRESETS: dict[str, FillParams] = {
     "fast": FillParams(iterations=200, beta=0.90),
     "quality": FillParams(iterations=1000, beta=0.99),
     "cpu": FillParams(iterations=150, beta=0.90, learning_rate=3e-3),
+    "auto": FillParams(iterations=200, beta=0.90, adaptive=True),
 }
 
 

@@ -1,0 +1,197 @@
+"""The ``auto`` preset: filling settings, stopping and a final blend chosen per plane from the plane itself.
+
+MPI's fixed settings suit strong, spatially correlated noise; on weak or
+pixel-independent noise they lose to a well-chosen Gaussian blur
+(docs/benchmarks.md). Here, without any clean image:
+
+1. :func:`~napari_mpid.core.noise.estimate_noise` measures the plane's noise
+   level and its lag-1 correlation.
+2. :func:`choose_filling` sets the mask ratio from the correlation.
+3. A small random set of pixels is held out of the filling (never shown to
+   the network, never a training target). Their running average is then a
+   J-invariant estimate (Batson & Royer, Noise2Self, 2019): its squared
+   difference to the noisy image is the true error plus the noise variance,
+   so :class:`EarlyStop` can stop the filling when it stops improving.
+4. :func:`blend` scores the filled plane and Gaussian blurs of several
+   widths on the held-out pixels (the blurs in their J-invariant form, with
+   the centre of the kernel removed, wider for correlated noise) and
+   returns the best mixture ``w * filled + (1 - w) * blur``.
+Every choice and its reason is recorded in the run's notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .noise import NoiseEstimate
+
+__all__ = ["BLUR_SIGMAS", "HOLDOUT_FRACTION", "Blend", "EarlyStop", "blend", "choose_filling", "holdout_mask"]
+
+#: Fraction of pixels held out of the filling to score it.
+HOLDOUT_FRACTION = 0.04
+#: Widths of the Gaussian-blur candidates (pixels).
+BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+#: Mixing weights of the filled plane tried by :func:`blend`.
+WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+
+
+def choose_filling(noise: NoiseEstimate, model_ratio: float) -> tuple[dict[str, float], str]:
+    """Filling settings for a plane with this noise; returns (FillParams changes, reason).
+
+    Spatially correlated noise (lag-1 correlation >= 0.3) keeps the model's
+    own mask ratio (the paper's 85 % for real camera noise): dropped pixels
+    must not see their correlated neighbours. Otherwise the noise is close to
+    pixel-independent and a lower ratio shows the network more of the plane.
+    """
+    if noise.correlation >= 0.3:
+        return {"mask_ratio": model_ratio}, f"correlated noise (lag-1 {noise.correlation:.2f}): mask {model_ratio:.2f}"
+    ratio = min(model_ratio, 0.5)
+    return {"mask_ratio": ratio}, f"nearly independent noise (lag-1 {noise.correlation:.2f}): mask {ratio:.2f}"
+
+
+def holdout_mask(shape: tuple[int, int, int, int], generator: torch.Generator, device) -> torch.Tensor:
+    """``(B, 1, H, W)`` float mask, 1 at the held-out pixels (:data:`HOLDOUT_FRACTION` of them)."""
+    return (torch.rand(shape, generator=generator, device=device) < HOLDOUT_FRACTION).to(torch.float32)
+
+
+class EarlyStop:
+    """Stop the filling once the held-out score has not improved for a while.
+
+    The score is noisy from one iteration to the next, so it is smoothed over
+    ``window`` iterations; the filling stops after ``patience`` iterations
+    without a new best (and not before ``minimum``). The best running
+    average is kept by the caller when :meth:`update` says it improved.
+    """
+
+    def __init__(self, window: int = 10, patience: int = 40, minimum: int = 60) -> None:
+        self.window, self.patience, self.minimum = window, patience, minimum
+        self.best = np.inf
+        self.best_iteration = 0
+        self.stopped_at: int | None = None
+
+    def update(self, scores: np.ndarray) -> tuple[bool, bool]:
+        """Scores of iterations 1..t so far; returns (improved, stop)."""
+        t = len(scores)
+        smoothed = float(np.mean(scores[-self.window :]))
+        improved = t >= self.window and smoothed < self.best
+        if improved:
+            self.best, self.best_iteration = smoothed, t
+        stop = t >= self.minimum and t - self.best_iteration >= self.patience
+        if stop:
+            self.stopped_at = t
+        return improved, stop
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    radius = max(2, int(np.ceil(4 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _convolve_separable(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """2D convolution with ``outer(kernel, kernel)``, reflecting at the borders (numpy only)."""
+    r = len(kernel) // 2
+    out = image
+    for axis in (0, 1):
+        padded = np.pad(out, [(r, r) if a == axis else (0, 0) for a in range(2)], mode="reflect")
+        length = out.shape[axis]
+        out = sum(k * np.take(padded, np.arange(i, i + length), axis=axis) for i, k in enumerate(kernel))
+    return out
+
+
+def _convolve_small(image: np.ndarray, kernel2d: np.ndarray) -> np.ndarray:
+    r = kernel2d.shape[0] // 2
+    padded = np.pad(image, r, mode="reflect")
+    h, w = image.shape
+    out = np.zeros_like(image)
+    for dy in range(kernel2d.shape[0]):
+        for dx in range(kernel2d.shape[1]):
+            if kernel2d[dy, dx]:
+                out += kernel2d[dy, dx] * padded[dy : dy + h, dx : dx + w]
+    return out
+
+
+def blur_pair(image: np.ndarray, sigma: float, exclude: int) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian blur of ``image`` (H, W) and its J-invariant form.
+
+    The J-invariant form leaves out the ``(2*exclude+1)^2`` pixels around the
+    centre of the kernel and renormalises the rest, so its value at a pixel
+    never depends on that pixel's noise, nor on neighbours within ``exclude``
+    whose noise is correlated with it.
+    """
+    g = _gaussian_kernel(sigma)
+    full = _convolve_separable(image, g)
+    r = len(g) // 2
+    centre = np.outer(g, g)[r - exclude : r + exclude + 1, r - exclude : r + exclude + 1]
+    removed = _convolve_small(image, centre)
+    return full, (full - removed) / (1.0 - centre.sum())
+
+
+@dataclass(frozen=True)
+class Blend:
+    """What :func:`blend` chose: ``weight * filled + (1 - weight) * blur(sigma)``, and the held-out scores."""
+
+    weight: float
+    sigma: float
+    score: float
+    filled_score: float
+    blur_score: float
+
+    def describe(self) -> str:
+        if self.weight == 1.0:
+            return f"filling alone (held-out score {self.filled_score:.3g} vs best blur {self.blur_score:.3g})"
+        if self.weight == 0.0:
+            return (
+                f"Gaussian blur sigma {self.sigma:g} alone "
+                f"(held-out score {self.blur_score:.3g} vs filling {self.filled_score:.3g})"
+            )
+        return (
+            f"{self.weight:.1f} x filling + {1 - self.weight:.1f} x blur sigma {self.sigma:g} "
+            f"(held-out score {self.score:.3g}; filling alone {self.filled_score:.3g}, "
+            f"blur alone {self.blur_score:.3g})"
+        )
+
+
+def blend(noisy: np.ndarray, filled: np.ndarray, held_out: np.ndarray, correlation: float) -> tuple[np.ndarray, Blend]:
+    """Best self-supervised mixture of the filled plane and a Gaussian blur of the noisy one.
+
+    Parameters
+    ----------
+    noisy, filled : ndarray
+        ``(C, H, W)`` in the same units; ``filled`` never saw the noisy values
+        at the held-out pixels.
+    held_out : ndarray
+        ``(H, W)`` bool, the held-out pixels.
+    correlation : float
+        Lag-1 noise correlation: the J-invariant blurs leave out the 3x3
+        (>= 0.2) or 5x5 (>= 0.4) neighbourhood for correlated noise.
+
+    Returns
+    -------
+    ndarray, Blend
+        The mixture ``(C, H, W)`` (with the full, not the J-invariant, blur) and the choice.
+    """
+    exclude = 0 if correlation < 0.2 else (1 if correlation < 0.4 else 2)
+    x = noisy[:, held_out]
+    f = filled[:, held_out]
+    best: tuple[float, float, float] | None = None
+    blur_scores = {}
+    jinv_cache = {}
+    for sigma in BLUR_SIGMAS:
+        jinv = np.stack([blur_pair(c, sigma, exclude)[1] for c in noisy])[:, held_out]
+        jinv_cache[sigma] = jinv
+        blur_scores[sigma] = float(np.mean((jinv - x) ** 2))
+        for w in WEIGHTS:
+            score = float(np.mean((w * f + (1 - w) * jinv - x) ** 2))
+            if best is None or score < best[0]:
+                best = (score, float(w), sigma)
+    score, weight, sigma = best
+    choice = Blend(weight, sigma, score, float(np.mean((f - x) ** 2)), min(blur_scores.values()))
+    if weight == 1.0:
+        return filled, choice
+    blurred = np.stack([blur_pair(c, sigma, exclude)[0] for c in noisy])
+    return weight * filled + (1 - weight) * blurred, choice
