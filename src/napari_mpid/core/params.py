@@ -283,9 +283,15 @@ PRESETS: dict[str, FillParams] = {
 
 
 def preset_name(params: FillParams | Mapping[str, Any]) -> str | None:
-    """The preset whose :data:`PRESET_FIELDS` equal those of ``params`` (or of a field -> value mapping)."""
-    get = params.get if isinstance(params, Mapping) else lambda name: getattr(params, name)
-    values = tuple(get(f) for f in PRESET_FIELDS)
+    """The preset whose :data:`PRESET_FIELDS` equal those of ``params`` (or of a field -> value mapping).
+
+    Fields missing from a mapping count as their defaults.
+    """
+    if isinstance(params, Mapping):
+        defaults = FillParams()
+        values = tuple(params.get(f, getattr(defaults, f)) for f in PRESET_FIELDS)
+    else:
+        values = tuple(getattr(params, f) for f in PRESET_FIELDS)
     return next((k for k, p in PRESETS.items() if tuple(getattr(p, f) for f in PRESET_FIELDS) == values), None)
 
 
