@@ -21,6 +21,7 @@ Every choice and its reason is recorded in the run's notes.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +29,28 @@ import torch
 
 from .noise import NoiseEstimate
 
-__all__ = ["BLUR_SIGMAS", "HOLDOUT_FRACTION", "Blend", "EarlyStop", "blend", "choose_filling", "holdout_mask"]
+__all__ = [
+    "BLUR_SIGMAS",
+    "HOLDOUT_FRACTION",
+    "Blend",
+    "EarlyStop",
+    "Finish",
+    "Fusion",
+    "blend",
+    "choose_filling",
+    "finish",
+    "fuse",
+    "holdout_mask",
+]
 
 #: Fraction of pixels held out of the filling to score it.
 HOLDOUT_FRACTION = 0.04
 #: Widths of the Gaussian-blur candidates (pixels).
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+#: Noise with a lag-1 correlation at or above this is treated as spatially correlated:
+#: FMD's wide-field images measure 0.61-0.63, its confocal and two-photon ones 0.08-0.33
+#: (estimate_noise on the 12 first captures).
+CORRELATED = 0.45
 #: Mixing weights of the filled plane tried by :func:`blend`.
 WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
@@ -41,12 +58,12 @@ WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 def choose_filling(noise: NoiseEstimate, model_ratio: float) -> tuple[dict[str, float], str]:
     """Filling settings for a plane with this noise; returns (FillParams changes, reason).
 
-    Spatially correlated noise (lag-1 correlation >= 0.3) keeps the model's
+    Spatially correlated noise (lag-1 correlation >= :data:`CORRELATED`) keeps the model's
     own mask ratio (the paper's 85 % for real camera noise): dropped pixels
     must not see their correlated neighbours. Otherwise the noise is close to
     pixel-independent and a lower ratio shows the network more of the plane.
     """
-    if noise.correlation >= 0.3:
+    if noise.correlation >= CORRELATED:
         return {"mask_ratio": model_ratio}, f"correlated noise (lag-1 {noise.correlation:.2f}): mask {model_ratio:.2f}"
     ratio = min(model_ratio, 0.5)
     return {"mask_ratio": ratio}, f"nearly independent noise (lag-1 {noise.correlation:.2f}): mask {ratio:.2f}"
@@ -195,3 +212,139 @@ def blend(noisy: np.ndarray, filled: np.ndarray, held_out: np.ndarray, correlati
         return filled, choice
     blurred = np.stack([blur_pair(c, sigma, exclude)[0] for c in noisy])
     return weight * filled + (1 - weight) * blurred, choice
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How :func:`fuse` combined a blind-spot prediction with the noisy plane."""
+
+    weights: tuple[float, ...]
+    levels: tuple[float, ...]
+
+    def describe(self) -> str:
+        lo, hi = min(self.weights), max(self.weights)
+        return f"prediction weight {lo:.2f}-{hi:.2f} against the noisy value (by intensity)"
+
+
+def fuse(
+    noisy: np.ndarray, prediction: np.ndarray, held_out: np.ndarray, noise: NoiseEstimate, bins: int = 12
+) -> tuple[np.ndarray, Fusion]:
+    """Put back the information a blind-spot prediction leaves out: the noisy pixel itself.
+
+    A prediction made without seeing its pixel has an error independent of
+    that pixel's noise. The mixture ``w * prediction + (1 - w) * noisy``
+    then has the smallest expected error for ``w = var_noise / E[(prediction
+    - noisy)^2]`` (the posterior mean of Laine et al. 2019 for Gaussian
+    prior and noise, or minimising Stein's unbiased risk estimate over w).
+    ``E[(prediction - noisy)^2]`` is measured on the held-out pixels, whose
+    predictions never saw them, per bin of predicted intensity; the noise
+    variance comes from the noise-level function (``gain * intensity +
+    offset``). Only valid for noise independent between pixels: correlated
+    noise leaks into the prediction through the neighbours, and the caller
+    should not fuse then.
+
+    Parameters
+    ----------
+    noisy, prediction : ndarray
+        ``(C, H, W)`` in the units of ``noise``.
+    held_out : ndarray
+        ``(H, W)`` bool.
+    noise : NoiseEstimate
+        Of the noisy plane.
+
+    Returns
+    -------
+    ndarray, Fusion
+        The fused plane and the weights per intensity level.
+    """
+    mu = prediction[:, held_out].ravel()
+    x = noisy[:, held_out].ravel()
+    edges = np.unique(np.quantile(mu, np.linspace(0, 1, bins + 1)))
+    levels, weights = [], []
+    for lo, hi in itertools.pairwise(edges):
+        inside = (mu >= lo) & (mu <= hi)
+        if inside.sum() < 20:
+            continue
+        level = float(mu[inside].mean())
+        spread = float(np.mean((mu[inside] - x[inside]) ** 2))
+        variance = max(noise.gain * level + noise.offset, 0.0)
+        levels.append(level)
+        weights.append(float(np.clip(variance / spread, 0.0, 1.0)) if spread > 0 else 1.0)
+    if not levels:
+        return prediction, Fusion((1.0,), (0.0,))
+    w = np.interp(prediction, levels, weights)
+    return w * prediction + (1.0 - w) * noisy, Fusion(tuple(weights), tuple(levels))
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How :func:`finish` turned a filled plane into the result."""
+
+    fusion: Fusion | None
+    weight: float
+    sigma: float
+    risk: float
+    method: str
+
+    def describe(self) -> str:
+        parts = []
+        if self.fusion is not None:
+            parts.append(f"fused with the noisy pixel ({self.fusion.describe()})")
+        if self.weight == 1.0:
+            parts.append("no blur")
+        elif self.weight == 0.0:
+            parts.append(f"replaced by a Gaussian blur sigma {self.sigma:g}")
+        else:
+            parts.append(f"{1 - self.weight:.1f} x Gaussian blur sigma {self.sigma:g} mixed in")
+        return "; ".join(parts) + f" ({self.method}, estimated error {self.risk:.3g})"
+
+
+def finish(
+    noisy: np.ndarray, filled: np.ndarray, held_out: np.ndarray, noise: NoiseEstimate
+) -> tuple[np.ndarray, Finish]:
+    """The best self-calibrated result from a filled plane, its noisy input and a blur.
+
+    Noise independent between pixels (lag-1 correlation below
+    :data:`CORRELATED`): the filled plane is first fused with the noisy pixel
+    (:func:`fuse`), then mixed with a Gaussian blur, weight and width chosen
+    by Stein's unbiased risk estimate on the held-out pixels: for an
+    estimate ``f`` whose value at a pixel depends on that pixel's noise with
+    slope ``d``, ``E|f - clean|^2 = E|f - noisy|^2 - var + 2 d var`` (the
+    filled plane's slope is 0 there, the fused one's ``1 - w``, a blur's the
+    kernel's centre weight). The unfused plane mixed with J-invariant blurs
+    (:func:`blend`) competes too, its held-out score less the noise variance
+    being an estimate of the same error. Correlated noise: :func:`blend`
+    only (J-invariant blurs with a wider excluded centre, no fusion).
+    """
+    if noise.correlation >= CORRELATED:
+        mixed, choice = blend(noisy, filled, held_out, noise.correlation)
+        return mixed, Finish(None, choice.weight, choice.sigma, choice.score, "held-out score, correlated noise")
+    fused, fusion = fuse(noisy, filled, held_out, noise)
+    mu = filled[:, held_out]
+    x = noisy[:, held_out]
+    f = fused[:, held_out]
+    variance = np.maximum(noise.gain * mu + noise.offset, 0.0)
+    slope_fused = 1.0 - np.interp(mu, fusion.levels, fusion.weights)
+    best = None
+    blurred_cache = {}
+    for sigma in BLUR_SIGMAS:
+        g = _gaussian_kernel(sigma)
+        centre = float(g[len(g) // 2] ** 2)
+        blurred = np.stack([_convolve_separable(c, g) for c in noisy])
+        blurred_cache[sigma] = blurred
+        b = blurred[:, held_out]
+        for w in WEIGHTS:
+            estimate = w * f + (1 - w) * b
+            slope = w * slope_fused + (1 - w) * centre
+            risk = float(np.mean((estimate - x) ** 2 - variance + 2 * slope * variance))
+            if best is None or risk < best[0]:
+                best = (risk, float(w), sigma)
+    risk, weight, sigma = best
+    # The filled plane without fusion, mixed with J-invariant blurs: its held-out
+    # score estimates the error plus the noise variance, SURE the error alone.
+    unfused, plain = blend(noisy, filled, held_out, noise.correlation)
+    plain_risk = plain.score - float(np.mean(variance))
+    if plain_risk < risk:
+        return unfused, Finish(None, plain.weight, plain.sigma, plain_risk, "held-out score, no fusion")
+    result = fused if weight == 1.0 else weight * fused + (1 - weight) * blurred_cache[sigma]
+    return result, Finish(fusion, weight, sigma, risk, "Stein's unbiased risk estimate on held-out pixels")

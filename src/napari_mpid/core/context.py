@@ -172,11 +172,20 @@ class ContextFiller:
         net_input = torch.cat([center * keep, keep.to(center.dtype), around], dim=1)
         return forward(self.network, net_input, self.precision, self.channels_last)
 
-    def fit(self, planes: PlaneCache, steps: int, generator: torch.Generator) -> Iterator[int]:
+    def fit(
+        self,
+        planes: PlaneCache,
+        steps: int,
+        generator: torch.Generator,
+        holdout: Callable[[int], torch.Tensor] | None = None,
+    ) -> Iterator[int]:
         """Fine-tune on random planes (random crops of large ones) of the stack; yield t = 1..steps.
 
         ``generator`` (on the planes' device) draws planes, crops, flips and
-        masks, so a fit is reproducible from its seed.
+        masks, so a fit is reproducible from its seed. ``holdout(k)`` gives
+        plane k's held-out pixels ``(B, 1, H, W)`` (1 = held out): hidden
+        whenever plane k is the one being denoised and never a target, so
+        that its prediction there stays independent of their noise.
         """
         net = self.network
         net.load_state_dict(self.initial_state)
@@ -193,24 +202,32 @@ class ContextFiller:
             center, around = self._inputs(planes, k)
             window = (slice(None), slice(None), slice(top, top + ch), slice(left, left + cw))
             center, around = center[window], around[window]
+            held = holdout(k)[window] if holdout is not None else None
             if draw[3] & 1:  # flips: more variety from few planes, same statistics
                 center, around = center.flip(-1), around.flip(-1)
+                held = held.flip(-1) if held is not None else None
             if draw[3] & 2:
                 center, around = center.flip(-2), around.flip(-2)
+                held = held.flip(-2) if held is not None else None
             keep = draw_keep_mask((b, k_mask, ch, cw), self.mask_ratio, generator, device)
+            if held is not None:
+                keep = keep * (1.0 - held)
             prediction = self._predict(center, around, keep)
-            loss = masked_loss(prediction, center, keep)
+            loss = masked_loss(prediction, center, keep if held is None else keep + held)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             yield t + 1
 
     @torch.no_grad()
-    def predict(self, planes: PlaneCache, k: int, generator: torch.Generator, region=None) -> torch.Tensor:
+    def predict(
+        self, planes: PlaneCache, k: int, generator: torch.Generator, region=None, holdout: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Plane k (or its ``region``, a pair of slices) denoised: ``(B, C, H, W)`` in [0, 1].
 
         Every pixel's value is the mean of the predictions made in the passes
         that hid it; a last pass hides any pixel that no random mask hid.
+        ``holdout`` (``(B, 1, H, W)`` of the region) is hidden in every pass.
         """
         center, around = self._inputs(planes, k)
         if region is not None:
@@ -221,6 +238,8 @@ class ContextFiller:
         k_mask = 1 if self.shared_mask else self.network.mask_channels
         for _ in range(self.passes):
             keep = draw_keep_mask((b, k_mask, h, w), self.mask_ratio, generator, center.device)
+            if holdout is not None:
+                keep = keep * (1.0 - holdout)
             dropped = (1.0 - keep).expand_as(center)
             total += self._predict(center, around, keep) * dropped
             hidden += dropped

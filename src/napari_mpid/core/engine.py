@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .assemble import Outputs, check_finite, merge_parts, split_parts
-from .auto import HOLDOUT_FRACTION, EarlyStop, blend, choose_filling
+from .auto import CORRELATED, HOLDOUT_FRACTION, EarlyStop, choose_filling, finish
 from .axes import AXIS_LETTERS, resolve_axes
 from .checkpoints import LoadedModel, load_model
 from .context import ContextFiller, PlaneCache
@@ -274,8 +274,10 @@ class _PlaneFiller:
             else:
                 out[(slice(None), *tile.slices)] += result * weights[k]
         if held is not None:
-            out, mixture = blend(part, out, held, noise.correlation)
-            choice.update(blend_weight=mixture.weight, blur_sigma=mixture.sigma, blend=mixture.describe())
+            out, how = finish(part, out, held, noise)
+            choice.update(blend_weight=how.weight, blur_sigma=how.sigma, blend=how.describe())
+            if how.fusion is not None:
+                choice["fusion_weights"] = [round(w, 3) for w in how.fusion.weights]
             self.choices.append(choice)
         return out
 
@@ -552,6 +554,10 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
     def status(number: int, **extra: Any) -> Progress:
         return run.progress(position, number, extra.pop("t", 0), done=done, total=total, **extra)
 
+    def held_out(number: int) -> np.ndarray:
+        gen = torch.Generator().manual_seed(plane_seed(p.seed, number, 0, _HOLDOUT_TILE))
+        return (torch.rand((plan.height, plan.width), generator=gen) < HOLDOUT_FRACTION).numpy()
+
     for k, series in todo_series:
 
         def load(j: int, series=series) -> torch.Tensor:
@@ -559,11 +565,25 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
             return filler.to_batch(scale.forward(split_parts(plane, plan)[0]))
 
         planes = PlaneCache(load, len(series), filler.device, budget)
+        holdouts: dict[int, torch.Tensor] = {}
+
+        def holdout(j: int, series=series, holdouts=holdouts) -> torch.Tensor:
+            if j not in holdouts:
+                holdouts[j] = filler.holdout_batch(held_out(series[j]))[:, :1]
+            return holdouts[j]
+
+        if p.adaptive:
+            # The mask ratio of the whole stack, from the noise of its middle plane.
+            middle = planes[len(series) // 2]
+            noise = estimate_noise(filler.from_batch(middle, 1, plan.height, plan.width)[0])
+            changes, why = choose_filling(noise, p.mask_ratio)
+            cfiller.mask_ratio = changes["mask_ratio"]
+            plan.notes.append(f"auto, stack {k + 1}: {why}")
         if k in fitted:
             cfiller.network.load_state_dict(fitted[k])
         else:
             gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, series[0], part=_FIT_PART))
-            for t in cfiller.fit(planes, p.iterations, gen):
+            for t in cfiller.fit(planes, p.iterations, gen, holdout if p.adaptive else None):
                 done += fit_unit
                 yield status(series[0], t=t, stage="fit")
             fitted[k] = {name: v.detach().clone() for name, v in cfiller.network.state_dict().items()}
@@ -572,20 +592,45 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
                 continue
             index, plane, scale = run.read(number)
             gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number))
+            hold = holdout(j) if p.adaptive else None
             if not tiles or len(tiles) == 1:
-                batch = cfiller.predict(planes, j, gen)
+                batch = cfiller.predict(planes, j, gen, holdout=hold)
             else:
                 batch = torch.zeros_like(planes[j])
                 for t_no, t in enumerate(tiles):
                     region = t.slices
-                    part = cfiller.predict(planes, j, gen, region)
+                    part = cfiller.predict(
+                        planes, j, gen, region, holdout=None if hold is None else hold[(..., *region)]
+                    )
                     batch[(slice(None), slice(None), *region)] += part * torch.from_numpy(weights[t_no]).to(part)
-            c = split_parts(plane, plan)[0].shape[0]
-            result = filler.from_batch(batch, c, plan.height, plan.width)
+            noisy = scale.forward(split_parts(plane, plan)[0])
+            result = filler.from_batch(batch, noisy.shape[0], plan.height, plan.width)
+            if p.adaptive:
+                result = _finish_context(filler, noisy, result, held_out(number), number, cfiller.mask_ratio)
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
             done += plane_unit
             yield status(number, t=p.iterations, stage="predict", event="plane")
             position += 1
+
+
+def _finish_context(
+    filler: _PlaneFiller, noisy: np.ndarray, result: np.ndarray, held: np.ndarray, number: int, mask_ratio: float
+):
+    """Auto preset, context filling: fuse with the noisy pixel and mix in a blur when the noise allows it."""
+    noise = estimate_noise(noisy.mean(axis=0))
+    choice = {"plane": number, "part": 0, "noise_sigma": round(noise.sigma, 5),
+              "noise_correlation": round(noise.correlation, 3), "mask_ratio": mask_ratio,
+              "reason": "context filling", "stopped_at": [filler.params.iterations]}  # fmt: skip
+    if noise.correlation >= CORRELATED:
+        choice.update(blend_weight=1.0, blur_sigma=0.0, blend="correlated noise: the context prediction alone")
+        filler.choices.append(choice)
+        return result
+    out, how = finish(noisy, result, held, noise)
+    choice.update(blend_weight=how.weight, blur_sigma=how.sigma, blend=how.describe())
+    if how.fusion is not None:
+        choice["fusion_weights"] = [round(w, 3) for w in how.fusion.weights]
+    filler.choices.append(choice)
+    return out
 
 
 #: Context filling: random masks per plane at prediction, and the side of the fit's crops.

@@ -307,8 +307,7 @@ def _context(
         axis = params.context_axis
         if axis not in axes:
             raise InputError(
-                f"context_axis {axis!r} is not an axis of the data (axes {axes!r}); "
-                "choose one the data has, or 'auto'"
+                f"context_axis {axis!r} is not an axis of the data (axes {axes!r}); choose one the data has, or 'auto'"
             )
     if requested == 0:
         return 0, params.context_axis, []
