@@ -47,6 +47,9 @@ __all__ = [
 HOLDOUT_FRACTION = 0.04
 #: Widths of the Gaussian-blur candidates (pixels).
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+#: Held-out pixels per intensity bin of :func:`fuse` at least (fewer bins on small planes):
+#: the weight of a bin of n pixels has a relative error of about sqrt(2 / n).
+_PER_BIN = 400
 #: Noise with a lag-1 correlation at or above this is treated as spatially correlated:
 #: FMD's wide-field images measure 0.61-0.63, its confocal and two-photon ones 0.08-0.33
 #: (estimate_noise on the 12 first captures).
@@ -102,8 +105,8 @@ class EarlyStop:
         return improved, stop
 
 
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    radius = max(2, int(np.ceil(4 * sigma)))
+def _gaussian_kernel(sigma: float, minimum_radius: int = 2) -> np.ndarray:
+    radius = max(minimum_radius, int(np.ceil(4 * sigma)))
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     g = np.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
@@ -140,12 +143,12 @@ def blur_pair(image: np.ndarray, sigma: float, exclude: int) -> tuple[np.ndarray
     never depends on that pixel's noise, nor on neighbours within ``exclude``
     whose noise is correlated with it.
     """
-    g = _gaussian_kernel(sigma)
+    g = _gaussian_kernel(sigma, minimum_radius=exclude + 2)
     full = _convolve_separable(image, g)
     r = len(g) // 2
     centre = np.outer(g, g)[r - exclude : r + exclude + 1, r - exclude : r + exclude + 1]
     removed = _convolve_small(image, centre)
-    return full, (full - removed) / (1.0 - centre.sum())
+    return full, (full - removed) / max(1.0 - centre.sum(), 1e-6)
 
 
 @dataclass(frozen=True)
@@ -259,11 +262,12 @@ def fuse(
     """
     mu = prediction[:, held_out].ravel()
     x = noisy[:, held_out].ravel()
+    bins = max(1, min(bins, len(mu) // _PER_BIN))
     edges = np.unique(np.quantile(mu, np.linspace(0, 1, bins + 1)))
     levels, weights = [], []
     for lo, hi in itertools.pairwise(edges):
         inside = (mu >= lo) & (mu <= hi)
-        if inside.sum() < 20:
+        if inside.sum() < 20:  # ties in the quantiles can leave a bin nearly empty
             continue
         level = float(mu[inside].mean())
         spread = float(np.mean((mu[inside] - x[inside]) ** 2))

@@ -1,0 +1,93 @@
+"""The auto preset's parts: held-out stopping, fusion with the noisy pixel, the final mixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_mpid.core.auto import EarlyStop, blur_pair, finish, fuse
+from napari_mpid.core.checkpoints import load_model
+from napari_mpid.core.filling import IterativeFiller
+from napari_mpid.core.noise import NoiseEstimate
+
+
+def _smooth(size: int = 48) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    return (0.3 + 0.2 * np.sin(x / 5) * np.cos(y / 7)).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_held_out_stopping_stops_where_running_longer_provably_hurts():
+    # An untrained network fine-tuned long enough reproduces the noise: the
+    # true error rises again (16x by iteration 400 here). The held-out score
+    # must stop the run near the best iteration, without the clean image.
+    torch.set_num_threads(1)
+    clean = _smooth()
+    noisy = clean + np.random.default_rng(0).normal(0, 0.1, clean.shape).astype(np.float32)
+    model = load_model("random-init:1:single", "cpu")
+    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.5, learning_rate=2e-3)
+    holdout = (torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(1)) < 0.05).float()
+    stopper, kept, true_error = EarlyStop(), None, []
+    for t in filler.run(torch.from_numpy(noisy)[None, None], 300, generator=torch.Generator().manual_seed(0),
+                        holdout=holdout):  # fmt: skip
+        true_error.append(float(((filler.held_out_average()[0, 0].numpy() - clean) ** 2).mean()))
+        if stopper.stopped_at is None:  # after the stop, run on only to show what it saved
+            improved, _ = stopper.update(filler.validation[:t].numpy())
+            if improved:
+                kept = true_error[-1]
+    assert stopper.stopped_at is not None and stopper.stopped_at < 300
+    assert kept <= 1.5 * min(true_error[: stopper.stopped_at])
+    assert true_error[-1] > 3 * kept  # running on to 300 would have been far worse
+
+
+def test_held_out_average_never_contains_the_held_out_noisy_values():
+    # Pure noise cannot be predicted: a J-invariant estimate scores at least
+    # the noise variance on held-out pixels, whatever the network learns.
+    torch.set_num_threads(1)
+    noisy = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(2))
+    model = load_model("random-init:1:single", "cpu")
+    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.5, learning_rate=2e-3)
+    holdout = (torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(3)) < 0.1).float()
+    list(filler.run(noisy, 20, generator=torch.Generator().manual_seed(0), holdout=holdout))
+    variance = float(noisy.var())
+    assert float(filler.validation[-1]) > 0.8 * variance
+
+
+def test_fusion_reaches_the_posterior_mean_error():
+    rng = np.random.default_rng(4)
+    clean = np.tile(_smooth(96)[None], (1, 1, 1)).astype(np.float64)
+    sigma, tau = 0.05, 0.03  # noise, and error of a blind-spot prediction independent of it
+    noisy = clean + rng.normal(0, sigma, clean.shape)
+    prediction = clean + rng.normal(0, tau, clean.shape)
+    held = rng.random(clean.shape[1:]) < 0.2
+    fused, fusion = fuse(noisy, prediction, held, NoiseEstimate(sigma, 0.0, 0.0, sigma**2))
+    best = sigma**2 * tau**2 / (sigma**2 + tau**2)
+    error = float(np.mean((fused - clean) ** 2))
+    assert error < min(sigma**2, tau**2)
+    assert error == pytest.approx(best, rel=0.1)
+    assert np.mean(fusion.weights) == pytest.approx(0.735, abs=0.05)  # sigma^2 / (sigma^2 + tau^2)
+
+
+def test_finish_prefers_a_blur_when_the_filling_is_useless():
+    # A "filling" that returned pure noise must lose to a blur of a smooth image.
+    rng = np.random.default_rng(5)
+    clean = _smooth(96)[None].astype(np.float64)
+    noisy = clean + rng.normal(0, 0.05, clean.shape)
+    useless = clean + rng.normal(0, 0.2, clean.shape)
+    held = rng.random(clean.shape[1:]) < 0.05
+    result, how = finish(noisy, useless, held, NoiseEstimate(0.05, 0.0, 0.0, 0.05**2))
+    assert how.weight <= 0.2
+    assert np.mean((result - clean) ** 2) < 0.3 * np.mean((noisy - clean) ** 2)
+
+
+@pytest.mark.parametrize("exclude", [0, 1, 2])
+def test_j_invariant_blur_ignores_the_excluded_neighbourhood(exclude):
+    image = np.random.default_rng(6).random((30, 30))
+    changed = image.copy()
+    changed[15 - exclude : 16 + exclude, 15 - exclude : 16 + exclude] += 10.0
+    for sigma in (0.5, 1.0, 2.0):
+        _, before = blur_pair(image, sigma, exclude)
+        _, after = blur_pair(changed, sigma, exclude)
+        assert np.isfinite(after).all()
+        assert after[15, 15] == pytest.approx(before[15, 15], abs=1e-6)
