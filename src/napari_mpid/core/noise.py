@@ -5,8 +5,8 @@ read noise does not) and, with many cameras, spatially correlated (FMD's
 wide-field images: lag-1 correlation ~0.6). :func:`estimate_noise` measures
 both without a clean reference:
 
-1. The plane is cut into 8x8 blocks. In every block a plane ``a + b*y + c*x``
-   is fitted and removed, which takes out smooth signal.
+1. The plane is cut into 8x8 blocks. In every block a quadratic surface is
+   fitted and removed, which takes out smooth signal.
 2. Blocks whose residual variance is in the lowest quarter of their
    intensity bin are taken as "flat": there, what is left is noise.
 3. A line ``variance = gain * mean + offset`` is fitted to those blocks
@@ -28,6 +28,8 @@ import numpy as np
 __all__ = ["NoiseEstimate", "estimate_noise"]
 
 BLOCK = 8
+#: Terms of the quadratic surface removed from every block.
+_TERMS = 6
 #: Fraction of the blocks of an intensity bin taken as flat.
 FLAT_FRACTION = 0.25
 INTENSITY_BINS = 8
@@ -64,9 +66,18 @@ def _blocks(plane: np.ndarray) -> np.ndarray:
 
 
 def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-block mean and the residual after removing the best plane a + b*y + c*x."""
-    y, x = np.mgrid[0:BLOCK, 0:BLOCK].astype(np.float64)
-    design = np.stack([np.ones(BLOCK * BLOCK), y.ravel(), x.ravel()], axis=1)
+    """Per-block mean and the residual after removing the best quadratic surface.
+
+    A quadratic (6 terms) rather than a plane takes the curvature of smooth
+    signal out too, which would otherwise pass for correlated noise in weakly
+    noisy planes (FMD confocal at avg4: estimated lag-1 0.27-0.48 with planes,
+    0.15-0.48 with quadratics; wide-field stays at 0.58-0.64).
+    """
+    c = (np.arange(BLOCK, dtype=np.float64) - (BLOCK - 1) / 2) / BLOCK
+    y, x = np.meshgrid(c, c, indexing="ij")
+    design = np.stack(
+        [np.ones(BLOCK * BLOCK), y.ravel(), x.ravel(), (y * y).ravel(), (x * y).ravel(), (x * x).ravel()], axis=1
+    )
     flat = blocks.reshape(len(blocks), -1)
     coef, *_ = np.linalg.lstsq(design, flat.T, rcond=None)
     residual = flat - (design @ coef).T
@@ -89,8 +100,8 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
     if data.ndim != 2 or min(data.shape) < 4 * BLOCK:
         raise ValueError(f"need a 2D plane of at least {4 * BLOCK}x{4 * BLOCK} pixels, got {data.shape}")
     means, residual = _detrend(_blocks(data))
-    # Removing a 3-parameter plane from 64 values leaves 61 degrees of freedom.
-    variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - 3)
+    # Removing a 6-parameter surface from 64 values leaves 58 degrees of freedom.
+    variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - _TERMS)
     edges = np.quantile(means, np.linspace(0, 1, INTENSITY_BINS + 1))
     chosen = []
     for lo, hi in itertools.pairwise(edges):
@@ -151,7 +162,7 @@ def _calibration_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         field = correlated_noise((40, BLOCK * 10, BLOCK * 10), float(strength), rng)
         blocks = field.reshape(40, 10, BLOCK, 10, BLOCK).transpose(0, 1, 3, 2, 4).reshape(-1, BLOCK, BLOCK)
         _, residual = _detrend(blocks)
-        variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - 3)
+        variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - _TERMS)
         keep = np.argsort(variances)[: int(len(variances) * FLAT_FRACTION)]
         measured.append(_lag1(residual[keep]))
         true.append(float(np.mean([np.mean(field[..., 1:] * field[..., :-1]), np.mean(field[:, 1:] * field[:, :-1])])))
