@@ -237,7 +237,7 @@ class _PlaneFiller:
         self.filler.shared_mask = self.gray_in_colour_network(part)
         self.canvas = part.astype(np.float32, copy=True)
         out = np.zeros_like(part) if len(tiles) > 1 else None
-        held = None
+        held, slopes = None, []
         if p.adaptive:
             noise = estimate_noise(part.mean(axis=0))
             changes, why = choose_filling(noise, p.mask_ratio)
@@ -266,6 +266,9 @@ class _PlaneFiller:
             average = best if best is not None else self.filler.held_out_average()
             if stopper is not None:
                 choice["stopped_at"].append(stopper.stopped_at or p.iterations)
+                if noise.correlation >= CORRELATED:
+                    probe = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k) + 1)
+                    slopes.append(self.filler.probe_slope(self.to_batch(piece), noise.correlation, noise.sigma, probe))
             result = self.from_batch(average, *piece.shape)
             self._live = None
             self.canvas[(slice(None), *tile.slices)] = result
@@ -274,7 +277,10 @@ class _PlaneFiller:
             else:
                 out[(slice(None), *tile.slices)] += result * weights[k]
         if held is not None:
-            out, how = finish(part, out, held, noise)
+            slope = float(np.mean(slopes)) if slopes else None
+            out, how = finish(part, out, held, noise, filled_slope=slope)
+            if slope is not None:
+                choice["filled_slope"] = round(slope, 4)
             choice.update(blend_weight=how.weight, blur_sigma=how.sigma, blend=how.describe())
             if how.fusion is not None:
                 choice["fusion_weights"] = [round(w, 3) for w in how.fusion.weights]

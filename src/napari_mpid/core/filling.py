@@ -266,6 +266,39 @@ class IterativeFiller:
         corrected = (ybar - decay * self._image) / (1.0 - decay)
         return torch.where(self._holdout.expand_as(ybar) > 0, corrected, ybar)
 
+    @torch.no_grad()
+    def probe_slope(
+        self, image: torch.Tensor, correlation: float, amplitude: float, generator: torch.Generator, passes: int = 4
+    ) -> float:
+        """How much the prediction at held-out pixels follows their correlated noise (after :meth:`run`).
+
+        A Monte-Carlo divergence (Ramani et al. 2008) against correlated
+        noise: with the current weights and a random mask that keeps the
+        held-out pixels hidden, the input is perturbed by a small field
+        ``delta`` with the noise's autocorrelation
+        (:func:`~napari_mpid.core.auto.correlated_field`); any change of the
+        held-out predictions then comes from neighbours whose noise is
+        correlated with theirs. Returns ``mean(change * delta) /
+        mean(delta^2)`` over the held-out pixels, the slope that
+        :func:`~napari_mpid.core.auto.finish` needs.
+        """
+        from .auto import correlated_field
+
+        net, holdout = self.network, self._holdout
+        b, _, h, w = image.shape
+        counted = holdout.to(image.dtype).expand_as(image)
+        shape = (b, 1 if self.shared_mask else net.mask_channels, h, w)
+        slopes = []
+        for _ in range(passes):
+            keep = draw_keep_mask(shape, self.mask_ratio, generator, image.device)
+            keep = keep.expand(b, net.mask_channels, h, w) * (1.0 - holdout)
+            delta = correlated_field(tuple(image.shape), correlation, generator, image.device) * amplitude
+            before = self._forward(network_input(image, keep))
+            after = self._forward(network_input(image + delta, keep))
+            den = float((delta * delta * counted).sum())
+            slopes.append(float(((after - before) * delta * counted).sum()) / den if den > 0 else 0.0)
+        return sum(slopes) / len(slopes)
+
     def _forward(self, net_input: torch.Tensor) -> torch.Tensor:
         return forward(self.network, net_input, self.precision, self.channels_last)
 
