@@ -1,0 +1,108 @@
+"""Context filling: neighbours, the zero-initialised extra inputs, the engine's stack mode."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from napari_mpid.core.checkpoints import load_model
+from napari_mpid.core.context import ContextFiller, neighbours
+from napari_mpid.core.engine import InputError, denoise_planes
+from napari_mpid.core.filling import forward
+from napari_mpid.core.network import network_input
+from napari_mpid.core.params import preset
+
+
+def run(gen):
+    steps = []
+    try:
+        while True:
+            steps.append(next(gen))
+    except StopIteration as stop:
+        return steps, stop.value
+
+
+@pytest.mark.parametrize(
+    "index, count, context, expected",
+    [
+        (0, 5, 1, [1, 1]),  # reflected at the start, never itself
+        (4, 5, 1, [3, 3]),
+        (2, 5, 2, [0, 1, 3, 4]),
+        (0, 5, 2, [2, 1, 1, 2]),
+        (0, 2, 2, [1, 1, 1, 1]),  # two planes: always the other one
+        (1, 3, 2, [0, 0, 2, 2]),
+    ],
+)
+def test_neighbours_reflect_at_the_ends_and_never_include_the_plane_itself(index, count, context, expected):
+    found = neighbours(index, count, context)
+    assert found == expected
+    assert index not in found
+
+
+def test_before_fitting_the_context_network_is_the_plane_network():
+    # Zero weights on the neighbours' inputs: same prediction whatever they hold.
+    model = load_model("random-init:1:single", "cpu")
+    cf = ContextFiller(model.network, model.state, 2, mask_ratio=0.85, learning_rate=2e-3)
+    cf.network.load_state_dict(cf.initial_state)
+    image = torch.rand(1, 1, 48, 48)
+    keep = (torch.rand(1, 1, 48, 48) > 0.85).float()
+    around = torch.rand(1, 4, 48, 48)
+    model.network.load_state_dict(model.state)
+    expected = forward(model.network.train(), network_input(image, keep), "float32", False)
+    got = cf._predict(image, around, keep)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.fixture
+def stack():
+    return np.random.default_rng(0).random((4, 48, 56)).astype(np.float32)
+
+
+def test_context_zero_is_the_plane_by_plane_filling(stack):
+    params = preset("fast", iterations=2, model="random-init:1:single")
+    _, plain = run(denoise_planes(stack, params, axes="QYX"))  # no Z or T: context stays off
+    _, zero = run(denoise_planes(stack, params.replace(context=0), axes="ZYX"))
+    np.testing.assert_array_equal(plain.denoised, zero.denoised)
+    assert zero.params.context == 0 and not zero.fitted
+
+
+def test_automatic_context_turns_on_for_z_stacks(stack):
+    params = preset("fast", iterations=2, model="random-init:1:single")
+    steps, result = run(denoise_planes(stack, params, axes="ZYX"))
+    assert result.params.context == 1 and result.params.context_axis == "Z"
+    assert {s.stage for s in steps} == {"fit", "predict"}
+    assert [s.number for s in steps if s.event == "plane"] == [0, 1, 2, 3]
+    fractions = [s.fraction for s in steps]
+    assert all(b >= a for a, b in itertools.pairwise(fractions)) and fractions[-1] == pytest.approx(1.0)
+    assert any("context 1" in note for note in result.notes)
+
+
+def test_fitted_networks_let_a_subset_of_planes_match_the_full_run(stack):
+    params = preset("fast", iterations=3, model="random-init:1:single", context=1)
+    _, full = run(denoise_planes(stack, params, axes="ZYX"))
+    out = np.zeros_like(stack)
+    _, _part = run(denoise_planes(stack, params, axes="ZYX", planes=[2], out=out, fitted=full.fitted))
+    np.testing.assert_array_equal(out[2], full.denoised[2])
+
+
+@pytest.mark.parametrize(
+    "axes, changes, message",
+    [
+        ("QYX", {"context": 1}, "needs a stack axis"),
+        ("ZYX", {"context": 1, "context_axis": "T"}, "not an axis of the data"),
+    ],
+)
+def test_bad_context_settings_are_refused_before_any_work(stack, axes, changes, message):
+    with pytest.raises(InputError, match=message):
+        next(denoise_planes(stack, preset("fast", iterations=2, model="random-init:1:single", **changes), axes=axes))
+
+
+def test_a_single_plane_with_context_is_refused():
+    plane = np.random.default_rng(1).random((48, 48)).astype(np.float32)
+    with pytest.raises(InputError, match="needs a stack axis"):
+        next(denoise_planes(plane, preset("fast", iterations=2, model="random-init:1:single", context=2)))
+    _, result = run(denoise_planes(plane, preset("fast", iterations=2, model="random-init:1:single")))
+    assert result.params.context == 0  # automatic: off for single planes
