@@ -92,3 +92,26 @@ def test_writer_round_trip_keeps_axes_scale_and_float_data(tmp_path):
     np.testing.assert_allclose(array, data, rtol=1e-6)
     assert kwargs["axis_labels"] == ("z", "y", "x")
     assert kwargs["scale"] == pytest.approx((2.0, 0.5, 0.5))
+
+
+def test_reader_gives_repeated_plane_axes_unique_labels(tmp_path):
+    import tifffile
+
+    path = tmp_path / "planes.tif"
+    tifffile.imwrite(path, np.zeros((2, 5, 40, 50), np.uint16))  # tifffile names the leading axes Q, Q
+
+    [(array, kwargs, _)] = read_files(str(path))
+
+    assert array.shape == (2, 5, 40, 50)
+    assert kwargs["axis_labels"] == ("q", "q1", "y", "x")
+
+
+def test_reader_maps_foreign_axis_letters_to_plane_axes(tmp_path):
+    import tifffile
+
+    path = tmp_path / "lambda.tif"
+    tifffile.imwrite(path, np.zeros((3, 40, 50), np.uint16), metadata={"axes": "EYX"})
+
+    [(_, kwargs, _)] = read_files(str(path))
+
+    assert kwargs["metadata"]["axes"] == "QYX" and kwargs["axis_labels"] == ("q", "y", "x")

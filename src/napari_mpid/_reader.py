@@ -12,14 +12,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .io import TIFF_SUFFIXES, ImageData, read_image
+from .core.axes import labels_for_axes
+from .io import BIO_SUFFIXES, TIFF_SUFFIXES, ImageData, read_image
 
 __all__ = ["BIO_SUFFIXES", "image_layer_kwargs", "napari_get_reader", "read_files"]
 
-#: Formats read through bioio (or aicsimageio) when one of them is installed.
-BIO_SUFFIXES = (".czi", ".nd2", ".lif", ".lsm", ".oib", ".oif", ".vsi", ".ims")
-#: Axis letter -> napari axis label.
-_LABELS = {"T": "t", "Z": "z", "C": "c", "Y": "y", "X": "x", "Q": "q"}
 _UNITS = {
     "µm": "micrometer",
     "\\u00B5m": "micrometer",
@@ -71,10 +68,12 @@ def image_layer_kwargs(image: ImageData, name: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "name": name,
         "rgb": rgb,
-        "axis_labels": tuple(_LABELS.get(a, a.lower()) for a in layer_axes),
+        "axis_labels": labels_for_axes(layer_axes),
         "scale": tuple(float(image.scale.get(a, 1.0)) for a in layer_axes),
         "metadata": {"axes": axes, "source": image.source, "unit": image.unit, "pixel_size": dict(image.scale)},
     }
+    if image.metadata:  # the napari-mpid run that wrote the file
+        kwargs["metadata"]["run"] = dict(image.metadata)
     unit = _UNITS.get(image.unit or "", image.unit)
     if unit and _units_supported():
         kwargs["units"] = tuple(unit if a in "ZYX" and a in image.scale else "pixel" for a in layer_axes)

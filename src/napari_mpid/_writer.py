@@ -6,22 +6,26 @@ from typing import Any
 
 import numpy as np
 
+from .core.axes import axes_from_labels, resolve_axes
+from .core.errors import InputError
 from .io import write_tiff
 
 __all__ = ["write_image"]
 
-_LETTERS = {"t": "T", "time": "T", "z": "Z", "c": "C", "channel": "C", "y": "Y", "x": "X"}
-
 
 def _axes(data: np.ndarray, meta: dict[str, Any]) -> str:
-    labels = [str(label).lower() for label in meta.get("axis_labels", ())]
-    letters = [_LETTERS.get(label, "Q") for label in labels]
-    if meta.get("rgb"):
-        letters.append("S")
-    axes = "".join(letters)
-    if len(axes) != data.ndim or "Y" not in axes or "X" not in axes or any(axes.count(a) > 1 for a in "TZCYXS"):
-        axes = "Q" * (data.ndim - (3 if meta.get("rgb") else 2)) + ("YXS" if meta.get("rgb") else "YX")
-    return axes
+    """Our axes for a layer: from its axis labels (:func:`~napari_mpid.core.axes.axes_from_labels`).
+
+    Labels that do not name Y and X once each (napari's defaults "0", "1",
+    ... or "-4", "-3", ...) fall back to a guess from the shape: leading plane
+    axes Q, then Y, X (and S for RGB layers).
+    """
+    rgb = bool(meta.get("rgb"))
+    labels = meta.get("axis_labels") or ()
+    try:
+        return resolve_axes(data.shape, axes_from_labels(labels, rgb))
+    except InputError:
+        return resolve_axes(data.shape, None, rgb)
 
 
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -32,7 +36,7 @@ def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     axes = _axes(array, meta)
     scale = dict(zip(axes, (float(s) for s in meta.get("scale", ()))))
     units = meta.get("units") or ()
-    unit = next((str(u) for u in units if str(u) not in ("pixel", "")), None)
+    unit = next((str(u) for u in units if str(u) not in ("pixel", "", "None")), None)
     metadata = {k: v for k, v in (meta.get("metadata") or {}).items() if isinstance(v, (str, int, float))}
     write_tiff(path, array, axes, {k: v for k, v in scale.items() if k in "ZYXT"}, unit, metadata or None)
     return [path]

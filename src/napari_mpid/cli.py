@@ -3,7 +3,7 @@
 Sub-commands: ``denoise`` (files), ``pretrain`` (masked pre-training),
 ``demo`` (denoise the built-in synthetic sample and report PSNR) and
 ``models`` (list the bundled models). Errors print one line and exit with a
-non-zero status; no output file is written unless the whole run succeeded.
+non-zero status; no output appears under its final name unless its run succeeded.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ _OPTION_NAMES = {
     "context": "--context",
     "context_axis": "--context-axis",
     "memory_limit": "--memory-limit",
+    "adaptive": "--adaptive",
 }
 
 
@@ -56,6 +57,11 @@ def _add_fill_options(parser: argparse.ArgumentParser) -> None:
         help_text = f.metadata["help"]
         if f.name == "model":
             help_text += " Bundled: real-noise (default), pixel-independent."
+        if field_kind(f) == "bool":
+            parser.add_argument(
+                _OPTION_NAMES[f.name], dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+            continue
         parser.add_argument(
             _OPTION_NAMES[f.name], dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text
         )
@@ -70,37 +76,53 @@ def _params_from(args: argparse.Namespace):
     return preset(args.preset, **changes)
 
 
-def _output_array(result_array: np.ndarray, source_dtype: np.dtype, mode: str) -> np.ndarray:
-    if mode == "float32" or source_dtype.kind == "f":
-        return result_array.astype(np.float32)
-    info = np.iinfo(source_dtype)
-    return np.clip(np.rint(result_array), info.min, info.max).astype(source_dtype)
-
-
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    from . import api
-    from .io import read_image, write_tiff
+    from .batch import RunOptions, check_outputs, plan_jobs, print_summary, run_jobs
 
     params = _params_from(args)
-    output = Path(args.output)
-    if output.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(f"output {output.name!r} must end in .tif or .tiff")
-    if not output.parent.exists():
-        raise ValueError(f"output folder {output.parent} does not exist")
-    image = read_image(args.input)
-    axes = args.axes.upper() if args.axes else (image.axes if "Q" not in image.axes else None)
-    result = api.denoise(image.data, params, axes=axes, progress=not args.quiet)
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    meta = {k: v for k, v in result.metadata().items() if not isinstance(v, (list, dict))}
-    write_tiff(
-        output, _output_array(result.denoised, image.data.dtype, args.dtype), result.axes, image.scale, image.unit, meta
+    if args.workers is not None and args.scheduler:
+        raise ValueError("use either --workers or --scheduler, not both")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    jobs, batch = plan_jobs(args.inputs, args.output, args.noise_map, args.format)
+    check_outputs(jobs, batch)  # every output path, before any compute
+    options = RunOptions(
+        params=params,
+        axes=args.axes,
+        dtype=args.dtype,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        keep_going=args.keep_going,
+        quiet=args.quiet,
     )
-    if args.noise_map:
-        write_tiff(args.noise_map, result.noise_map.astype(np.float32), result.axes, image.scale, image.unit, meta)
-    if not args.quiet:
-        print(f"wrote {output} ({result.seconds:.1f} s on {result.device}, model {result.model})")
-    return 0
+    client = None
+    if args.workers is not None or args.scheduler:
+        from .cluster import connect
+
+        client = connect(args.scheduler, args.workers)
+    try:
+        outcomes = run_jobs(jobs, options, batch=batch, client=client)
+    except KeyboardInterrupt:
+        print("napari-mpid: interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    finally:
+        if client is not None:
+            from .cluster import disconnect
+
+            disconnect(client)
+    if batch:
+        print_summary(outcomes)
+    else:
+        [outcome] = outcomes
+        if outcome.status == "skipped":
+            print(f"skipped: {outcome.job.output} exists (--overwrite replaces it)")
+        elif outcome.status == "done" and not args.quiet:
+            resumed = f", {outcome.resumed} planes from the journal" if outcome.resumed else ""
+            print(
+                f"wrote {outcome.job.output} ({outcome.seconds:.1f} s on {outcome.device}, "
+                f"model {outcome.model}{resumed})"
+            )
+    return 2 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -186,11 +208,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-mpid {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    den = sub.add_parser("denoise", help="denoise a TIFF (or other image) file")
-    den.add_argument("input", help="input image: TIFF stack, PNG/JPEG, or any format bioio reads")
-    den.add_argument("-o", "--output", required=True, help="denoised TIFF to write")
-    den.add_argument("--noise-map", help="also write the estimated noise map (input - denoised) here")
+    den = sub.add_parser(
+        "denoise",
+        help="denoise image files (one file, or many into a folder)",
+        description="Denoise one image (-o FILE) or many (files, folders, globs; -o FOLDER). Planes are read and "
+        "written one at a time; outputs appear under their final names only when complete. An input whose "
+        "outputs exist is skipped (--overwrite replaces them); an interrupted run continues with --resume.",
+    )
+    den.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="TIFF stacks, OME-Zarr (.zarr), PNG/JPEG, formats bioio reads; folders (their images) or globs",
+    )
+    den.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file (.tif, .tiff or .ome.zarr) for one input; else a folder, where each input "
+        "gives <name>.tif (or .ome.zarr, see --format)",
+    )
+    den.add_argument(
+        "--noise-map",
+        metavar="PATH",
+        help="also write the estimated noise map (input - denoised): a file for one input, else a folder "
+        "(<name>_noise_map.tif)",
+    )
+    den.add_argument(
+        "--format",
+        choices=("tif", "ome.zarr"),
+        default="tif",
+        help="output format when -o is a folder (default: tif)",
+    )
     den.add_argument("--axes", help="axes of the input, e.g. ZYX, TCYX, YXS (default: from the file)")
+    den.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its journal (<output>.journal): finished planes are kept",
+    )
+    den.add_argument("--overwrite", action="store_true", help="replace existing outputs and discard journals")
+    den.add_argument("--keep-going", action="store_true", help="go on with the other inputs after a failure")
+    den.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="spread planes over N local Dask worker processes (needs napari-mpid[cluster])",
+    )
+    den.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="spread planes over the workers of this dask.distributed scheduler, e.g. tcp://host:8786",
+    )
     den.add_argument(
         "--dtype",
         choices=("float32", "input"),

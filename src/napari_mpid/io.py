@@ -2,28 +2,95 @@
 
 TIFF goes through tifffile, which understands ImageJ hyperstacks and
 OME-TIFF: the axes string (e.g. ``"ZYX"``, ``"TCZYX"``) and the physical pixel
-size are kept so that the outputs line up with the input. PNG/JPEG go through
-Pillow. Other formats (CZI, ND2, LIF...) are read with bioio, or aicsimageio
-as a fallback, when one of them is installed.
+size are kept so that the outputs line up with the input. OME-Zarr goes
+through ome-zarr-py (``pip install "napari-mpid[ome-zarr]"``). PNG/JPEG go
+through Pillow. Other formats (CZI, ND2, LIF...) are read with bioio, or
+aicsimageio as a fallback, when one of them is installed.
+
+:func:`open_image` reads lazily: an uncompressed TIFF is read one plane at a
+time straight from the file, a compressed one through tifffile's zarr store,
+OME-Zarr and bioio through their own lazy arrays. :func:`read_image` returns
+the same image as a numpy array. Axis letters are mapped to ours by
+:func:`napari_mpid.core.axes.normalize_axes` (tifffile's I, E, A, P, R, H, ...
+become Q).
+
+Files written by napari-mpid carry the run's metadata (read back into
+:attr:`ImageData.metadata`) and, where the format could not hold our axes as
+they are, a record of how they were stored (see :mod:`napari_mpid.arrays`),
+so that they read back with the shape and axes they were written with.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 
-__all__ = ["PLAIN_SUFFIXES", "TIFF_SUFFIXES", "ImageData", "ImageReadError", "read_image", "write_tiff"]
+from .arrays import Layout, LayoutArray, MappedArray
+from .core.axes import default_axes, normalize_axes
+
+__all__ = [
+    "BIO_SUFFIXES",
+    "PLAIN_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "ZARR_SUFFIXES",
+    "ImageData",
+    "ImageReadError",
+    "MissingExtraError",
+    "image_stem",
+    "is_zarr_path",
+    "jsonable",
+    "open_image",
+    "read_image",
+    "read_training_image",
+    "require_ome_zarr",
+    "write_ome_zarr",
+    "write_tiff",
+]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+ZARR_SUFFIXES = (".zarr",)
+#: Formats read through bioio (or aicsimageio) when one of them is installed.
+BIO_SUFFIXES = (".czi", ".nd2", ".lif", ".lsm", ".oib", ".oif", ".vsi", ".ims")
+
+#: OME MapAnnotation namespaces and the Zarr attribute holding napari-mpid's records.
+RUN_NAMESPACE = "napari-mpid/run"
+LAYOUT_NAMESPACE = "napari-mpid/layout"
+ZARR_ATTRIBUTE = "napari-mpid"
+
+#: Unit spellings -> OME-NGFF unit names, and back.
+NGFF_UNITS = {
+    "µm": "micrometer",
+    "\\u00b5m": "micrometer",
+    "um": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "micrometer": "micrometer",
+    "nm": "nanometer",
+    "nanometer": "nanometer",
+    "mm": "millimeter",
+    "millimeter": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "meter": "meter",
+}
+_SHORT_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m"}
 
 
 class ImageReadError(ValueError):
     """The file cannot be read as an image."""
+
+
+class MissingExtraError(RuntimeError):
+    """An optional dependency needed for a format is not installed (the message names the extra)."""
 
 
 @dataclass
@@ -32,22 +99,148 @@ class ImageData:
 
     Attributes
     ----------
-    data : ndarray
-        The pixels, in file order.
+    data : array-like
+        The pixels, in file order: a numpy array from :func:`read_image`, a
+        lazy array-like (shape, dtype, ``[]``) from :func:`open_image`.
     axes : str
         One letter per dimension of ``data``: T, Z, C, Y, X, S (RGB samples),
-        or Q (unknown).
+        or Q (any other plane axis).
     scale : dict
         Physical size per axis letter (e.g. ``{"Z": 0.5, "Y": 0.1, "X": 0.1}``).
     unit : str or None
-        Unit of ``scale`` (e.g. ``"micron"``).
+        Unit of ``scale`` (e.g. ``"µm"``).
+    source : str
+        The file it was read from.
+    metadata : dict
+        The napari-mpid run that wrote the file (empty for other files).
     """
 
-    data: np.ndarray
+    data: Any
     axes: str
     scale: dict[str, float] = field(default_factory=dict)
     unit: str | None = None
     source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of :attr:`data`."""
+        return tuple(int(n) for n in self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Data type of :attr:`data`."""
+        return np.dtype(self.data.dtype)
+
+    def close(self) -> None:
+        """Release the files a lazy image keeps open (reading afterwards is not possible)."""
+        while self.closers:
+            self.closers.pop()()
+
+
+def require_ome_zarr() -> None:
+    """Raise :class:`MissingExtraError` unless ome-zarr-py and zarr can be imported."""
+    import importlib.util
+
+    missing = [name for name in ("zarr", "ome_zarr") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(
+            f'OME-Zarr needs the {" and ".join(missing)} package(s): pip install "napari-mpid[ome-zarr]"'
+        )
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    """Whether ``path`` names a Zarr store (``.zarr``, including ``.ome.zarr``)."""
+    return Path(path).suffix.lower() in ZARR_SUFFIXES
+
+
+def image_stem(path: str | Path) -> str:
+    """The file name without its image suffixes ("cells.ome.tif" -> "cells")."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *TIFF_SUFFIXES, *ZARR_SUFFIXES, *PLAIN_SUFFIXES):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or name
+
+
+# --- run metadata in files ---------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars, tuples and unknown objects turned into JSON types."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def encode_map_value(value: Any) -> str:
+    """A metadata value as the text of an OME MapAnnotation entry (read back by :func:`decode_map_value`).
+
+    Strings are kept as they are unless they would read back as something
+    else (e.g. "3"); everything else is JSON.
+    """
+    value = jsonable(value)
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
+def decode_map_value(text: str) -> Any:
+    """Inverse of :func:`encode_map_value`."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _ome_annotations(xml: str) -> dict[str, dict[str, Any]]:
+    """The MapAnnotations of an OME-XML document by namespace, values decoded."""
+    out: dict[str, dict[str, Any]] = {}
+    if "MapAnnotation" not in xml:
+        return out
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return out
+    for element in root.iter():
+        if not element.tag.endswith("MapAnnotation"):
+            continue
+        namespace = element.attrib.get("Namespace", "")
+        values = out.setdefault(namespace, {})
+        for entry in element.iter():
+            if entry.tag.endswith("}M") or entry.tag == "M":
+                values[entry.attrib.get("K", "")] = decode_map_value(entry.text or "")
+    return out
+
+
+def _info_metadata(info: str) -> dict[str, Any]:
+    """Run metadata from an ImageJ "Info" property: JSON, or older ``key = value`` lines."""
+    try:
+        value = json.loads(info)
+        if isinstance(value, dict):
+            return value
+    except ValueError:
+        pass
+    out: dict[str, Any] = {}
+    for line in info.splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+# --- TIFF ----------------------------------------------------------------------------------
 
 
 def _imagej_scale(tif: Any, axes: str) -> tuple[dict[str, float], str | None]:
@@ -69,39 +262,139 @@ def _imagej_scale(tif: Any, axes: str) -> tuple[dict[str, float], str | None]:
         scale["T"] = float(ij["finterval"])
     if ij.get("unit"):
         unit = str(ij["unit"]).replace("\\u00B5", "µ")
+        unit = "µm" if NGFF_UNITS.get(unit) == "micrometer" else unit
     return scale, unit
 
 
-def _ome_scale(tif: Any) -> tuple[dict[str, float], str | None]:
-    xml = tif.ome_metadata or ""
+def _ome_scale(xml: str) -> tuple[dict[str, float], str | None]:
     scale: dict[str, float] = {}
     unit = None
     for letter in "XYZ":
         m = re.search(rf'PhysicalSize{letter}="([0-9.eE+-]+)"', xml)
         if m:
             scale[letter] = float(m.group(1))
+    m = re.search(r'TimeIncrement="([0-9.eE+-]+)"', xml)
+    if m:
+        scale["T"] = float(m.group(1))
     m = re.search(r'PhysicalSizeXUnit="([^"]+)"', xml)
     if m:
         unit = m.group(1)
-    elif scale:
+    elif any(k in scale for k in "XYZ"):
         unit = "µm"  # the OME default unit
     return scale, unit
 
 
-def _read_tiff(path: Path) -> ImageData:
+def _open_tiff(path: Path) -> ImageData:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    tif = tifffile.TiffFile(path)
+    try:
         series = tif.series[0]
-        data = series.asarray()
-        axes = series.axes.upper()
+        stored_axes = series.axes.upper()
+        shape = tuple(int(n) for n in series.shape)
+        dtype = np.dtype(series.dtype)
+        metadata: dict[str, Any] = {}
+        layout = None
         if tif.is_ome:
-            scale, unit = _ome_scale(tif)
+            xml = tif.ome_metadata or ""
+            scale, unit = _ome_scale(xml)
+            notes = _ome_annotations(xml)
+            metadata = notes.get(RUN_NAMESPACE, {})
+            if LAYOUT_NAMESPACE in notes:
+                layout = Layout.from_record(notes[LAYOUT_NAMESPACE])
         else:
-            scale, unit = _imagej_scale(tif, axes)
-    # tifffile names unknown leading dimensions I or Q; treat them as planes.
-    axes = axes.replace("I", "Q")
-    return ImageData(data, axes, scale, unit, str(path))
+            scale, unit = _imagej_scale(tif, normalize_axes(stored_axes))
+            info = (tif.imagej_metadata or {}).get("Info")
+            if isinstance(info, str) and info.strip():
+                metadata = _info_metadata(info)
+        offset = series.dataoffset
+        closers: list[Callable[[], None]] = []
+        if offset is not None:
+            base: Any = MappedArray(path, offset, shape, np.dtype(tif.byteorder + dtype.char), writable=False)
+            tif.close()
+        else:
+            base = _tiff_zarr(tif, series)
+            closers.append(tif.close)
+    except Exception:
+        tif.close()
+        raise
+    if layout is not None and layout.stored_shape == shape:
+        data: Any = LayoutArray(base, layout)
+        axes = layout.axes
+    else:
+        data, axes = base, normalize_axes(stored_axes)
+    return ImageData(data, axes, scale, unit, str(path), metadata, closers)
+
+
+def _tiff_zarr(tif: Any, series: Any) -> Any:
+    """A compressed or scattered TIFF series as a lazy zarr array (tifffile's zarr store)."""
+    try:
+        import zarr
+    except ImportError:  # read it whole: correct, only not lazy
+        return series.asarray()
+    node = zarr.open(series.aszarr(), mode="r")
+    return node if hasattr(node, "shape") else node["0"]
+
+
+# --- OME-Zarr ------------------------------------------------------------------------------
+
+
+def _letter_of(axis: Any) -> str:
+    if isinstance(axis, str):
+        name, kind = axis, ""
+    else:
+        name, kind = str(axis.get("name", "")), str(axis.get("type", "") or "")
+    name = name.lower()
+    if name in ("t", "z", "c", "y", "x"):
+        return name.upper()
+    return {"time": "T", "channel": "C"}.get(kind, "Q")
+
+
+def _open_zarr(path: Path) -> ImageData:
+    require_ome_zarr()
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():  # ome-zarr deprecates its own Scaler at import time
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.io import parse_url
+        from ome_zarr.reader import Multiscales, Reader
+
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)  # "version mismatch" chatter on stderr
+    node = zarr.open(str(path), mode="r")
+    if hasattr(node, "shape"):  # a plain Zarr array: axes from its shape
+        return ImageData(node, default_axes(node.shape), {}, None, str(path))
+    location = parse_url(str(path), mode="r")
+    if location is None:
+        raise ImageReadError(f"{path.name}: not an OME-Zarr image")
+    image = next((n for n in Reader(location)() if any(isinstance(s, Multiscales) for s in n.specs)), None)
+    if image is None:
+        raise ImageReadError(f"{path.name}: a Zarr group without OME-NGFF multiscales (no image in it)")
+    spec = next(s for s in image.specs if isinstance(s, Multiscales))
+    array = node[spec.datasets[0]]
+    axes_meta = image.metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim :]]
+    stored_axes = "".join(_letter_of(a) for a in axes_meta)
+    scale_values: list[float] = []
+    for transform in (image.metadata.get("coordinateTransformations") or [[]])[0]:
+        if transform.get("type") == "scale":
+            scale_values = [float(v) for v in transform["scale"]]
+    scale, unit = {}, None
+    for letter, axis, value in zip(stored_axes, axes_meta, scale_values or [1.0] * len(stored_axes)):
+        if letter in "TZYX" and value != 1.0:
+            scale[letter] = value
+        if letter in "ZYX" and isinstance(axis, dict) and axis.get("unit") and unit is None:
+            unit = _SHORT_UNITS.get(str(axis["unit"]), str(axis["unit"]))
+    ours = dict(node.attrs.get(ZARR_ATTRIBUTE) or {})
+    metadata = dict(ours.get("run") or {})
+    if ours.get("layout"):
+        layout = Layout.from_record(ours["layout"])
+        if layout.stored_shape == tuple(array.shape):
+            return ImageData(LayoutArray(array, layout), layout.axes, scale, unit, str(path), metadata)
+    return ImageData(array, normalize_axes(stored_axes), scale, unit, str(path), metadata)
+
+
+# --- PNG, bioio ----------------------------------------------------------------------------
 
 
 def _read_plain(path: Path) -> ImageData:
@@ -117,7 +410,7 @@ def _read_plain(path: Path) -> ImageData:
     return ImageData(data, "YX" if data.ndim == 2 else "YXS", {}, None, str(path))
 
 
-def _read_bio(path: Path) -> ImageData:
+def _open_bio(path: Path) -> ImageData:
     try:
         from bioio import BioImage  # type: ignore[import-not-found]
     except ImportError:
@@ -125,100 +418,115 @@ def _read_bio(path: Path) -> ImageData:
             from aicsimageio import AICSImage as BioImage  # type: ignore[import-not-found,no-redef]
         except ImportError:
             raise ImageReadError(
-                f"{path.name}: unsupported format {path.suffix!r}; TIFF, PNG and JPEG are built in, "
+                f"{path.name}: unsupported format {path.suffix!r}; TIFF, OME-Zarr, PNG and JPEG are built in, "
                 "other formats need `pip install napari-mpid[bioio]`"
             ) from None
     img = BioImage(path)
-    data = np.asarray(img.data)  # always TCZYX
+    data = img.dask_data if hasattr(img, "dask_data") else img.data  # always TCZYX, lazy with dask
     sizes = img.physical_pixel_sizes
     scale = {k: float(v) for k, v in zip("ZYX", (sizes.Z, sizes.Y, sizes.X)) if v}
     axes = "TCZYX"
     # Drop singleton T/C/Z to keep the output shape natural.
-    keep = [i for i, a in enumerate(axes) if a in "YX" or data.shape[i] > 1]
-    data = data.reshape([data.shape[i] for i in keep])
-    return ImageData(data, "".join(axes[i] for i in keep), scale, "µm" if scale else None, str(path))
+    key = tuple(slice(None) if a in "YX" or n > 1 else 0 for a, n in zip(axes, data.shape))
+    data = data[key]
+    kept = "".join(a for a, k in zip(axes, key) if not isinstance(k, int))
+    return ImageData(data, kept, scale, "µm" if scale else None, str(path))
+
+
+def open_image(path: str | Path) -> ImageData:
+    """Open an image file lazily, with its axes and pixel size.
+
+    Large TIFF and OME-Zarr stacks are not read here: ``data`` reads the
+    planes it is asked for. Call :meth:`ImageData.close` when done.
+
+    Raises
+    ------
+    ImageReadError
+        Missing file, unreadable content, unsupported format or empty image.
+    MissingExtraError
+        OME-Zarr without ome-zarr-py installed.
+    """
+    path = Path(path)
+    zarr_store = is_zarr_path(path)
+    if not (path.is_dir() if zarr_store else path.is_file()):
+        raise ImageReadError(f"{path}: no such {'Zarr store' if zarr_store else 'file'}")
+    suffix = path.suffix.lower()
+    try:
+        if zarr_store:
+            image = _open_zarr(path)
+        elif suffix in TIFF_SUFFIXES:
+            image = _open_tiff(path)
+        elif suffix in PLAIN_SUFFIXES:
+            image = _read_plain(path)
+        else:
+            image = _open_bio(path)
+    except (ImageReadError, MissingExtraError):
+        raise
+    except Exception as exc:  # tifffile/PIL/zarr raise many kinds of errors on bad files
+        raise ImageReadError(f"{path.name}: cannot read image ({type(exc).__name__}: {exc})") from None
+    if int(np.prod(image.shape, dtype=np.int64)) == 0:
+        image.close()
+        raise ImageReadError(f"{path.name}: the image is empty (shape {image.shape})")
+    return image
 
 
 def read_image(path: str | Path) -> ImageData:
-    """Read an image file with its axes and pixel size.
+    """Read an image file with its axes and pixel size into memory (a numpy array).
 
     Raises
     ------
     ImageReadError
         Missing file, unreadable content, unsupported format or empty image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    suffix = path.suffix.lower()
+    image = open_image(path)
     try:
-        if suffix in TIFF_SUFFIXES:
-            image = _read_tiff(path)
-        elif suffix in PLAIN_SUFFIXES:
-            image = _read_plain(path)
-        else:
-            image = _read_bio(path)
-    except ImageReadError:
-        raise
-    except Exception as exc:  # tifffile/PIL raise many kinds of errors on bad files
-        raise ImageReadError(f"{path.name}: cannot read image ({type(exc).__name__}: {exc})") from None
-    if image.data.size == 0:
-        raise ImageReadError(f"{path.name}: the image is empty (shape {image.data.shape})")
+        image.data = np.asarray(image.data)
+        if not image.data.dtype.isnative:
+            image.data = image.data.astype(image.data.dtype.newbyteorder("="))
+    except Exception as exc:
+        raise ImageReadError(f"{Path(path).name}: cannot read image ({type(exc).__name__}: {exc})") from None
+    finally:
+        image.close()
     return image
+
+
+# --- writing -------------------------------------------------------------------------------
 
 
 def write_tiff(
     path: str | Path,
-    data: np.ndarray,
+    data: Any,
     axes: str,
     scale: dict[str, float] | None = None,
     unit: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``data`` as an ImageJ-compatible TIFF keeping axes and pixel size.
+    """Write ``data`` as a TIFF keeping axes, pixel size and run metadata.
 
-    ImageJ hyperstacks allow the axes TZCYXS in that order; other orders (or
-    float64, or unknown axes) are written as OME-TIFF, which keeps any axes
-    order and the physical sizes. The file is written to a temporary name and
+    ImageJ hyperstacks allow the axes TZCYXS in that order and uint8, uint16
+    or float32; anything else is written as OME-TIFF, with plane axes folded
+    into one where OME cannot hold them (e.g. two Q axes), which
+    :func:`read_image` undoes. ``metadata`` is stored as JSON (ImageJ "Info")
+    or as an OME MapAnnotation. The file is written under a temporary name and
     renamed at the end, so a failure never leaves a partial output.
     """
-    import tifffile
+    from .outputs import write_array
 
-    path = Path(path)
-    scale = scale or {}
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        imagej_order = "TZCYXS"
-        positions = [imagej_order.find(a) for a in axes]
-        imagej_ok = (
-            -1 not in positions and positions == sorted(positions) and data.dtype in (np.uint8, np.uint16, np.float32)
-        )
-        resolution = None
-        if "X" in scale and "Y" in scale:
-            resolution = (1.0 / scale["X"], 1.0 / scale["Y"])
-        if imagej_ok:
-            md: dict[str, Any] = {"axes": axes}
-            if unit:
-                md["unit"] = "um" if unit in ("µm", "micron", "um") else unit
-            if "Z" in scale:
-                md["spacing"] = scale["Z"]
-            if "T" in scale:
-                md["finterval"] = scale["T"]
-            if metadata:
-                md["Info"] = "\n".join(f"{k} = {v}" for k, v in metadata.items())
-            tifffile.imwrite(tmp, data, imagej=True, resolution=resolution, metadata=md)
-        else:
-            md = {"axes": axes}
-            for letter in "XYZ":
-                if letter in scale:
-                    md[f"PhysicalSize{letter}"] = scale[letter]
-                    if unit:
-                        md[f"PhysicalSize{letter}Unit"] = "µm" if unit in ("micron", "um") else unit
-            tifffile.imwrite(tmp, data, ome=True, metadata=md, resolution=resolution)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_array(path, data, axes, scale, unit, metadata)
+
+
+def write_ome_zarr(
+    path: str | Path,
+    data: Any,
+    axes: str,
+    scale: dict[str, float] | None = None,
+    unit: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Write ``data`` as OME-Zarr (OME-NGFF 0.4 via ome-zarr-py), one chunk per plane; see :func:`write_tiff`."""
+    from .outputs import write_array
+
+    write_array(path, data, axes, scale, unit, metadata)
 
 
 def read_training_image(path: str | Path) -> np.ndarray:

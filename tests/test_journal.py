@@ -1,0 +1,62 @@
+"""The resume journal and the array layouts under the outputs (no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_mpid.arrays import Layout, LayoutArray
+from napari_mpid.journal import Journal, JournalMismatch, fingerprint
+
+
+def test_finished_planes_survive_a_torn_last_line(tmp_path):
+    journal = Journal(tmp_path / "out.tif")
+    journal.create({"input": {}, "settings": {}})
+    journal.mark([0, 2])
+    with open(journal.log_path, "a") as fh:
+        fh.write("1")  # killed while writing "1\n"
+
+    assert Journal(tmp_path / "out.tif").finished() == {0, 2}
+    assert journal.folder.name == "out.tif.journal"
+
+
+def test_extra_entries_are_kept_beside_the_plane_log(tmp_path):
+    journal = Journal(tmp_path / "out.tif")
+    journal.create({"input": {}, "settings": {}})
+
+    journal.save_extra("fitted-0.pt", b"weights")
+
+    assert journal.load_extra("fitted-0.pt") == b"weights" and journal.load_extra("fitted-1.pt") is None
+    with pytest.raises(ValueError):
+        journal.save_extra("planes.log", b"")
+
+
+def test_a_changed_input_or_setting_is_named(tmp_path):
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"pixels")
+    data = np.arange(3 * 4 * 4).reshape(3, 4, 4)
+    planes = [(i, slice(None), slice(None)) for i in range(3)]
+    journal = Journal(tmp_path / "out.tif")
+    journal.create({"input": fingerprint(source, data, planes), "settings": {"iterations": 2}})
+
+    journal.check(fingerprint(source, data, planes), {"iterations": 2})
+    with pytest.raises(JournalMismatch, match="iterations: 2 -> 3"):
+        journal.check(fingerprint(source, data, planes), {"iterations": 3})
+    with pytest.raises(JournalMismatch, match="the input changed"):
+        journal.check(fingerprint(source, data + 1, planes), {"iterations": 2})
+
+
+def test_layout_array_reads_and_writes_planes_of_a_folded_transposed_store():
+    ours = np.arange(2 * 3 * 4 * 5 * 3).reshape(2, 3, 4, 5, 3).astype(np.float32)  # axes "CQYXS"
+    layout = Layout("CQYXS", ours.shape, (1, 0, 4, 2, 3), (1, 2, 1, 1), "QCYX")  # stored (q, c*s, y, x)
+    stored = np.zeros(layout.stored_shape, np.float32)
+    view = LayoutArray(stored, layout)
+
+    for c in range(2):
+        for q in range(3):
+            view[c, q] = ours[c, q]
+
+    np.testing.assert_array_equal(stored, layout.to_stored(ours))
+    np.testing.assert_array_equal(view[1, 2], ours[1, 2])
+    np.testing.assert_array_equal(np.asarray(view), ours)
+    np.testing.assert_array_equal(layout.to_ours(stored), ours)
