@@ -22,6 +22,7 @@ Every choice and its reason is recorded in the run's notes.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,16 +34,19 @@ __all__ = [
     "BLUR_SIGMAS",
     "HOLDOUT_FRACTION",
     "Blend",
+    "Combination",
     "EarlyStop",
     "Finish",
     "Fusion",
     "blend",
     "blur_slope",
     "choose_filling",
+    "combine",
     "correlated_field",
     "finish",
     "fuse",
     "holdout_mask",
+    "neighbour_candidates",
     "noise_autocorrelation",
 ]
 
@@ -420,3 +424,80 @@ def correlated_field(shape: tuple[int, ...], correlation: float, generator: torc
     field = torch.nn.functional.conv2d(white, k.view(1, 1, 3, 1))
     field = torch.nn.functional.conv2d(field, k.view(1, 1, 1, 3))
     return field.expand(b, c, h, w)
+
+
+@dataclass(frozen=True)
+class Combination:
+    """How :func:`combine` mixed J-invariant predictions of a plane (and whether it fused the noisy pixel)."""
+
+    weights: dict[str, float]
+    offset: float
+    fusion: Fusion | None
+    held_out_error: float
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{name} {w:+.2f}" for name, w in sorted(self.weights.items(), key=lambda kv: -abs(kv[1])))
+        text = f"least-squares mix on held-out pixels: {shown}"
+        if self.fusion is not None:
+            text += f"; fused with the noisy pixel ({self.fusion.describe()})"
+        return text
+
+
+def neighbour_candidates(
+    plane_at: Callable[[int], np.ndarray], count: int, index: int, context: int
+) -> dict[str, np.ndarray]:
+    """Predictions of plane ``index`` from the other planes of its stack alone, ``(C, H, W)`` each.
+
+    ``plane_at(i)`` returns plane i of the ``count`` planes (only the
+    neighbours are read, and all planes only for stacks of at most 16).
+
+    The mean of the planes within 1..``context`` of it (reflected at the
+    ends, never itself) and of all other planes of a short stack, each as it
+    is and blurred (sigma 1 and 2). None of them involves the plane's own
+    noise, so they are J-invariant: for a static series the mean of the
+    other frames is the best of them, for a Z-stack a blurred mean of the
+    nearest planes; :func:`combine` weighs them by what the data say.
+    """
+    from .context import neighbours
+
+    means: dict[str, np.ndarray] = {}
+    for d in range(1, context + 1):
+        means[f"neighbours {d}"] = np.mean([plane_at(j) for j in neighbours(index, count, d)], axis=0)
+    if 2 < count <= 16:
+        means["all others"] = np.mean([plane_at(j) for j in range(count) if j != index], axis=0)
+    out = {}
+    for name, mean in means.items():
+        out[name] = mean
+        for sigma in (1.0, 2.0):
+            g = _gaussian_kernel(sigma)
+            out[f"{name}, blur {sigma:g}"] = np.stack([_convolve_separable(c, g) for c in mean])
+    return out
+
+
+def combine(
+    noisy: np.ndarray,
+    candidates: dict[str, np.ndarray],
+    held_out: np.ndarray,
+    noise: NoiseEstimate,
+) -> tuple[np.ndarray, Combination]:
+    """The least-squares mixture of J-invariant predictions, then fused with the noisy pixel (white noise).
+
+    Every candidate ``(C, H, W)`` must be independent of the plane's own noise
+    at the held-out pixels (a context prediction there, means of other planes
+    anywhere). Then ``E[(mix - noisy)^2] = E[(mix - clean)^2] + var`` for any
+    fixed mixture, and the least-squares weights fitted on the held-out
+    pixels minimise the true error too (up to the fit's own noise: a handful
+    of weights from thousands of pixels). For noise independent between
+    pixels the mixture is finally fused with the noisy pixel (:func:`fuse`).
+    """
+    names = list(candidates)
+    x = noisy[:, held_out].ravel()
+    design = np.stack([candidates[n][:, held_out].ravel() for n in names] + [np.ones_like(x)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+    mixed = sum(coef[i] * candidates[n] for i, n in enumerate(names)) + coef[-1]
+    error = float(np.mean((design @ coef - x) ** 2))
+    weights = {n: float(coef[i]) for i, n in enumerate(names)}
+    if noise.correlation >= CORRELATED:
+        return mixed, Combination(weights, float(coef[-1]), None, error)
+    fused, fusion = fuse(noisy, mixed, held_out, noise)
+    return fused, Combination(weights, float(coef[-1]), fusion, error)

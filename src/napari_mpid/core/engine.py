@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .assemble import Outputs, check_finite, merge_parts, split_parts
-from .auto import CORRELATED, HOLDOUT_FRACTION, EarlyStop, choose_filling, finish
+from .auto import CORRELATED, HOLDOUT_FRACTION, EarlyStop, choose_filling, combine, finish, neighbour_candidates
 from .axes import AXIS_LETTERS, resolve_axes
 from .checkpoints import LoadedModel, load_model
 from .context import ContextFiller, PlaneCache
@@ -612,7 +612,14 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
             noisy = scale.forward(split_parts(plane, plan)[0])
             result = filler.from_batch(batch, noisy.shape[0], plan.height, plan.width)
             if p.adaptive:
-                result = _finish_context(filler, noisy, result, held_out(number), number, cfiller.mask_ratio)
+
+                def plane_at(i: int, planes=planes, c=noisy.shape[0]) -> np.ndarray:
+                    return filler.from_batch(planes[i], c, plan.height, plan.width)
+
+                result = _finish_context(
+                    filler, noisy, result, held_out(number), number, cfiller.mask_ratio, plane_at, len(series), j,
+                    plan.context,
+                )  # fmt: skip
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
             done += plane_unit
             yield status(number, t=p.iterations, stage="predict", event="plane")
@@ -620,22 +627,39 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
 
 
 def _finish_context(
-    filler: _PlaneFiller, noisy: np.ndarray, result: np.ndarray, held: np.ndarray, number: int, mask_ratio: float
-):
-    """Auto preset, context filling: fuse with the noisy pixel and mix in a blur when the noise allows it."""
+    filler: _PlaneFiller,
+    noisy: np.ndarray,
+    result: np.ndarray,
+    held: np.ndarray,
+    number: int,
+    mask_ratio: float,
+    plane_at: Callable[[int], np.ndarray],
+    count: int,
+    index: int,
+    context: int,
+) -> np.ndarray:
+    """Auto preset, context filling: mix the prediction with means of the other planes, fuse with the noisy pixel.
+
+    ``plane_at(i)`` gives plane i of the series (``count`` planes) in [0, 1].
+    See :func:`~napari_mpid.core.auto.combine`.
+    """
     noise = estimate_noise(noisy.mean(axis=0))
-    choice = {"plane": number, "part": 0, "noise_sigma": round(noise.sigma, 5),
-              "noise_correlation": round(noise.correlation, 3), "mask_ratio": mask_ratio,
-              "reason": "context filling", "stopped_at": [filler.params.iterations]}  # fmt: skip
-    if noise.correlation >= CORRELATED:
-        choice.update(blend_weight=1.0, blur_sigma=0.0, blend="correlated noise: the context prediction alone")
-        filler.choices.append(choice)
-        return result
-    out, how = finish(noisy, result, held, noise)
-    choice.update(blend_weight=how.weight, blur_sigma=how.sigma, blend=how.describe())
-    if how.fusion is not None:
-        choice["fusion_weights"] = [round(w, 3) for w in how.fusion.weights]
-    filler.choices.append(choice)
+    candidates = {"context prediction": result, **neighbour_candidates(plane_at, count, index, context)}
+    out, how = combine(noisy, candidates, held, noise)
+    filler.choices.append(
+        {
+            "plane": number,
+            "part": 0,
+            "noise_sigma": round(noise.sigma, 5),
+            "noise_correlation": round(noise.correlation, 3),
+            "mask_ratio": mask_ratio,
+            "reason": "context filling",
+            "stopped_at": [filler.params.iterations],
+            "blend_weight": round(how.weights["context prediction"], 3),
+            "blur_sigma": 0.0,
+            "blend": how.describe(),
+        }
+    )
     return out
 
 
