@@ -110,18 +110,31 @@ def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / mse))
 
 
-def scores(item: dict, estimate: np.ndarray) -> list[float]:
-    return [psnr(estimate[k], item["clean"][k]) for k in item["scored"]]
+def psnr_gain_matched(estimate: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR after the best global gain: FMD's captures differ in brightness by up to 14 % from the
+    50-capture gt (laser fluctuation), which a per-frame denoiser must not remove but gt does."""
+    est = np.clip(estimate, 0.0, 1.0)
+    gain = float(np.sum(est * clean) / max(np.sum(est * est), 1e-12))
+    return psnr(gain * est, clean)
+
+
+def scores(item: dict, estimate: np.ndarray, metric=None) -> list[float]:
+    metric = metric or psnr
+    return [metric(estimate[k], item["clean"][k]) for k in item["scored"]]
 
 
 def baselines(item: dict) -> dict[str, list[float]]:
     noisy = to_unit(item, item["noisy"].astype(np.float64))
     out = {"noisy": scores(item, noisy)}
     for s in SIGMAS:
-        out[f"blur2d_{s}"] = scores(item, gaussian_filter(noisy, (0, s, s)))
         mean = np.broadcast_to(noisy.mean(axis=0), noisy.shape)
-        out[f"mean+blur_{s}"] = scores(item, gaussian_filter(mean, (0, s, s)))
-        out[f"blur3d_{s}"] = scores(item, gaussian_filter(noisy, s, mode="reflect"))
+        for name, estimate in (
+            (f"blur2d_{s}", gaussian_filter(noisy, (0, s, s))),
+            (f"mean+blur_{s}", gaussian_filter(mean, (0, s, s))),
+            (f"blur3d_{s}", gaussian_filter(noisy, s, mode="reflect")),
+        ):
+            out[name] = scores(item, estimate)
+            out[name + " (gain-matched)"] = scores(item, estimate, psnr_gain_matched)
     return out
 
 
@@ -136,7 +149,9 @@ def run_method(item: dict, params, model) -> tuple[list[float], float, dict]:
         result = stop.value
     seconds = time.perf_counter() - start
     meta = {k: v for k, v in result.metadata().items() if k.startswith("param_") or k == "notes"}
-    return scores(item, to_unit(item, result.denoised)), seconds, meta
+    meta["auto_choices"] = [{k: v for k, v in c.items() if k != "fusion_weights"} for c in result.choices]
+    estimate = to_unit(item, result.denoised)
+    return scores(item, estimate), scores(item, estimate, psnr_gain_matched), seconds, meta
 
 
 def summarize(per_item: list[dict], key: str) -> float:
@@ -193,21 +208,29 @@ def main(argv: list[str] | None = None) -> int:
     for item in load(args.dataset, args.limit):
         record = {"name": item["name"], **baselines(item)}
         if not args.baselines_only:
-            record[label], record["seconds"], record["meta"] = run_method(item, params, model)
+            record[label], record[label + " (gain-matched)"], record["seconds"], record["meta"] = run_method(
+                item, params, model
+            )
             print(f"{item['name']:24s} {label}: {np.mean(record[label]):.2f} ({record['seconds']:.0f} s)", flush=True)
         per_item.append(record)
 
     keys = [k for k in per_item[0] if isinstance(per_item[0][k], list)]
     means = {k: summarize(per_item, k) for k in keys}
     best = {
-        kind: max(((k, v) for k, v in means.items() if k.startswith(kind)), key=lambda kv: kv[1])
+        kind + tag: max(
+            ((k, v) for k, v in means.items() if k.startswith(kind) and k.endswith("(gain-matched)") == bool(tag)),
+            key=lambda kv: kv[1],
+        )
         for kind in ("blur2d", "mean+blur", "blur3d")
+        for tag in ("", " (gain-matched)")
     }
     for kind, (k, v) in best.items():
         print(f"best {kind}: {k} {v:.2f}")
     if not args.baselines_only:
         seconds = float(np.sum([r["seconds"] for r in per_item]))
-        print(f"{label}: {means[label]:.2f} dB, {seconds:.0f} s in all")
+        print(
+            f"{label}: {means[label]:.2f} dB (gain-matched {means[label + ' (gain-matched)']:.2f}), {seconds:.0f} s in all"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

@@ -91,3 +91,22 @@ def test_j_invariant_blur_ignores_the_excluded_neighbourhood(exclude):
         _, after = blur_pair(changed, sigma, exclude)
         assert np.isfinite(after).all()
         assert after[15, 15] == pytest.approx(before[15, 15], abs=1e-6)
+
+
+def test_combine_recovers_frame_averaging_for_a_static_series_without_clean_data():
+    # Four noisy frames of one smooth scene: the held-out risk estimate must
+    # find something as good as the mean of the four (the oracle for equal frames).
+    from napari_mpid.core.auto import combine, neighbour_candidates
+
+    rng = np.random.default_rng(7)
+    clean = _smooth(128).astype(np.float64)
+    frames = [clean + rng.normal(0, 0.05, clean.shape) for _ in range(4)]
+    held = rng.random(clean.shape) < 0.05
+    noise = NoiseEstimate(0.05, 0.0, 0.0, 0.05**2, 0.05**2)
+    candidates = neighbour_candidates(lambda i: frames[i][None], 4, 0, 1)
+    result, how = combine(frames[0][None], candidates, held, noise)
+    mean_of_four = float(np.mean((np.mean(frames, axis=0) - clean) ** 2))
+    error = float(np.mean((result[0] - clean) ** 2))
+    assert error < mean_of_four  # the smooth scene also gains from blurring
+    assert all(w >= 0 for w in how.weights.values())
+    assert how.held_out_error == pytest.approx(error, rel=0.5)  # the estimate is about right, clean unseen

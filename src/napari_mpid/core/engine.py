@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from .assemble import Outputs, check_finite, merge_parts, split_parts
-from .auto import CORRELATED, HOLDOUT_FRACTION, EarlyStop, choose_filling, combine, finish, neighbour_candidates
+from .auto import CORRELATED, HOLDOUT_FRACTION, EarlyStop, choose_filling, combine, neighbour_candidates
 from .axes import AXIS_LETTERS, resolve_axes
 from .checkpoints import LoadedModel, load_model
 from .context import ContextFiller, PlaneCache
@@ -189,7 +189,7 @@ def _summarize(choices: list[dict[str, Any]]) -> list[str]:
             f"auto: noise {c['noise_sigma']:.3g} (lag-1 correlation {c['noise_correlation']:.2f}); {c['reason']}; "
             f"stopped at iteration {max(c['stopped_at'])}; result: {c['blend']}"
         ]
-    weights = [c["blend_weight"] for c in choices]
+    weights = [c["blend_weight"] for c in choices]  # the filling's (or context prediction's) weight
     ratios = sorted({c["mask_ratio"] for c in choices})
     stops = [s for c in choices for s in c["stopped_at"]]
     return [
@@ -277,13 +277,11 @@ class _PlaneFiller:
             else:
                 out[(slice(None), *tile.slices)] += result * weights[k]
         if held is not None:
-            slope = float(np.mean(slopes)) if slopes else None
-            out, how = finish(part, out, held, noise, filled_slope=slope)
-            if slope is not None:
+            slope = float(np.mean(slopes)) if slopes else 0.0
+            out, how = combine(part, {"filling": (out, slope)}, held, noise)
+            if slopes:
                 choice["filled_slope"] = round(slope, 4)
-            choice.update(blend_weight=how.weight, blur_sigma=how.sigma, blend=how.describe())
-            if how.fusion is not None:
-                choice["fusion_weights"] = [round(w, 3) for w in how.fusion.weights]
+            choice.update(blend_weight=round(how.weights["filling"], 3), blend=how.describe())
             self.choices.append(choice)
         return out
 
@@ -656,7 +654,6 @@ def _finish_context(
             "reason": "context filling",
             "stopped_at": [filler.params.iterations],
             "blend_weight": round(how.weights["context prediction"], 3),
-            "blur_sigma": 0.0,
             "blend": how.describe(),
         }
     )

@@ -48,12 +48,20 @@ class NoiseEstimate:
         the horizontal and vertical ones): ~0 for pixel-independent noise.
     gain, offset : float
         The noise-level function ``variance = gain * intensity + offset``.
+    floor : float
+        Noise variance measured in the darkest flat blocks: the line above
+        is never taken below it (see :meth:`variance`).
     """
 
     sigma: float
     correlation: float
     gain: float
     offset: float
+    floor: float = 0.0
+
+    def variance(self, intensity):
+        """Noise variance at ``intensity`` (scalar or array): the noise-level line, at least :attr:`floor`."""
+        return np.maximum(self.gain * np.asarray(intensity, dtype=np.float64) + self.offset, self.floor)
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(float(v), 6) for k, v in vars(self).items()}
@@ -125,8 +133,10 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
         gain, offset = 0.0, float(np.median(v))
     if gain < 0:  # noise cannot shrink with intensity: fall back to a constant level
         gain, offset = 0.0, float(np.median(v))
-    sigma = float(np.sqrt(np.maximum(gain * data + offset, 0.0).mean()))
-    return NoiseEstimate(sigma, float(correlation), float(gain), float(offset))
+    # The line can dip below zero in the dark; the darkest flat blocks measure the floor.
+    floor = float(np.percentile(v[m <= np.percentile(m, 25)], 25)) if len(v) >= 4 else float(np.min(v))
+    sigma = float(np.sqrt(np.maximum(gain * data + offset, floor).mean()))
+    return NoiseEstimate(sigma, float(correlation), float(gain), float(offset), floor)
 
 
 def _lag1(residual: np.ndarray) -> float:
