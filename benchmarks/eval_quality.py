@@ -126,9 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    mask_default = 0.85 if args.dataset == "fmd" else 0.30
     changes = {
-        "mask_ratio": args.mask_ratio or mask_default,
+        "mask_ratio": args.mask_ratio,  # None: the model's own (0.85 real-noise, 0.30 pixel-independent)
         "pd_factor": args.pd,
         "device": args.device,
         "precision": args.precision,

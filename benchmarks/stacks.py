@@ -141,7 +141,9 @@ def baselines(item: dict) -> dict[str, list[float]]:
 def run_method(item: dict, params, model) -> tuple[list[float], float, dict]:
     axes = "TYX" if item["noisy"].dtype == np.uint8 else "ZYX"
     start = time.perf_counter()
-    gen = denoise_planes(item["noisy"], params, axes=axes, model=model, noise_map=False)
+    # Plane by plane (context 0) the frames are independent: fill only the scored ones.
+    only = item["scored"] if params.context == 0 else None
+    gen = denoise_planes(item["noisy"], params, axes=axes, model=model, noise_map=False, planes=only)
     try:
         while True:
             next(gen)
@@ -150,6 +152,15 @@ def run_method(item: dict, params, model) -> tuple[list[float], float, dict]:
     seconds = time.perf_counter() - start
     meta = {k: v for k, v in result.metadata().items() if k.startswith("param_") or k == "notes"}
     meta["auto_choices"] = [{k: v for k, v in c.items() if k != "fusion_weights"} for c in result.choices]
+    # Does the fitted network use the neighbours? Norm of the first layers' weights on the
+    # neighbour channels relative to those on the plane and its mask (0 at the start).
+    ratios = []
+    for state in result.fitted.values():
+        for name in ("encoder_decoder.skip.conv.weight", "encoder_decoder.down1.conv.weight"):
+            w = state[name].float()
+            own = 2 if w.shape[1] % 2 == 0 else 1  # plane + mask channels of the 1-channel model
+            ratios.append(float(w[:, own:].norm() / w[:, :own].norm()))
+    meta["neighbour_weight_ratio"] = float(np.mean(ratios)) if ratios else None
     estimate = to_unit(item, result.denoised)
     return scores(item, estimate), scores(item, estimate, psnr_gain_matched), seconds, meta
 

@@ -50,7 +50,7 @@ def denoise_iter(
     Close the generator (or stop iterating) to cancel between two iterations;
     the input is never modified and no partial result is produced.
     """
-    return denoise_planes(image, params or preset("fast"), axes=axes, rgb=rgb, model=model, preview_every=preview_every)
+    return denoise_planes(image, params or preset("auto"), axes=axes, rgb=rgb, model=model, preview_every=preview_every)
 
 
 def denoise(
@@ -69,7 +69,8 @@ def denoise(
     image : ndarray
         2D plane, RGB image or N-D stack (any integer or float dtype).
     params : FillParams, optional
-        Defaults to ``preset("fast")`` (real-noise model, 85 % masks).
+        Defaults to ``preset("auto")`` (real-noise model; mask ratio, stopping and the
+        final mix chosen per plane from its noise; neighbour planes for Z/T stacks).
     axes : str, optional
         One letter per dimension from "TZCYXSQ", e.g. "ZYX" or "TCYX"; every
         axis other than Y, X (and S, colour samples) is processed plane by plane.

@@ -48,9 +48,11 @@ def _add_fill_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        default="fast",
-        help="fast: T=200, beta=0.90; quality: T=1000, beta=0.99; cpu: T=150, beta=0.90, lr 3e-3 "
-        "(fast-preset quality in 25%% fewer iterations, for machines without a GPU) (default: fast)",
+        default="auto",
+        help="auto: per plane, mask ratio from the measured noise, held-out stopping (T <= 200) and a "
+        "self-calibrated mix with blurs and the noisy pixel (default); fast: T=200, beta=0.90 (the paper); "
+        "quality: T=1000, beta=0.99 (the paper); cpu: T=150, beta=0.90, lr 3e-3 (fast-preset quality in 25%% "
+        "fewer iterations)",
     )
     for f in dataclasses.fields(FillParams):
         kind = {"int": int, "float": float}.get(field_kind(f), str)
