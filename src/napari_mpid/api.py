@@ -22,7 +22,7 @@ from .core.checkpoints import LoadedModel
 from .core.checkpoints import load_model as _load_model
 from .core.devices import resolve_device
 from .core.engine import DenoiseResult, Progress, denoise_planes
-from .core.params import FillParams, preset
+from .core.params import DEFAULT_PRESET, FillParams, preset
 
 __all__ = ["FillParams", "denoise", "denoise_iter", "load_model", "preset", "pretrain"]
 
@@ -50,7 +50,9 @@ def denoise_iter(
     Close the generator (or stop iterating) to cancel between two iterations;
     the input is never modified and no partial result is produced.
     """
-    return denoise_planes(image, params or preset("auto"), axes=axes, rgb=rgb, model=model, preview_every=preview_every)
+    return denoise_planes(
+        image, params or preset(DEFAULT_PRESET), axes=axes, rgb=rgb, model=model, preview_every=preview_every
+    )
 
 
 def denoise(

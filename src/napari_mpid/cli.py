@@ -43,12 +43,12 @@ _OPTION_NAMES = {
 
 
 def _add_fill_options(parser: argparse.ArgumentParser) -> None:
-    from .core.params import PRESETS, FillParams, field_kind
+    from .core.params import DEFAULT_PRESET, PRESETS, FillParams, field_kind
 
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        default="auto",
+        default=DEFAULT_PRESET,
         help="auto: per plane, mask ratio from the measured noise, held-out stopping (T <= 200) and a "
         "self-calibrated mix with blurs and the noisy pixel (default); fast: T=200, beta=0.90 (the paper); "
         "quality: T=1000, beta=0.99 (the paper); cpu: T=150, beta=0.90, lr 3e-3 (fast-preset quality in 25%% "

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_mpid._qt import widget as widget_module
-from napari_mpid._qt.controls import fill_fields
-from napari_mpid.core.params import PRESETS, FillParams
+from napari_mpid._qt.controls import AUTOMATIC_TEXT, MODEL_DEFAULT_TEXT, fill_fields
+from napari_mpid.core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams
 
 from .conftest import TEST_MODEL, run_to_end
 
@@ -32,13 +32,95 @@ def test_widget_docks_from_the_plugin_manifest(viewer_with_widget):
 def test_controls_come_from_fillparams_fields_with_their_help_as_tooltips(viewer_with_widget):
     _, widget = viewer_with_widget
     defaults = FillParams()
+    opened_on = PRESETS[DEFAULT_PRESET]
 
     for name, field in fill_fields().items():
         control = widget.controls[name]
         assert field.metadata["help"] in (control.tooltip or ""), name
         if name not in ("model", "device", "iterations"):  # changed by the fixture
-            assert control.value == getattr(defaults, name), name
+            expected = getattr(opened_on if name in PRESET_FIELDS else defaults, name)
+            assert control.value == pytest.approx(expected) if expected is not None else control.value is None, name
     assert widget.controls["iterations"].max == fill_fields()["iterations"].metadata["max"]
+    assert set(widget_module.MAIN) | set(widget_module.ADVANCED) == set(fill_fields())
+
+
+def test_widget_opens_on_the_auto_preset_with_or_without_a_gpu(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    monkeypatch.setattr(widget_module, "available_devices", lambda: ["auto", "cpu"])
+    on_cpu = widget_module.DenoiseWidget(viewer)
+    monkeypatch.setattr(widget_module, "available_devices", lambda: ["auto", "cpu", "cuda:0"])
+    on_gpu = widget_module.DenoiseWidget(viewer)
+
+    for widget in (on_cpu, on_gpu):
+        assert widget.preset.value == "auto"
+        assert widget.params().adaptive is True
+        assert widget.params().iterations == PRESETS["auto"].iterations
+
+
+def test_a_rough_time_estimate_is_shown_before_run_and_follows_the_settings(viewer_with_widget):
+    _, widget = viewer_with_widget
+    widget.controls["precision"].value = "bfloat16"
+    widget.controls["iterations"].value = 100
+    assert "rough" in widget.estimate.value and "cpu (bfloat16)" in widget.estimate.value
+    assert "~2 s" in widget.estimate.value
+
+    widget.controls["iterations"].value = 1000
+    # 2 planes of 48x48, 1000 iterations, ~3.3 s per megapixel and iteration in bf16 (2 CPU cores).
+    assert "~15 s" in widget.estimate.value
+    widget.controls["precision"].value = "float32"  # ~2.2x slower
+    assert "~33 s" in widget.estimate.value and "cpu (float32)" in widget.estimate.value
+
+
+def test_mask_ratio_shows_the_models_own_ratio_until_set_and_survives_presets(viewer_with_widget):
+    _, widget = viewer_with_widget
+    box = widget.controls["mask_ratio"]
+    assert box.value is None and widget.params().mask_ratio is None
+    assert box.native.text() == MODEL_DEFAULT_TEXT
+    assert "model's own" in box.tooltip and fill_fields()["mask_ratio"].metadata["help"] in box.tooltip
+
+    box.value = 0.3
+    assert widget.params().mask_ratio == pytest.approx(0.3)
+    widget.preset.value = "quality"  # presets leave the mask ratio alone
+    assert widget.params().mask_ratio == pytest.approx(0.3)
+    box.value = None
+    widget.preset.value = "fast"
+    assert box.value is None and widget.params().mask_ratio is None
+    assert box.native.text() == MODEL_DEFAULT_TEXT
+    box.native.stepBy(1)  # one step up from "model's own" is the smallest valid ratio
+    assert widget.params().mask_ratio == pytest.approx(fill_fields()["mask_ratio"].metadata["min"])
+
+
+def test_neighbour_planes_controls_are_in_the_main_section_and_default_to_automatic(viewer_with_widget):
+    _, widget = viewer_with_widget
+    context, axis = widget.controls["context"], widget.controls["context_axis"]
+
+    assert not widget.show_advanced.value
+    assert context.native.isVisibleTo(widget.native) and axis.native.isVisibleTo(widget.native)
+    assert not widget.controls["tile_size"].native.isVisibleTo(widget.native)
+    assert context.label == "neighbour planes"
+    assert context.value is None and widget.params().context is None
+    assert context.native.text() == AUTOMATIC_TEXT
+    assert list(axis.choices) == ["auto", "Z", "T", "Q"] and widget.params().context_axis == "auto"
+    context.value = 0
+    assert widget.params().context == 0 and context.native.text() == "0"
+    context.value = 2
+    assert widget.params().context == 2
+
+
+def test_axes_line_says_where_the_neighbour_planes_come_from(viewer_with_widget):
+    viewer, widget = viewer_with_widget
+    assert "each plane filled alone" in widget.axes_status.value  # 2 planes: too few for automatic context
+
+    stack = np.random.default_rng(1).poisson(30, (3, 48, 48)).astype(np.uint16)
+    widget.image.value = viewer.add_image(stack, name="three", axis_labels=("z", "y", "x"))
+    assert "neighbours (automatic): 1 plane(s) on each side along Z" in widget.axes_status.value
+
+    widget.controls["context"].value = 0
+    assert "each plane filled alone" in widget.axes_status.value
+    widget.controls["context"].value = 1
+    widget.controls["context_axis"].value = "T"  # the data has no T axis
+    assert "context_axis 'T'" in widget.axes_status.value and "e06c6c" in widget.axes_status.value
+    assert widget.estimate.value == ""
 
 
 def test_device_list_offers_only_available_devices(viewer_with_widget):
@@ -68,6 +150,12 @@ def test_preset_sets_iterations_and_beta_and_editing_them_switches_to_custom(vie
     assert widget.params().learning_rate == pytest.approx(3e-3)
     widget.controls["learning_rate"].value = 2e-3  # back to the fast learning rate, T still 150
     assert widget.preset.value == "custom"
+
+    widget.preset.value = "auto"
+    assert widget.controls["adaptive"].value is True and widget.params().adaptive
+    assert widget.controls["adaptive"].native.isVisibleTo(widget.native)  # in the main section
+    widget.controls["adaptive"].value = False  # auto without adaptive is the fast preset
+    assert widget.preset.value == "fast"
 
 
 def test_axes_are_guessed_from_axis_labels_and_rgb_and_validated(viewer_with_widget):
@@ -108,6 +196,10 @@ def test_run_adds_denoised_and_noise_map_layers_over_the_input(qtbot, viewer_wit
     assert low == pytest.approx(-high)
     assert widget.run_button.enabled and not widget.cancel_button.enabled
     assert widget.progress.value == widget.progress.max
+    # The auto preset (the default) says what it chose, in the status line and the metadata.
+    assert widget.status.value.startswith("done in")
+    assert "auto:" in widget.status.value and "mask ratio" in widget.status.value
+    assert any(note.startswith("auto:") for note in denoised.metadata["notes"])
 
 
 def test_second_run_replaces_the_result_layers_instead_of_adding_copies(qtbot, viewer_with_widget):
@@ -175,6 +267,95 @@ def test_missing_checkpoint_in_the_worker_is_reported_in_one_line(qtbot, viewer_
     assert widget.run_button.enabled
 
 
+def test_progress_also_goes_to_napari_activity_dock(qtbot, viewer_with_widget):
+    from napari.utils import progress
+
+    _, widget = viewer_with_widget
+    seen = []
+
+    worker = widget.run(start=False)
+    worker.yielded.connect(lambda _: seen.extend(p for p in progress._all_instances if "cells" in p.desc))
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.start()
+
+    assert seen and all("Zero-shot denoise: cells" in p.desc for p in seen)
+    assert seen[-1].n == seen[-1].total == widget_module.STEPS
+    assert not any("cells" in p.desc for p in progress._all_instances)  # closed with the run
+
+
+def test_cancel_in_the_activity_dock_stops_the_run(qtbot, viewer_with_widget):
+    viewer, widget = viewer_with_widget
+    widget.controls["iterations"].value = 500
+    steps = []
+
+    worker = widget.run(start=False)
+    worker.yielded.connect(steps.append)
+    worker.yielded.connect(lambda _: widget._activity.cancel() if len(steps) == 1 else None)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.start()
+
+    assert len(steps) < 2 * 500
+    assert widget.status.value == "cancelled"
+    assert [layer.name for layer in viewer.layers] == ["cells"]
+
+
+def test_rgb_layer_with_live_preview_shows_rgb_previews_and_a_monotonic_bar(qtbot, viewer_with_widget):
+    # Issue 9: RGB previews came out (H, W, 1), which napari refuses for rgb=True, and the
+    # fraction ran 0.5 -> 1.0 once per colour part.
+    viewer, widget = viewer_with_widget
+    photo = np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    viewer.add_image(photo, name="photo", rgb=True)
+    widget.image.value = viewer.layers["photo"]
+    widget.live_preview.value = True
+    bars, previews = [], []
+    viewer.layers.events.inserted.connect(
+        lambda event: previews.append(event.value.data.shape) if "(preview)" in event.value.name else None
+    )
+
+    worker = widget.run(start=False)
+    worker.yielded.connect(lambda _: bars.append(widget.progress.value))
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.start()
+
+    assert previews == [(40, 40, 3)]  # added once, then updated
+    assert viewer.layers["photo denoised"].rgb
+    assert bars == sorted(bars) and bars[-1] == widget.progress.max
+    assert "photo denoised (preview)" not in viewer.layers
+
+
+@pytest.mark.parametrize(
+    ("shape", "settings"),
+    [((100, 120), {"tile_size": 64, "tile_overlap": 8}), ((2, 48, 48), {"stack_planes": 2})],
+    ids=["tiled plane", "stack mode"],
+)
+def test_live_preview_works_for_tiled_planes_and_in_stack_mode(qtbot, viewer_with_widget, shape, settings):
+    # Issue 9: previews silently did nothing in stack mode and for tiled planes.
+    viewer, widget = viewer_with_widget
+    data = np.random.default_rng(4).poisson(40, shape).astype(np.uint16)
+    widget.image.value = viewer.add_image(data, name="big")
+    for name, value in settings.items():
+        widget.controls[name].value = value
+    widget.controls["iterations"].value = 4
+    widget.live_preview.value = True
+    previews, steps = [], []
+    viewer.layers.events.inserted.connect(
+        lambda event: previews.append(event.value.data.shape) if "(preview)" in event.value.name else None
+    )
+
+    worker = widget.run(start=False)
+    worker.yielded.connect(steps.append)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.start()
+
+    assert previews == [shape[-2:]]  # added once, then updated
+    assert sum(step.preview is not None for step in steps) >= 4
+    if "tile_size" in settings:
+        assert max(s.tiles for s in steps) > 1
+    else:
+        assert max(s.group for s in steps) == 2
+    assert viewer.layers["big denoised"].data.shape == shape
+
+
 def test_rgb_layer_gives_rgb_result_layers(qtbot, viewer_with_widget):
     viewer, widget = viewer_with_widget
     photo = np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8)
@@ -188,3 +369,20 @@ def test_rgb_layer_gives_rgb_result_layers(qtbot, viewer_with_widget):
         layer = viewer.layers[name]
         assert layer.rgb and layer.data.shape == photo.shape
         np.testing.assert_allclose(layer.scale, (0.5, 0.5))
+
+
+def test_three_plane_stack_with_one_neighbour_plane_each_side(qtbot, viewer_with_widget, errors):
+    viewer, widget = viewer_with_widget
+    stack = np.random.default_rng(5).poisson(30, (3, 48, 48)).astype(np.uint16)
+    widget.image.value = viewer.add_image(stack, name="zstack", axis_labels=("z", "y", "x"))
+    widget.controls["context"].value = 1
+    assert widget.axes.value == "ZYX"
+
+    run_to_end(qtbot, widget)
+
+    assert errors == []
+    denoised = viewer.layers["zstack denoised"]
+    assert denoised.data.shape == stack.shape
+    assert denoised.metadata["param_context"] == 1
+    assert denoised.metadata["param_context_axis"] == "Z"
+    np.testing.assert_allclose(denoised.data + viewer.layers["zstack noise map"].data, stack, atol=1e-3)

@@ -2,8 +2,10 @@
 
 Every control takes its type, bounds, choices, default and tooltip from the
 dataclass field and its ``metadata``; nothing here repeats a parameter's
-range or help text. Only the presentation differs per field (a model picker
-with a file chooser, a device list limited to what this machine has).
+range or help text. Only the presentation differs per field: a label
+(:data:`LABELS`), what a spin box shows at the value that means "decide
+automatically" (:data:`SPECIAL_TEXT`), a model picker with a file chooser,
+a device list limited to what this machine has.
 """
 
 from __future__ import annotations
@@ -11,24 +13,47 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox, Widget
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox, Widget
 
 from ..core.params import BUNDLED_MODELS, FillParams, field_kind
 
 __all__ = [
+    "AUTOMATIC_TEXT",
     "CHECKPOINT_CHOICE",
+    "LABELS",
     "MODEL_DEFAULT_TEXT",
+    "SPECIAL_TEXT",
     "ModelPicker",
     "OptionalFloatBox",
+    "OptionalIntBox",
+    "WholeNumberBox",
     "device_tooltip",
     "field_control",
     "fill_fields",
+    "label_of",
 ]
 
 #: Entry of the model list that reveals the checkpoint file picker.
 CHECKPOINT_CHOICE = "checkpoint file..."
 #: What an optional float control shows when it is left to the model.
 MODEL_DEFAULT_TEXT = "model's own"
+#: What a control shows at the value that lets the run decide.
+AUTOMATIC_TEXT = "automatic"
+#: Labels that differ from the field name with spaces.
+LABELS = {
+    "context": "neighbour planes",
+    "context_axis": "neighbours along",
+    "adaptive": "adaptive (auto preset)",
+    "memory_limit": "memory limit (GiB)",
+}
+#: Text shown at a spin box's lowest position: None for optional fields, 0 for the others listed.
+SPECIAL_TEXT = {
+    "mask_ratio": MODEL_DEFAULT_TEXT,
+    "context": AUTOMATIC_TEXT,
+    "tile_size": AUTOMATIC_TEXT,
+    "stack_planes": AUTOMATIC_TEXT,
+    "memory_limit": AUTOMATIC_TEXT,
+}
 
 
 def fill_fields() -> dict[str, dataclasses.Field]:
@@ -45,15 +70,22 @@ def _decimals(*values: float) -> int:
     return min(needed, 10)
 
 
+def label_of(name: str) -> str:
+    """The label of the control of field ``name``."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
 def _float_box(name: str, f: dataclasses.Field, tooltip: str) -> FloatSpinBox:
     lo, hi = f.metadata["min"], f.metadata["max"]
-    box = FloatSpinBox(name=name, label=name.replace("_", " "), tooltip=tooltip)
+    box = FloatSpinBox(name=name, label=label_of(name), tooltip=tooltip)
     # Set the decimals before the bounds and value, or Qt rounds them (0.9999 -> 1.0).
     digits = _decimals(lo, hi, f.default)
     box.native.setDecimals(digits)
     box.min, box.max = lo, hi
     box.step = 10.0 ** -min(digits, 3) if hi <= 1 else 0.1
     box.value = f.default
+    if name in SPECIAL_TEXT:
+        box.native.setSpecialValueText(SPECIAL_TEXT[name])
     return box
 
 
@@ -73,10 +105,16 @@ def field_control(
     """
     name = f.name
     tip = tooltip or f.metadata["help"]
-    label = name.replace("_", " ")
+    label = label_of(name)
     kind = field_kind(f)
+    if kind == "bool":
+        return CheckBox(name=name, text=label, tooltip=tip, value=f.default)
     if kind == "float" and f.default is None:
         return OptionalFloatBox(f, tip)
+    if kind == "int" and f.default is None:
+        return OptionalIntBox(f, tip)
+    if kind == "int" and name in SPECIAL_TEXT:
+        return WholeNumberBox(f, tip)
     if kind == "int":
         return SpinBox(
             name=name, label=label, tooltip=tip, value=f.default, min=f.metadata["min"], max=f.metadata["max"]
@@ -90,19 +128,20 @@ def field_control(
 
 
 class OptionalFloatBox(FloatSpinBox):
-    """A float field whose default, None, means "the model's own value".
+    """A float field whose default, None, means "the model's own value" (or "automatic").
 
-    The spin box's lowest position (0) stands for None and shows
-    :data:`MODEL_DEFAULT_TEXT`; ``value`` is None there and a float elsewhere.
+    The spin box's lowest position (0, below the field's minimum) stands for
+    None and shows :data:`SPECIAL_TEXT` (:data:`MODEL_DEFAULT_TEXT` for the
+    mask ratio); ``value`` is None there and a float elsewhere.
     """
 
     def __init__(self, f: dataclasses.Field, tooltip: str) -> None:
-        super().__init__(name=f.name, label=f.name.replace("_", " "), tooltip=tooltip)
+        super().__init__(name=f.name, label=label_of(f.name), tooltip=tooltip)
         digits = _decimals(f.metadata["min"], f.metadata["max"])
         self.native.setDecimals(digits)
         self.min, self.max = 0.0, f.metadata["max"]
         self.step = 10.0 ** -min(digits, 3) if f.metadata["max"] <= 1 else 0.1
-        self.native.setSpecialValueText(MODEL_DEFAULT_TEXT)
+        self.native.setSpecialValueText(SPECIAL_TEXT.get(f.name, AUTOMATIC_TEXT))
         self._floor = f.metadata["min"]
         FloatSpinBox.value.fset(self, 0.0)
 
@@ -114,6 +153,53 @@ class OptionalFloatBox(FloatSpinBox):
     @value.setter
     def value(self, number: float | None) -> None:
         FloatSpinBox.value.fset(self, 0.0 if number is None else number)
+
+
+class WholeNumberBox(FloatSpinBox):
+    """An int field whose lowest value shows a text (:data:`SPECIAL_TEXT`), e.g. "automatic" at 0.
+
+    A float spin box without decimals: magicgui's int spin box (superqt's
+    ``QLargeIntSpinBox``) cannot show a special value text.
+    """
+
+    def __init__(self, f: dataclasses.Field, tooltip: str, *, lowest: int | None = None) -> None:
+        super().__init__(name=f.name, label=label_of(f.name), tooltip=tooltip)
+        self.native.setDecimals(0)
+        self.min = f.metadata["min"] if lowest is None else lowest
+        self.max = f.metadata["max"]
+        self.step = 1
+        self.native.setSpecialValueText(SPECIAL_TEXT.get(f.name, AUTOMATIC_TEXT))
+        FloatSpinBox.value.fset(self, self.min if f.default is None else f.default)
+
+    @property  # type: ignore[override]
+    def value(self) -> int:
+        return round(FloatSpinBox.value.fget(self))
+
+    @value.setter
+    def value(self, number: int) -> None:
+        FloatSpinBox.value.fset(self, number)
+
+
+class OptionalIntBox(WholeNumberBox):
+    """An int field whose default, None, means "decide automatically".
+
+    The spin box's lowest position (one below the field's minimum, e.g. -1
+    when 0 is a valid value) stands for None and shows :data:`SPECIAL_TEXT`
+    (:data:`AUTOMATIC_TEXT`); ``value`` is None there and an int elsewhere.
+    """
+
+    def __init__(self, f: dataclasses.Field, tooltip: str) -> None:
+        self._floor = f.metadata["min"]
+        super().__init__(f, tooltip, lowest=self._floor - 1)
+
+    @property  # type: ignore[override]
+    def value(self) -> int | None:
+        number = round(FloatSpinBox.value.fget(self))
+        return None if number < self._floor else number
+
+    @value.setter
+    def value(self, number: int | None) -> None:
+        FloatSpinBox.value.fset(self, self._floor - 1 if number is None else number)
 
 
 class ModelPicker(Container):

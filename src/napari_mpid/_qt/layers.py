@@ -10,44 +10,31 @@ from typing import Any
 
 import numpy as np
 
-from ..core.engine import AXIS_LETTERS, DenoiseResult, InputError, resolve_axes
+from ..core.axes import AXIS_LETTERS, axes_from_labels, resolve_axes
+from ..core.engine import DenoiseResult, InputError
+from .stores import PlaneStore, pyramid
 
-__all__ = ["guess_axes", "layer_geometry", "noise_limits", "publish", "result_names"]
+__all__ = ["full_resolution", "guess_axes", "layer_geometry", "noise_limits", "publish", "result_names"]
 
-# napari axis labels (lower-cased) that name one of our axis letters.
-_LABEL_ALIASES = {
-    "t": "T",
-    "time": "T",
-    "frame": "T",
-    "z": "Z",
-    "depth": "Z",
-    "slice": "Z",
-    "plane": "Z",
-    "c": "C",
-    "channel": "C",
-    "ch": "C",
-    "y": "Y",
-    "row": "Y",
-    "x": "X",
-    "col": "X",
-    "column": "X",
-    "s": "S",
-    "q": "Q",
-}
+
+def full_resolution(layer: Any) -> Any:
+    """An Image layer's data, or the highest resolution level of a multiscale layer (never copied)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def guess_axes(layer: Any) -> str:
     """Axes letters for an Image layer's data from its axis_labels and rgb flag.
 
-    Known labels ("z", "time", "channel", "y", ...) give their letter, others
-    "Q" (a plane axis); an RGB layer gets a trailing "S". Falls back to the
-    engine's guess (:func:`~napari_mpid.core.engine.resolve_axes`) when the
-    labels do not name both Y and X.
+    The labels are mapped by :func:`~napari_mpid.core.axes.axes_from_labels`
+    (the one map shared with the reader and writer: "z", "time", "channel",
+    "y", ... give their letter, others "Q", a plane axis); an RGB layer gets
+    a trailing "S". Falls back to a guess from the shape
+    (:func:`~napari_mpid.core.axes.resolve_axes`) when the labels do not
+    name both Y and X.
     """
-    shape = tuple(np.shape(layer.data))
+    shape = tuple(np.shape(full_resolution(layer)))
     rgb = bool(getattr(layer, "rgb", False))
-    labels = [str(label).strip().lower() for label in getattr(layer, "axis_labels", ())]
-    letters = "".join(_LABEL_ALIASES.get(label, "Q") for label in labels) + ("S" if rgb else "")
+    letters = axes_from_labels(getattr(layer, "axis_labels", ()), rgb)
     try:
         return resolve_axes(shape, letters)
     except InputError:
@@ -72,37 +59,77 @@ def layer_geometry(layer: Any) -> dict[str, Any]:
     return geometry
 
 
-def noise_limits(noise_map: np.ndarray) -> tuple[float, float]:
-    """Contrast limits symmetric around 0 covering 99.9 % of the noise."""
+def _sample_planes(data: Any, axes: str, count: int) -> np.ndarray:
+    """Up to ``count`` evenly spaced planes of a lazy array, read and flattened."""
+    positions = [i for i, a in enumerate(axes) if a not in "YXS"]
+    plane_shape = [data.shape[i] for i in positions]
+    total = int(np.prod(plane_shape, dtype=np.int64))
+    picks = np.unique(np.linspace(0, total - 1, min(total, count)).round().astype(np.int64))
+    values = []
+    for number in picks:
+        key: list[Any] = [slice(None)] * len(axes)
+        for position, i in zip(positions, np.unravel_index(number, plane_shape)):
+            key[position] = int(i)
+        values.append(np.asarray(data[tuple(key)]).ravel())
+    return np.concatenate(values)
+
+
+def noise_limits(noise_map: Any, axes: str | None = None, planes: int = 4) -> tuple[float, float]:
+    """Contrast limits symmetric around 0 covering 99.9 % of the noise.
+
+    A lazy noise map (with its ``axes``) is sampled: ``planes`` evenly spaced
+    planes are read, not the whole array.
+    """
+    if axes is not None and not isinstance(noise_map, np.ndarray):
+        noise_map = _sample_planes(noise_map, axes, planes)
     bound = float(np.percentile(np.abs(noise_map), 99.9)) if noise_map.size else 0.0
     if not np.isfinite(bound) or bound <= 0:
         bound = 1.0
     return -bound, bound
 
 
-def _set_or_add(viewer: Any, name: str, data: np.ndarray, kwargs: dict[str, Any]) -> Any:
+def _set_or_add(viewer: Any, name: str, data: Any, kwargs: dict[str, Any]) -> Any:
     """Replace the data and properties of layer ``name``, or add it if absent.
 
-    A layer whose rgb flag or dimensionality no longer matches is removed and
-    added again at the same position.
+    ``data`` is an array, or a list of levels for a multiscale layer. A layer
+    whose rgb flag, multiscale flag or dimensionality no longer matches is
+    removed and added again at the same position.
     """
     limits = kwargs.pop("contrast_limits")
+    multiscale = isinstance(data, list)
+    full = data[0] if multiscale else data
     existing = viewer.layers[name] if name in viewer.layers else None
-    if existing is not None and (existing.rgb != kwargs["rgb"] or existing.data.ndim != data.ndim):
+    if existing is not None and (
+        existing.rgb != kwargs["rgb"]
+        or existing.multiscale != multiscale
+        or len(np.shape(full_resolution(existing))) != full.ndim
+    ):
         index = viewer.layers.index(existing)
         viewer.layers.remove(existing)
-        layer = viewer.add_image(data, name=name, contrast_limits=limits, **kwargs)
+        layer = viewer.add_image(data, name=name, contrast_limits=limits, multiscale=multiscale, **kwargs)
         viewer.layers.move(viewer.layers.index(layer), index)
         return layer
     if existing is None:
-        return viewer.add_image(data, name=name, contrast_limits=limits, **kwargs)
+        return viewer.add_image(data, name=name, contrast_limits=limits, multiscale=multiscale, **kwargs)
     existing.data = data
     for key in ("scale", "translate", "axis_labels", "units", "metadata", "colormap"):
         if key in kwargs:
             setattr(existing, key, kwargs[key])
-    existing.contrast_limits_range = (min(limits[0], float(data.min())), max(limits[1], float(data.max())))
+    if isinstance(full, np.ndarray):
+        existing.contrast_limits_range = (min(limits[0], float(full.min())), max(limits[1], float(full.max())))
+    else:  # lazy: reading every value for the range would read the whole result
+        existing.contrast_limits_range = limits
     existing.contrast_limits = limits
     return existing
+
+
+def _displayed(data: Any, source: Any) -> Any:
+    """Result data as a layer shows it: a store through dask, levels for a multiscale input."""
+    if isinstance(data, PlaneStore):
+        data = data.to_dask()
+    if getattr(source, "multiscale", False):
+        return pyramid(data, [np.shape(level) for level in source.data])
+    return data
 
 
 def publish(viewer: Any, source: Any, result: DenoiseResult) -> tuple[Any, Any]:
@@ -111,7 +138,9 @@ def publish(viewer: Any, source: Any, result: DenoiseResult) -> tuple[Any, Any]:
     Both take the input layer's geometry (scale, translate, units, axis
     labels) and rgb flag, and record every parameter of the run in their
     metadata. Existing layers of these names are updated in place, so running
-    again does not add copies.
+    again does not add copies. Results written into :class:`PlaneStore`
+    arrays (lazy inputs) are shown through dask, as levels of a multiscale
+    layer when the input is multiscale.
     """
     denoised_name, noise_name = result_names(source.name)
     meta = {**result.metadata(), "source_layer": source.name}
@@ -120,7 +149,7 @@ def publish(viewer: Any, source: Any, result: DenoiseResult) -> tuple[Any, Any]:
     denoised = _set_or_add(
         viewer,
         denoised_name,
-        result.denoised,
+        _displayed(result.denoised, source),
         {
             **common,
             "contrast_limits": limits,
@@ -132,10 +161,10 @@ def publish(viewer: Any, source: Any, result: DenoiseResult) -> tuple[Any, Any]:
     noise = _set_or_add(
         viewer,
         noise_name,
-        result.noise_map,
+        _displayed(result.noise_map, source),
         {
             **common,
-            "contrast_limits": noise_limits(result.noise_map),
+            "contrast_limits": noise_limits(result.noise_map, result.axes),
             "colormap": "gray",
             "metadata": {**meta, "layer": "noise map"},
             "visible": False,

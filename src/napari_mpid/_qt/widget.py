@@ -1,10 +1,15 @@
 """The "Zero-shot denoise" dock widget: a thin layer over :func:`napari_mpid.api.denoise_iter`.
 
 The controls are built from the fields of
-:class:`~napari_mpid.core.params.FillParams` (see :mod:`.controls`); Run
-reads the layer's data on the main thread, builds a FillParams and runs the
-API's generator in a ``thread_worker``. Only the worker's ``yielded`` and
-``returned`` callbacks touch layers, and Cancel (``worker.quit()``) stops it
+:class:`~napari_mpid.core.params.FillParams` (see :mod:`.controls`). Before
+a run, the run's plan (planes, neighbour planes, tiles) is shown under the
+axes and a rough time under the settings. Run reads the layer's data on the
+main thread (an in-memory array is copied; a lazy one, dask, zarr or the
+highest level of a multiscale layer, is passed as it is and read plane by
+plane by the worker, its results written into on-disk stores), builds a
+FillParams and runs the engine's generator in a ``thread_worker``. Only the
+worker's ``yielded`` and ``returned`` callbacks touch layers, progress also
+goes to napari's activity dock, and Cancel (``worker.quit()``) stops it
 between two filling iterations without leaving a partial layer behind.
 """
 
@@ -15,27 +20,47 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, ProgressBar, PushButton, create_widget
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils import cancelable_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..core.checkpoints import CheckpointError
+from ..core.checkpoints import CheckpointError, LoadedModel, load_model
 from ..core.devices import DeviceError, available_devices, resolve_device
-from ..core.engine import DenoiseResult, InputError, Progress, resolve_axes
-from ..core.params import PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
+from ..core.engine import DenoiseResult, InputError, Progress, denoise_planes, resolve_axes
+from ..core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
+from ..core.plan import Plan, make_plan
 from .controls import ModelPicker, device_tooltip, field_control, fill_fields
-from .layers import axes_help, guess_axes, publish, result_names
+from .estimate import estimate_text
+from .layers import axes_help, full_resolution, guess_axes, publish, result_names
+from .stores import PlaneStore, is_in_memory
 
-__all__ = ["DenoiseWidget"]
+__all__ = ["ADVANCED", "MAIN", "DenoiseWidget", "progress_text"]
 
 #: Errors that mean "the input or a setting is wrong": shown as one line, no traceback.
 USER_ERRORS = (InputError, DeviceError, CheckpointError, ParameterError)
 CUSTOM = "custom"
-#: Fields shown under "advanced" (hidden until asked for).
-ADVANCED = ("learning_rate", "tile_size", "tile_overlap", "normalization", "precision", "stack_planes", "cuda_graphs")
+#: Fields always shown, in this order; every other FillParams field is under "advanced".
+MAIN = (
+    "iterations",
+    "beta",
+    "adaptive",
+    "mask_ratio",
+    "model",
+    "pd_factor",
+    "device",
+    "seed",
+    "context",
+    "context_axis",
+)
+#: Fields shown under "advanced" (hidden until asked for), in FillParams order.
+ADVANCED = tuple(name for name in fill_fields() if name not in MAIN)
 #: Iterations between two live previews (for about 20 previews per plane).
 PREVIEWS_PER_PLANE = 20
+#: Steps of the progress bars (the widget's and the activity dock's).
+STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -46,13 +71,20 @@ class _Failed:
 
 
 def _run(
-    image: np.ndarray, params: FillParams, axes: str, preview_every: int | None
+    image: Any, params: FillParams, axes: str, preview_every: int | None, out: Any = None, noise_out: Any = None
 ) -> Generator[Progress, None, DenoiseResult | _Failed]:
-    """The worker's generator: the API's, with user errors turned into a value."""
-    from ..api import denoise_iter
+    """The worker's generator: the engine's, with user errors turned into a value.
 
+    ``image`` is a private numpy copy or a lazy array read plane by plane;
+    ``out`` and ``noise_out`` (on-disk stores for lazy input, else None)
+    receive the finished planes.
+    """
     try:
-        return (yield from denoise_iter(image, params, axes=axes, preview_every=preview_every))
+        return (
+            yield from denoise_planes(
+                image, params, axes=axes, preview_every=preview_every, out=out, noise_out=noise_out
+            )
+        )
     except USER_ERRORS as exc:
         return _Failed(str(exc))
 
@@ -66,11 +98,20 @@ def _format_eta(seconds: float | None) -> str:
 
 
 def progress_text(step: Progress) -> str:
-    """The status line: plane i/N (and tile), iteration t/T, and the ETA."""
+    """The status line: plane i/N (and colour, tile), iteration t/T, and the ETA.
+
+    Context filling says which stage it is in: fitting the stack's network
+    (iteration t/T), then predicting plane i/N.
+    """
+    eta = " · " + _format_eta(step.eta)
+    if step.stage == "fit":
+        return f"fitting on the stack, iteration {step.iteration}/{step.iterations}{eta}"
+    if step.stage == "predict":
+        return f"predicting plane {step.plane}/{step.planes}{eta}"
+    planes = f"planes {step.plane}-{step.plane + step.group - 1}" if step.group > 1 else f"plane {step.plane}"
+    colour = f", colour {step.part}/{step.parts}" if step.parts > 1 else ""
     tile = f", tile {step.tile}/{step.tiles}" if step.tiles > 1 else ""
-    return f"plane {step.plane}/{step.planes}{tile}, iteration {step.iteration}/{step.iterations} · " + _format_eta(
-        step.eta
-    )
+    return f"{planes}/{step.planes}{colour}{tile}, iteration {step.iteration}/{step.iterations}{eta}"
 
 
 class DenoiseWidget(Container):
@@ -88,20 +129,26 @@ class DenoiseWidget(Container):
         #: The running (or last) worker; tests connect to its signals.
         self.worker: GeneratorWorker | None = None
         self._source: Image | None = None
+        self._activity: cancelable_progress | None = None
         self._setting_preset = False
+        self._planning_model: tuple[str, LoadedModel] | None = None
         fields = fill_fields()
-        defaults = FillParams()
 
         self.image = create_widget(
-            annotation=Image, name="image", label="input image", options={"tooltip": "Image layer to denoise."}
+            annotation=Image,
+            name="image",
+            label="input image",
+            options={"tooltip": "Image layer to denoise (of a multiscale layer, its highest resolution)."},
         )
         self.preset = ComboBox(
             name="preset",
             label="preset",
             choices=[*PRESETS, CUSTOM],
-            tooltip="Named settings of iterations, beta and learning rate: fast (T=200, beta=0.90), "
-            "quality (T=1000, beta=0.99) or cpu (T=150, beta=0.90, lr 0.003: the fast "
-            "preset's quality in fewer iterations); editing one switches to custom.",
+            tooltip="Named settings of iterations, beta, learning rate and adaptive: fast (T=200, beta=0.90), "
+            "quality (T=1000, beta=0.99), cpu (T=150, beta=0.90, lr 0.003: the fast "
+            "preset's quality in fewer iterations) or "
+            "auto (the default: adaptive, at most T=200: mask ratio from each plane's noise, stopping on a held-out "
+            "score, blend with a self-calibrated blur); editing one switches to custom.",
         )
         devices = available_devices()
         #: One control per FillParams field, by field name.
@@ -123,30 +170,39 @@ class DenoiseWidget(Container):
             tooltip="Show the running average of the current plane while filling "
             "(a temporary layer, removed when the run ends).",
         )
+        self.estimate = Label(name="estimate", label=" ", value="")
+        self.estimate.tooltip = (
+            "The filling work of these settings on the selected layer times the speed measured on "
+            "a 2-core CPU (about 3.3 s per megapixel and iteration in bfloat16, 7.2 s in float32); "
+            "more cores are faster. No figure for GPUs yet."
+        )
         self.run_button = PushButton(name="run", text="Run")
         self.cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
-        self.progress = ProgressBar(name="progress", label="progress", min=0, max=1000, value=0)
+        self.progress = ProgressBar(name="progress", label="progress", min=0, max=STEPS, value=0)
         self.status = Label(name="status", label=" ", value="")
+        self.status.native.setWordWrap(True)  # the auto preset's choices can be long
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
 
-        main = ["iterations", "beta", "mask_ratio", "model", "pd_factor", "device", "seed"]
         self.extend([self.image, self.axes, self.axes_status, self.preset])
-        self.extend([self.controls[n] for n in main])
+        self.extend([self.controls[n] for n in MAIN])
         self.extend([self.show_advanced, *(self.controls[n] for n in ADVANCED), self.live_preview])
-        self.extend([buttons, self.progress, self.status])
+        self.extend([self.estimate, buttons, self.progress, self.status])
         self.native.setMinimumWidth(340)
         self._on_show_advanced(False)
-        self.preset.value = preset_name(defaults) or CUSTOM
 
         self.image.changed.connect(self._on_image)
-        self.axes.changed.connect(self._check_axes)
+        self.axes.changed.connect(self._describe)
         self.preset.changed.connect(self._on_preset)
         for name in PRESET_FIELDS:
             self.controls[name].changed.connect(self._on_preset_field)
+        for control in self.controls.values():
+            control.changed.connect(self._describe)
         self.show_advanced.changed.connect(self._on_show_advanced)
         self.run_button.changed.connect(lambda: self.run())
         self.cancel_button.changed.connect(self.cancel)
+        self.preset.value = DEFAULT_PRESET
+        self._on_preset(self.preset.value)
         self._on_image(self.image.value)
         # Closing the dock while a run is going must not leave the thread computing.
         self.native.destroyed.connect(self._quit_worker)
@@ -180,27 +236,72 @@ class DenoiseWidget(Container):
 
     def _on_image(self, layer: Image | None) -> None:
         self.axes.value = guess_axes(layer) if layer is not None else ""
-        self._check_axes()
+        self._describe()
 
-    def _check_axes(self) -> str | None:
-        """Validate the axes field against the layer; show the problem; return the axes or None."""
+    def _describe(self) -> str | None:
+        """Show what a run would do (planes, neighbours, rough time); return the axes, None if they are wrong.
+
+        The axes line says how many planes of which size will be filled and,
+        from the run's plan, where the neighbour planes come from; the
+        estimate line gives a rough time. A wrong axes string or a setting
+        the data does not allow (e.g. a context axis it lacks) is shown in
+        red instead.
+        """
         layer = self.image.value
         if layer is None:
-            self.axes_status.value = ""
+            self.axes_status.value = self.estimate.value = ""
             return None
+        shape = tuple(np.shape(full_resolution(layer)))
         try:
-            axes = resolve_axes(np.shape(layer.data), self.axes.value.strip().upper() or None, layer.rgb)
+            axes = resolve_axes(shape, self.axes.value.strip().upper() or None, layer.rgb)
         except InputError as exc:
-            self.axes_status.value = f"<span style='color:#e06c6c'>{exc}</span>"
+            self._show_problem(str(exc))
             return None
-        self.axes_status.value = self._axes_summary(np.shape(layer.data), axes)
+        summary = self._axes_summary(shape, axes)
+        self.axes_status.value, self.estimate.value = summary, ""
+        try:
+            params = self.params()
+            device = resolve_device(params.device)
+            plan = make_plan(
+                shape, full_resolution(layer).dtype, params, self._model_for_planning(params), device, axes=axes
+            )
+        except InputError as exc:  # the data and the settings do not go together
+            self._show_problem(str(exc))
+            return axes
+        except USER_ERRORS:  # a setting alone is wrong: Run says so
+            return axes
+        summary = self._axes_summary(shape, axes, plan.parts)
+        self.axes_status.value = summary + self._context_summary(plan, automatic=params.context is None)
+        self.estimate.value = estimate_text(plan, device)
         return axes
 
+    def _show_problem(self, message: str) -> None:
+        self.axes_status.value = f"<span style='color:#e06c6c'>{message}</span>"
+        self.estimate.value = ""
+
+    def _model_for_planning(self, params: FillParams) -> LoadedModel:
+        """The model on the CPU, loaded once per model spec: a plan needs its size limits and mask ratio."""
+        if self._planning_model is None or self._planning_model[0] != params.model:
+            self._planning_model = (params.model, load_model(params.model, torch.device("cpu")))
+        return self._planning_model[1]
+
     @staticmethod
-    def _axes_summary(shape: tuple[int, ...], axes: str) -> str:
+    def _axes_summary(shape: tuple[int, ...], axes: str, parts: int = 1) -> str:
+        """ "N plane(s) of HxW", and how colours are filled (``parts``: 3 for RGB with a 1-channel model)."""
         planes = int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"], dtype=np.int64))
-        colour = " (RGB, filled together)" if "S" in axes else ""
+        colour = ""
+        if "S" in axes:
+            colour = " (RGB, colours filled one by one)" if parts > 1 else " (RGB, filled together)"
         return f"{planes} plane(s) of {shape[axes.index('Y')]}x{shape[axes.index('X')]}{colour}"
+
+    @staticmethod
+    def _context_summary(plan: Plan, *, automatic: bool) -> str:
+        """Where the neighbour planes come from, as the plan resolved them."""
+        if not plan.series:
+            return "; each plane filled alone" if len(plan.planes) > 1 else ""
+        how = " (automatic)" if automatic else ""
+        p = plan.params
+        return f"; neighbours{how}: {p.context} plane(s) on each side along {p.context_axis}"
 
     def params(self) -> FillParams:
         """The FillParams the controls describe.
@@ -226,22 +327,25 @@ class DenoiseWidget(Container):
         if layer is None:
             show_error("Zero-shot denoise: choose an image layer first.")
             return None
-        if layer.multiscale:
-            show_error(
-                f"Zero-shot denoise: {layer.name} is multiscale; denoise its full-resolution level as a separate layer."
-            )
-            return None
+        data = full_resolution(layer)
         try:
             params = self.params()
-            axes = resolve_axes(np.shape(layer.data), self.axes.value.strip().upper() or None, layer.rgb)
+            axes = resolve_axes(np.shape(data), self.axes.value.strip().upper() or None, layer.rgb)
             resolve_device(params.device)  # fail here, before a thread starts
         except USER_ERRORS as exc:
             show_error(f"Zero-shot denoise: {exc}")
             return None
 
-        image = np.array(layer.data, copy=True)  # the worker never sees the layer
+        if is_in_memory(data):
+            # The worker never sees the layer: editing it during the run changes nothing.
+            image, out, noise_out = np.array(data, copy=True), None, None
+        else:
+            # Lazy data (dask, zarr, a memory map) is read plane by plane on the worker thread, and
+            # the results go to disk, so that neither is ever whole in memory.
+            image = data
+            out, noise_out = PlaneStore(np.shape(data), axes, "denoised"), PlaneStore(np.shape(data), axes, "noise")
         preview_every = max(1, params.iterations // PREVIEWS_PER_PLANE) if self.live_preview.value else None
-        worker = thread_worker(_run, start_thread=False)(image, params, axes, preview_every)
+        worker = thread_worker(_run, start_thread=False)(image, params, axes, preview_every, out, noise_out)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -252,6 +356,9 @@ class DenoiseWidget(Container):
         self._set_running(True)
         self.progress.value = 0
         self.status.value = f"starting on {params.device}..."
+        self._close_activity()
+        # Its cancel button only sets ``is_canceled`` (the callback is for iterating bars): see _on_progress.
+        self._activity = cancelable_progress(total=STEPS, desc=f"Zero-shot denoise: {layer.name}")
         if start:
             worker.start()
         return worker
@@ -273,10 +380,22 @@ class DenoiseWidget(Container):
         self.cancel_button.enabled = running
 
     def _on_progress(self, step: Progress) -> None:
-        self.progress.value = round(step.fraction * 1000)
+        if self._activity is not None and self._activity.is_canceled:  # cancelled in the activity dock
+            self.cancel()
+        value = round(step.fraction * STEPS)
+        self.progress.value = value
         self.status.value = progress_text(step)
         if step.preview is not None and self._source is not None:
             self._show_preview(step.preview)
+        # Last: napari's activity bar processes pending events when it changes, so the
+        # worker's later signals (even ``returned``) may run inside this call.
+        if self._activity is not None and value > self._activity.n:
+            self._activity.update(value - self._activity.n)
+
+    def _close_activity(self) -> None:
+        if self._activity is not None:
+            self._activity.close()
+            self._activity = None
 
     def _preview_name(self) -> str:
         return result_names(self._source.name)[0] + " (preview)"
@@ -314,8 +433,12 @@ class DenoiseWidget(Container):
         publish(self.viewer, self._source, outcome)
         for message in outcome.warnings:
             show_warning(f"Zero-shot denoise: {message}")
-        self.progress.value = 1000
-        self.status.value = f"done in {outcome.seconds:.1f} s on {outcome.device}"
+        self.progress.value = STEPS
+        done = f"done in {outcome.seconds:.1f} s on {outcome.device}"
+        # What the auto preset chose and why (also in the result layers' metadata, "notes").
+        chosen = [n for n in outcome.metadata()["notes"] if n.startswith("auto:")]
+        self.status.value = "\n".join([done, *chosen])
+        self.status.tooltip = "\n".join(outcome.metadata()["notes"]) or None
         show_info(f"Zero-shot denoise: {self._source.name} done in {outcome.seconds:.1f} s")
 
     def _on_aborted(self) -> None:
@@ -330,4 +453,5 @@ class DenoiseWidget(Container):
         self.status.value = f"error: {type(exc).__name__}"
 
     def _on_finished(self) -> None:
+        self._close_activity()
         self._set_running(False)

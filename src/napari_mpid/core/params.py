@@ -17,6 +17,7 @@ __all__ = [
     "BUNDLED_MODELS",
     "CONTEXT_AXES",
     "DEFAULT_MODEL",
+    "DEFAULT_PRESET",
     "NORMALIZATIONS",
     "PRESETS",
     "PRESET_FIELDS",
@@ -280,6 +281,8 @@ PRESETS: dict[str, FillParams] = {
     "cpu": FillParams(iterations=150, beta=0.90, learning_rate=3e-3),
     "auto": FillParams(iterations=200, beta=0.90, adaptive=True),
 }
+#: The preset of the API, the CLI and the widget when the user names none.
+DEFAULT_PRESET = "auto"
 
 
 def preset_name(params: FillParams | Mapping[str, Any]) -> str | None:
