@@ -149,7 +149,8 @@ def test_batch_of_folder_and_glob_writes_one_output_per_input_and_a_summary(tmp_
 
 def test_a_bad_file_fails_alone_with_keep_going(tmp_path, capsys):
     (tmp_path / "in").mkdir()
-    _stack(tmp_path / "in" / "a.tif")
+    for good in ("a.tif", "d.tif", "e.tif"):  # three good files around two bad ones
+        _stack(tmp_path / "in" / good)
     bad = np.ones((48, 48), np.float32)
     bad[3, 3] = np.nan
     tifffile.imwrite(tmp_path / "in" / "b.tif", bad)
@@ -163,8 +164,8 @@ def test_a_bad_file_fails_alone_with_keep_going(tmp_path, capsys):
     assert code == 2 and len(errors) == 2
     assert "b.tif" in errors[0] and "NaN or infinite" in errors[0]
     assert "c.tif" in errors[1] and "cannot read image" in errors[1]
-    assert "summary: 1 done, 0 skipped, 2 failed" in captured.out
-    assert sorted(p.name for p in outdir.iterdir()) == ["a.tif"]
+    assert "summary: 3 done, 0 skipped, 2 failed" in captured.out
+    assert sorted(p.name for p in outdir.iterdir()) == ["a.tif", "d.tif", "e.tif"]
 
 
 def test_without_keep_going_the_first_failure_stops_the_batch(tmp_path, capsys):

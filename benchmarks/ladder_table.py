@@ -1,0 +1,60 @@
+"""Render the noise-ladder tables of docs/benchmarks.md from ladder.py JSON files.
+
+Usage: python benchmarks/ladder_table.py RUN.json [RUN.json ...]
+
+Runs are merged by (level, image), so presets measured in separate runs of
+ladder.py (same crops, same blur baselines) end up side by side. One table
+per level: the noisy crop, the level's best fixed blur, the per-image
+oracle blur, then every preset with its seconds per crop; a mean row, and
+how far the worst image falls below its own oracle blur.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def main(paths: list[str]) -> int:
+    merged: dict[tuple[str, str], dict] = {}
+    presets: list[str] = []
+    sources = []
+    for path in paths:
+        with open(path) as fh:
+            run = json.load(fh)
+        sources.append(f"{path}: {run['device']}, {run['date']}, version {run['version']}")
+        for row in run["rows"]:
+            key = (row["level"], row["image"])
+            merged.setdefault(key, {}).update(row)
+            presets += [k for k in row if k + " seconds" in row and k not in presets]
+    levels = list(dict.fromkeys(level for level, _ in merged))
+    for level in levels:
+        rows = [r for (lv, _), r in merged.items() if lv == level]
+        sigmas = list(rows[0]["blur"])
+        fixed = {s: np.mean([r["blur"][s] for r in rows]) for s in sigmas}
+        best = max(fixed, key=fixed.get)
+        shown = [p for p in presets if all(p in r for r in rows)]
+        print(f"\n**{level}** (best fixed blur: sigma {best})\n")
+        print("| image | noisy | fixed blur | oracle blur | " + " | ".join(f"{p} | s" for p in shown) + " |")
+        print("|---|" + "---:|" * (3 + 2 * len(shown)))
+        for r in rows:
+            oracle = max(r["blur"].values())
+            cells = [f"{r['noisy']:.2f}", f"{r['blur'][best]:.2f}", f"{oracle:.2f}"]
+            cells += [f"{r[p]:.2f} | {r[p + ' seconds']:.0f}" for p in shown]
+            print(f"| {r['image'].removesuffix('_1.png')} | " + " | ".join(cells) + " |")
+        means = [np.mean([r["noisy"] for r in rows]), fixed[best], np.mean([max(r["blur"].values()) for r in rows])]
+        cells = [f"**{m:.2f}**" for m in means]
+        cells += [
+            f"**{np.mean([r[p] for r in rows]):.2f}** | {np.mean([r[p + ' seconds'] for r in rows]):.0f}" for p in shown
+        ]
+        print("| mean | " + " | ".join(cells) + " |")
+        worst = [f"{p} {min(r[p] - max(r['blur'].values()) for r in rows):+.2f}" for p in shown]
+        print(f"\nWorst image against its own oracle blur: {', '.join(worst)} dB.")
+    print("\nSources: " + "; ".join(sources))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
