@@ -120,17 +120,22 @@ def main() -> None:
                     flush=True,
                 )
             if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"the run did not finish in {args.timeout:.0f} s; peak so far {sampler.peak / 2**20:.0f} MiB"
-                )
-        for _ in range(10):  # let napari show the current slice of the results
-            app.processEvents()
+                break
+        completed = time.monotonic() <= deadline
+        if completed:
+            for _ in range(10):  # let napari show the current slice of the results
+                app.processEvents()
         seconds = time.perf_counter() - start
         peak = sampler.stop()
-
-        if "stack denoised" not in viewer.layers:
+        if not completed:
+            # The planes are processed one at a time, so the peak of the first
+            # planes is the run's; record it, marked as a partial run.
+            print(f"the run did not finish in {args.timeout:.0f} s; peak so far {peak / 2**20:.0f} MiB", flush=True)
+            widget.cancel()
+        elif "stack denoised" not in viewer.layers:
             raise SystemExit(f"no result layer: {widget.status.value}")
-        denoised = viewer.layers["stack denoised"]
+        denoised = viewer.layers["stack denoised"] if completed else None
+        metadata = denoised.metadata if denoised is not None else {}
         record = {
             "label": args.label,
             "package": napari_mpid.__file__,
@@ -146,12 +151,15 @@ def main() -> None:
             "peak_rss_mib": round(peak / 2**20),
             "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "seconds": round(seconds, 1),
+            "completed": completed,
             "status": widget.status.value,
-            "result_type": f"{type(denoised.data).__module__}.{type(denoised.data).__name__}",
-            "tile_size": denoised.metadata.get("param_tile_size"),
-            "context": denoised.metadata.get("param_context"),
-            "precision": denoised.metadata.get("precision"),
-            "notes": denoised.metadata.get("notes", []),
+            "result_type": None
+            if denoised is None
+            else f"{type(denoised.data).__module__}.{type(denoised.data).__name__}",
+            "tile_size": metadata.get("param_tile_size"),
+            "context": metadata.get("param_context"),
+            "precision": metadata.get("precision"),
+            "notes": metadata.get("notes", []),
         }
         print(json.dumps(record, indent=1))
         if args.output:
