@@ -110,3 +110,23 @@ def test_combine_recovers_frame_averaging_for_a_static_series_without_clean_data
     assert error < mean_of_four  # the smooth scene also gains from blurring
     assert all(w >= 0 for w in how.weights.values())
     assert how.held_out_error == pytest.approx(error, rel=0.5)  # the estimate is about right, clean unseen
+
+
+def test_a_duplicated_frame_is_not_taken_for_a_perfect_prediction():
+    # Frame 1 is a copy of frame 0 (as FMD's WideField_BPAE_B captures 1 and 2 are):
+    # the "mean of the neighbours" of frame 0 then is frame 0 itself, noise included.
+    from napari_mpid.core.auto import combine, neighbour_candidates
+
+    rng = np.random.default_rng(8)
+    clean = _smooth(128).astype(np.float64)
+    frames = [clean + rng.normal(0, 0.05, clean.shape) for _ in range(4)]
+    frames[1] = frames[0].copy()
+    held = rng.random(clean.shape) < 0.05
+    noise = NoiseEstimate(0.05, 0.0, 0.0, 0.05**2, 0.05**2)
+    candidates = neighbour_candidates(lambda i: frames[i][None], 4, 0, 1)
+    result, how = combine(frames[0][None], candidates, held, noise)
+
+    assert "neighbours 1" in how.rejected and "left out" in how.describe()
+    noisy_error = float(np.mean((frames[0] - clean) ** 2))
+    error = float(np.mean((result[0] - clean) ** 2))
+    assert error < 0.5 * noisy_error  # before: the copy won, and the result was the noisy frame

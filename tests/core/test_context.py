@@ -106,3 +106,26 @@ def test_a_single_plane_with_context_is_refused():
         next(denoise_planes(plane, preset("fast", iterations=2, model="random-init:1:single", context=2)))
     _, result = run(denoise_planes(plane, preset("fast", iterations=2, model="random-init:1:single")))
     assert result.params.context == 0  # automatic: off for single planes
+
+
+def test_context_prediction_follows_correlated_noise_of_its_own_plane_and_not_white_noise():
+    # The held-out pixels stay hidden: under white noise nothing of their own noise reaches
+    # them, under correlated noise their visible neighbours carry it (the slope combine() needs).
+    from napari_mpid.core.context import PlaneCache
+
+    torch.manual_seed(0)
+    model = load_model("real-noise", "cpu")  # a trained filler uses the pixels around a hidden one
+    cf = ContextFiller(model.network, model.state, 1, mask_ratio=0.5, learning_rate=2e-3)
+    cf.network.load_state_dict(cf.initial_state)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 72, 72, generator=torch.Generator().manual_seed(3)), 9, 1)
+    data = [smooth * 0.5 + 0.25 for _ in range(3)]  # a smooth scene, the same in every plane
+    planes = PlaneCache(lambda k: data[k], 3, torch.device("cpu"), budget=1 << 30)
+    holdout = (torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(9)) < 0.1).float()
+
+    def slope(correlation):
+        gen = torch.Generator().manual_seed(1)
+        return cf.probe_slope(planes, 1, correlation, 0.05, gen, holdout, passes=8)
+
+    white, correlated = slope(0.0), slope(0.6)
+    assert abs(white) < 0.1  # measured 0.03
+    assert correlated > 0.3  # measured 0.90: at this mask ratio it nearly copies correlated noise

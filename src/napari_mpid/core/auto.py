@@ -63,6 +63,10 @@ _PER_BIN = 400
 CORRELATED = 0.45
 #: Blurs of the noisy plane that :func:`combine` mixes in.
 COMBINE_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
+#: A J-invariant candidate whose held-out error is below this fraction of the
+#: estimated noise variance is taken to share the plane's noise and left out
+#: (the estimate can be ~2x too high on textured planes, hence the margin).
+NOT_INDEPENDENT = 0.1
 #: Mixing weights of the filled plane tried by :func:`blend`.
 WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
@@ -436,11 +440,15 @@ class Combination:
     offset: float
     fusion: Fusion | None
     held_out_error: float
+    #: Candidates left out because they reproduce the plane's own noise (e.g. a duplicated frame).
+    rejected: tuple[str, ...] = ()
 
     def describe(self) -> str:
         ranked = sorted(self.weights.items(), key=lambda kv: -abs(kv[1]))
         shown = ", ".join(f"{name} {w:+.2f}" for name, w in ranked[:5])
         text = f"risk-minimising mix on held-out pixels (estimated error {self.held_out_error:.3g}): {shown}"
+        if self.rejected:
+            text += f"; left out as not independent of the plane's noise: {', '.join(self.rejected)}"
         if self.fusion is not None:
             text += f"; fused with the noisy pixel ({self.fusion.describe()})"
         return text
@@ -525,6 +533,18 @@ def combine(
     all_candidates: dict[str, tuple[np.ndarray, float]] = {
         name: c if isinstance(c, tuple) else (c, 0.0) for name, c in candidates.items()
     }
+    # A prediction independent of the plane's noise cannot match the plane more
+    # closely than the noise allows: one that does shares its noise (a duplicated
+    # frame: FMD's WideField_BPAE_B captures 1 and 2 are the same file) and would
+    # be taken for a perfect prediction.
+    level = float(np.mean(noise.variance(noisy[:, held_out].ravel())))
+    rejected = tuple(
+        k
+        for k, (c, slope) in all_candidates.items()
+        if slope == 0.0 and float(np.mean((c[:, held_out].ravel() - x) ** 2)) < NOT_INDEPENDENT * level
+    )
+    for k in rejected:
+        del all_candidates[k]
     all_candidates["noisy"] = (noisy, 1.0)
     for sigma in COMBINE_SIGMAS:
         g = _gaussian_kernel(sigma)
@@ -551,4 +571,4 @@ def combine(
     # add 2 p var / n for the p weights in use.
     risk += 2 * variance * int(np.count_nonzero(coef)) / n
     weights = {k: float(coef[i]) for i, k in enumerate(names)}
-    return mixed, Combination(weights, float(coef[-1]), None, risk)
+    return mixed, Combination(weights, float(coef[-1]), None, risk, rejected)

@@ -249,3 +249,44 @@ class ContextFiller:
             total += self._predict(center, around, keep) * dropped
             hidden += dropped
         return total / hidden.clamp(min=1.0)
+
+    def probe_slope(
+        self,
+        planes: PlaneCache,
+        k: int,
+        correlation: float,
+        amplitude: float,
+        generator: torch.Generator,
+        holdout: torch.Tensor,
+        region=None,
+        passes: int = 4,
+    ) -> float:
+        """How much the prediction of plane k at its held-out pixels follows their own correlated noise.
+
+        The neighbour planes' noise is independent of plane k's, but under
+        spatially correlated noise the visible pixels of plane k around a
+        hidden one carry part of its noise, so the prediction is no longer
+        J-invariant. As :meth:`~napari_mpid.core.filling.IterativeFiller.probe_slope`
+        measures for the plane filler: plane k (only) is perturbed by a field
+        ``delta`` with the noise's autocorrelation, the held-out pixels stay
+        hidden, and the slope is ``mean(change * delta) / mean(delta^2)``
+        over them. ``holdout`` and ``region`` as in :meth:`predict`.
+        """
+        from .auto import correlated_field
+
+        center, around = self._inputs(planes, k)
+        if region is not None:
+            center, around = center[(slice(None), slice(None), *region)], around[(slice(None), slice(None), *region)]
+        b, _, h, w = center.shape
+        counted = holdout.to(center.dtype).expand_as(center)
+        den_total, num_total = 0.0, 0.0
+        k_mask = 1 if self.shared_mask else self.network.mask_channels
+        for _ in range(passes):
+            keep = draw_keep_mask((b, k_mask, h, w), self.mask_ratio, generator, center.device) * (1.0 - holdout)
+            delta = correlated_field(tuple(center.shape), correlation, generator, center.device) * amplitude
+            with torch.no_grad():
+                before = self._predict(center, around, keep)
+                after = self._predict(center + delta, around, keep)
+            num_total += float(((after - before) * delta * counted).sum())
+            den_total += float((delta * delta * counted).sum())
+        return num_total / den_total if den_total > 0 else 0.0

@@ -33,7 +33,7 @@ from .context import ContextFiller, PlaneCache
 from .devices import resolve_device, resolve_precision
 from .errors import InputError, OutOfMemory
 from .filling import IterativeFiller
-from .noise import estimate_noise
+from .noise import NoiseEstimate, estimate_noise
 from .normalization import IntensityScale
 from .params import FillParams
 from .plan import Plan, make_plan, memory_budget, plane_seed
@@ -614,9 +614,16 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
                 def plane_at(i: int, planes=planes, c=noisy.shape[0]) -> np.ndarray:
                     return filler.from_batch(planes[i], c, plan.height, plan.width)
 
+                def probe(noise: NoiseEstimate, j=j, number=number, hold=hold, planes=planes) -> float:
+                    # On the first tile of a tiled plane: the slope is a property of the network.
+                    region = tiles[0].slices if tiles and len(tiles) > 1 else None
+                    gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 1)
+                    part = hold if region is None else hold[(..., *region)]
+                    return cfiller.probe_slope(planes, j, noise.correlation, noise.sigma, gen, part, region)
+
                 result = _finish_context(
                     filler, noisy, result, held_out(number), number, cfiller.mask_ratio, plane_at, len(series), j,
-                    plan.context,
+                    plan.context, probe,
                 )  # fmt: skip
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
             done += plane_unit
@@ -635,14 +642,18 @@ def _finish_context(
     count: int,
     index: int,
     context: int,
+    probe: Callable[[NoiseEstimate], float],
 ) -> np.ndarray:
     """Auto preset, context filling: mix the prediction with means of the other planes, fuse with the noisy pixel.
 
     ``plane_at(i)`` gives plane i of the series (``count`` planes) in [0, 1].
-    See :func:`~napari_mpid.core.auto.combine`.
+    Under spatially correlated noise the prediction follows the plane's own
+    noise with a slope that ``probe(noise)`` measures; it is otherwise
+    J-invariant. See :func:`~napari_mpid.core.auto.combine`.
     """
     noise = estimate_noise(noisy.mean(axis=0))
-    candidates = {"context prediction": result, **neighbour_candidates(plane_at, count, index, context)}
+    slope = probe(noise) if noise.correlation >= CORRELATED else 0.0
+    candidates = {"context prediction": (result, slope), **neighbour_candidates(plane_at, count, index, context)}
     out, how = combine(noisy, candidates, held, noise)
     filler.choices.append(
         {
@@ -653,6 +664,7 @@ def _finish_context(
             "mask_ratio": mask_ratio,
             "reason": "context filling",
             "stopped_at": [filler.params.iterations],
+            **({"filled_slope": round(slope, 4)} if noise.correlation >= CORRELATED else {}),
             "blend_weight": round(how.weights["context prediction"], 3),
             "blend": how.describe(),
         }
