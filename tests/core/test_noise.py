@@ -78,3 +78,16 @@ def test_correlated_poisson_gaussian_noise_level():
 def test_tiny_planes_are_refused():
     with pytest.raises(ValueError, match="at least"):
         estimate_noise(np.zeros((16, 64)))
+
+
+def test_colour_noise_is_estimated_per_channel_not_on_their_mean():
+    # Independent noise in three channels: their mean holds a third of the variance.
+    from napari_mpid.core.noise import estimate_noise_channels
+
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:128, 0:128] / 128.0
+    clean = np.stack([0.3 + 0.2 * np.sin(3 * x + k) * np.cos(2 * y) for k in range(3)])
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    found = estimate_noise_channels(noisy)
+    assert found.sigma == pytest.approx(0.1, rel=0.15)
+    assert estimate_noise_channels(noisy[:1]).sigma == pytest.approx(0.1, rel=0.15)

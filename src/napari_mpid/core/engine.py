@@ -33,7 +33,7 @@ from .context import ContextFiller, PlaneCache
 from .devices import resolve_device, resolve_precision
 from .errors import InputError, OutOfMemory
 from .filling import IterativeFiller
-from .noise import NoiseEstimate, estimate_noise
+from .noise import NoiseEstimate, estimate_noise_channels
 from .normalization import IntensityScale
 from .params import FillParams
 from .plan import Plan, make_plan, memory_budget, plane_seed
@@ -239,7 +239,7 @@ class _PlaneFiller:
         out = np.zeros_like(part) if len(tiles) > 1 else None
         held, slopes = None, []
         if p.adaptive:
-            noise = estimate_noise(part.mean(axis=0))
+            noise = estimate_noise_channels(part)
             changes, why = choose_filling(noise, p.mask_ratio)
             self.filler.mask_ratio = changes["mask_ratio"]
             hold_gen = torch.Generator().manual_seed(plane_seed(p.seed, number, part_no, _HOLDOUT_TILE))
@@ -579,7 +579,7 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
         if p.adaptive:
             # The mask ratio of the whole stack, from the noise of its middle plane.
             middle = planes[len(series) // 2]
-            noise = estimate_noise(filler.from_batch(middle, 1, plan.height, plan.width)[0])
+            noise = estimate_noise_channels(filler.from_batch(middle, middle.shape[1], plan.height, plan.width))
             changes, why = choose_filling(noise, p.mask_ratio)
             cfiller.mask_ratio = changes["mask_ratio"]
             plan.notes.append(f"auto, stack {k + 1}: {why}")
@@ -651,7 +651,7 @@ def _finish_context(
     noise with a slope that ``probe(noise)`` measures; it is otherwise
     J-invariant. See :func:`~napari_mpid.core.auto.combine`.
     """
-    noise = estimate_noise(noisy.mean(axis=0))
+    noise = estimate_noise_channels(noisy)
     slope = probe(noise) if noise.correlation >= CORRELATED else 0.0
     candidates = {"context prediction": (result, slope), **neighbour_candidates(plane_at, count, index, context)}
     out, how = combine(noisy, candidates, held, noise)
