@@ -11,8 +11,10 @@ the main output, ``<output>.journal/``:
   "committing" while the outputs are renamed). Written atomically.
 - ``planes.log``: one finished plane number per line, appended and fsync'ed
   after that plane's data are on disk; a torn last line is ignored.
-- any extra files a run needs to continue (:meth:`Journal.save_extra`), e.g.
-  the fitted network of context filling.
+- any extra files a run needs to continue (:meth:`Journal.save_extra`).
+  Nothing uses them yet: context filling refits a stack's network when a
+  run is resumed in the middle of that stack (same seed, same weights, so
+  the outputs are unchanged; only the fit's time is spent again).
 
 Every plane's random masks depend only on the seed and its plane number, so
 planes filled after a resume are identical to those of an uninterrupted run.
