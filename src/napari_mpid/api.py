@@ -94,16 +94,25 @@ def denoise(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=None, unit="it", desc="denoising")
+        # In percent of the whole run: iterations alone do not measure it when
+        # filling stops early (auto preset) or a stack is fitted once (context).
+        bar = tqdm(
+            total=100,
+            unit="%",
+            desc="denoising",
+            bar_format="{l_bar}{bar}| {n}/{total}% [{elapsed}<{remaining}{postfix}]",
+        )
     try:
         while True:
             step = next(gen)
             if bar is not None:
-                if bar.total is None:
-                    bar.total = step.planes * step.tiles * step.iterations
-                bar.set_postfix_str(f"plane {step.plane}/{step.planes}")
-                bar.update(1)
+                reached = int(step.fraction * 100)
+                if reached > bar.n:
+                    bar.update(reached - bar.n)
+                bar.set_postfix_str(f"{step.stage} plane {step.plane}/{step.planes}", refresh=False)
     except StopIteration as stop:
+        if bar is not None and bar.n < bar.total:
+            bar.update(bar.total - bar.n)
         return stop.value
     finally:
         if bar is not None:
