@@ -127,20 +127,24 @@ def test_tiles_are_equal_and_evenly_spaced_so_large_planes_cost_little_extra_wor
     "data, low, high",
     [
         (np.array([[3, 85]], dtype=np.uint8), 0, 255),  # 8-bit: the paper's /255, however dim
-        (np.array([[100, 3000]], dtype=np.uint16), 0, 4095),  # a 12-bit camera in a 16-bit file
-        (np.array([[100, 200]], dtype=np.uint16), 0, 255),
-        (np.array([[0, 40000]], dtype=np.uint16), 0, 65535),
         (np.array([[0.1, 0.7]], dtype=np.float32), 0, 1),  # floats in [0, 1] as they are
     ],
 )
-def test_auto_scaling_follows_the_bit_depth(data, low, high):
+def test_auto_scaling_of_8_bit_and_unit_float_data(data, low, high):
     scale = fit_scale(data, "auto")
     assert (scale.low, scale.high, scale.outside) == (low, high, 0)
 
 
-def test_auto_scaling_falls_back_to_percentiles_for_other_floats_and_negative_integers():
+def test_auto_scaling_falls_back_to_percentiles_for_wider_integers_other_floats_and_negative_integers():
+    # A camera's 12/16-bit image (offset ~100, dim signal) divided by its bit depth
+    # loses contrast the network needs: 4.4 dB on the demo's synthetic stack.
     rng = np.random.default_rng(0)
-    for data in (rng.normal(500.0, 50.0, (64, 64)), rng.integers(-100, 100, (64, 64), dtype=np.int16)):
+    for data in (
+        rng.normal(500.0, 50.0, (64, 64)),
+        rng.integers(-100, 100, (64, 64), dtype=np.int16),
+        rng.integers(100, 160, (64, 64), dtype=np.uint16),
+        rng.integers(100, 3000, (64, 64), dtype=np.uint16),
+    ):
         assert fit_scale(data, "auto") == fit_scale(data, "percentile")
 
 

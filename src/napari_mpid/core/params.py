@@ -96,9 +96,8 @@ class FillParams:
         Overlap between neighbouring tiles, in pixels.
     normalization : str
         How intensities are mapped to [0, 1] for the network: "auto"
-        (default: integers by their camera bit depth, 0-255 for 8-bit as in
-        the paper, 0-4095 for 12-bit data...; floats in [0, 1] as they are,
-        other floats by percentiles), "percentile" (0.1-99.9 % range with
+        (default: 8-bit integers /255 as in the paper, floats in [0, 1] as
+        they are, everything else by percentiles), "percentile" (0.1-99.9 % range with
         10 % headroom), "minmax" (exact data range), "dtype" (full range of
         an integer dtype) or "none" (data already in [0, 1]).
     stack_planes : int
