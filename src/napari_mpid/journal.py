@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JOURNAL_VERSION", "Journal", "JournalMismatch", "fingerprint"]
+__all__ = ["JOURNAL_VERSION", "Journal", "JournalMismatch", "fingerprint", "fsync_directory"]
 
 JOURNAL_VERSION = 1
 #: Bytes of a file's beginning that go into its fingerprint.
@@ -50,10 +50,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: str | Path) -> None:
+    """Make a rename or a new file in the folder ``path`` durable (no-op where folders cannot be synced)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -127,7 +128,7 @@ class Journal:
         self.folder.mkdir(parents=False)
         self.log_path.touch()
         self._write_header({"version": JOURNAL_VERSION, "state": "running", **header})
-        _fsync_directory(self.folder.parent)
+        fsync_directory(self.folder.parent)
 
     def _write_header(self, header: dict[str, Any]) -> None:
         _write_atomic(self.header_path, json.dumps(header, indent=1, sort_keys=True).encode())

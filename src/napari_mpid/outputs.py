@@ -42,6 +42,7 @@ from .io import (
     jsonable,
     require_ome_zarr,
 )
+from .journal import fsync_directory
 
 __all__ = [
     "OUTPUT_SUFFIXES",
@@ -221,19 +222,6 @@ def _remove(path: str | Path) -> None:
         path.unlink()
 
 
-def _fsync_directory(path: str | Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _ome_unit(unit: str | None) -> str | None:
     if not unit:
         return None
@@ -369,7 +357,7 @@ def create(spec: OutputSpec) -> OutputSpec:
     except BaseException:
         _remove(spec.partial)
         raise
-    _fsync_directory(Path(spec.partial).parent)
+    fsync_directory(Path(spec.partial).parent)
     return spec
 
 
@@ -513,7 +501,7 @@ def commit(specs: list[OutputSpec]) -> None:
     for spec, aside in done:
         if aside is not None:
             _remove(aside)
-        _fsync_directory(Path(spec.path).parent)
+        fsync_directory(Path(spec.path).parent)
 
 
 def discard(specs: list[OutputSpec]) -> None:

@@ -15,14 +15,7 @@ from napari_mpid.core.filling import forward
 from napari_mpid.core.network import network_input
 from napari_mpid.core.params import preset
 
-
-def run(gen):
-    steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return steps, stop.value
+from .helpers import run
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,7 @@ import torch
 from napari_mpid.core.engine import InputError, Progress, denoise_planes, resolve_axes
 from napari_mpid.core.params import preset
 
-
-def run(gen):
-    """Run a denoising generator to the end; return (progress list, result)."""
-    steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return steps, stop.value
+from .helpers import run
 
 
 @pytest.fixture
