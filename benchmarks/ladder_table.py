@@ -1,6 +1,9 @@
 """Render the noise-ladder tables of docs/benchmarks.md from ladder.py JSON files.
 
-Usage: python benchmarks/ladder_table.py RUN.json [RUN.json ...]
+Usage: python benchmarks/ladder_table.py RUN.json[=LABEL] [RUN.json[=LABEL] ...]
+
+``=LABEL`` appends " LABEL" to the preset names of that run, so that two
+runs of one preset (before and after a change) can stand side by side.
 
 Runs are merged by (level, image), so presets measured in separate runs of
 ladder.py (same crops, same blur baselines) end up side by side. One table
@@ -29,11 +32,18 @@ def main(paths: list[str]) -> int:
     merged: dict[tuple[str, str], dict] = {}
     presets: list[str] = []
     sources = []
-    for path in paths:
+    for argument in paths:
+        path, _, label = argument.partition("=")
         with open(path) as fh:
             run = json.load(fh)
         sources.append(f"{path}: {run['device']}, {run['date']}, version {run['version']}")
         for row in run["rows"]:
+            if label:
+                names = [k for k in row if k + " seconds" in row]
+                for name in names:
+                    for suffix in ("", " seconds", " choices"):
+                        if name + suffix in row:
+                            row[f"{name} {label}{suffix}"] = row.pop(name + suffix)
             key = (row["level"], row["image"])
             merged.setdefault(key, {}).update(row)
             presets += [k for k in row if k + " seconds" in row and k not in presets]

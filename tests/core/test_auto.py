@@ -94,7 +94,7 @@ def test_j_invariant_blur_ignores_the_excluded_neighbourhood(exclude):
 
 
 def test_combine_recovers_frame_averaging_for_a_static_series_without_clean_data():
-    # Four noisy frames of one smooth scene: the held-out risk estimate must
+    # Four noisy frames of one smooth scene: the risk estimate over all pixels must
     # find something as good as the mean of the four (the oracle for equal frames).
     from napari_mpid.core.auto import combine, neighbour_candidates
 
@@ -104,7 +104,7 @@ def test_combine_recovers_frame_averaging_for_a_static_series_without_clean_data
     held = rng.random(clean.shape) < 0.05
     noise = NoiseEstimate(0.05, 0.0, 0.0, 0.05**2, 0.05**2)
     candidates = neighbour_candidates(lambda i: frames[i][None], 4, 0, 1)
-    result, how = combine(frames[0][None], candidates, held, noise)
+    result, how = combine(frames[0][None], {}, held, noise, independent=candidates)
     mean_of_four = float(np.mean((np.mean(frames, axis=0) - clean) ** 2))
     error = float(np.mean((result[0] - clean) ** 2))
     assert error < mean_of_four  # the smooth scene also gains from blurring
@@ -124,9 +124,33 @@ def test_a_duplicated_frame_is_not_taken_for_a_perfect_prediction():
     held = rng.random(clean.shape) < 0.05
     noise = NoiseEstimate(0.05, 0.0, 0.0, 0.05**2, 0.05**2)
     candidates = neighbour_candidates(lambda i: frames[i][None], 4, 0, 1)
-    result, how = combine(frames[0][None], candidates, held, noise)
+    result, how = combine(frames[0][None], {}, held, noise, independent=candidates)
 
     assert "neighbours 1" in how.rejected and "left out" in how.describe()
     noisy_error = float(np.mean((frames[0] - clean) ** 2))
     error = float(np.mean((result[0] - clean) ** 2))
     assert error < 0.5 * noisy_error  # before: the copy won, and the result was the noisy frame
+
+
+def test_combine_uses_a_held_out_prediction_only_with_evidence():
+    # The noisy plane's own blur mix is fitted on all pixels; a candidate fitted on
+    # the few held-out pixels replaces it only when it is clearly better there.
+    from napari_mpid.core.auto import combine
+
+    rng = np.random.default_rng(12)
+    clean = _smooth(128).astype(np.float64)
+    clean += 0.1 * (rng.random(clean.shape) < 0.05)  # sparse spots that blurring spreads
+    noisy = clean + rng.normal(0, 0.05, clean.shape)
+    held = rng.random(clean.shape) < 0.04
+    noise = NoiseEstimate(0.05, 0.0, 0.0, 0.05**2, 0.05**2)
+    good = clean + rng.normal(0, 0.01, clean.shape)  # a near-perfect blind-spot prediction
+    unrelated = np.roll(clean, 40, axis=1) + rng.normal(0, 0.01, clean.shape)
+
+    result, how = combine(noisy[None], {"prediction": good[None]}, held, noise)
+    assert how.weights["prediction"] > 0.5 and how.evidence > 2 and how.held_out_used
+    assert np.mean((result[0] - clean) ** 2) < 0.2 * 0.05**2
+
+    result, how = combine(noisy[None], {"prediction": unrelated[None]}, held, noise)
+    assert how.weights["prediction"] == 0.0 and "own mix" in how.describe() and not how.held_out_used
+    blurred = blur_pair(noisy, 1.0, 0)[0]
+    assert np.mean((result[0] - clean) ** 2) <= 1.1 * np.mean((blurred - clean) ** 2)

@@ -653,8 +653,8 @@ def _finish_context(
     """
     noise = estimate_noise_channels(noisy)
     slope = probe(noise) if noise.correlation >= CORRELATED else 0.0
-    candidates = {"context prediction": (result, slope), **neighbour_candidates(plane_at, count, index, context)}
-    out, how = combine(noisy, candidates, held, noise)
+    others = neighbour_candidates(plane_at, count, index, context)
+    out, how = combine(noisy, {"context prediction": (result, slope)}, held, noise, independent=others)
     filler.choices.append(
         {
             "plane": number,
