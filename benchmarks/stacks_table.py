@@ -1,6 +1,8 @@
 """Render the stack tables of docs/benchmarks.md from stacks.py JSON files.
 
-Usage: python benchmarks/stacks_table.py RUN.json [RUN.json ...]
+Usage: python benchmarks/stacks_table.py RUN.json[=NOTE] [RUN.json[=NOTE] ...]
+
+``=NOTE`` is appended to that run's row name (e.g. the session that measured it).
 
 All runs must be of one dataset. One row per method (every run's label),
 then the best baseline of each kind from the first run (same inputs in
@@ -18,23 +20,26 @@ import numpy as np
 
 
 def main(paths: list[str]) -> int:
-    runs = []
-    for path in paths:
+    runs, notes = [], []
+    for argument in paths:
+        path, _, note = argument.partition("=")
         with open(path) as fh:
             runs.append(json.load(fh))
+        notes.append(f" ({note})" if note else "")
+    paths = [argument.partition("=")[0] for argument in paths]
     datasets = {run["dataset"] for run in runs}
     if len(datasets) != 1:
         raise SystemExit(f"runs of several datasets: {sorted(datasets)}")
     print("| method | PSNR | gain-matched | time (all stacks) | neighbour weight ratio |")
     print("|---|---:|---:|---:|---:|")
-    for run in runs:
+    for run, note in zip(runs, notes):
         label = run["label"]
         seconds = sum(item["seconds"] for item in run["items"])
         ratios = [item["meta"].get("neighbour_weight_ratio") for item in run["items"]]
         ratios = [r for r in ratios if r is not None]
         ratio = f"{np.mean(ratios):.2f}" if ratios else "-"
         print(
-            f"| {label} | **{run['means'][label]:.2f}** | {run['means'][label + ' (gain-matched)']:.2f} "
+            f"| {label}{note} | **{run['means'][label]:.2f}** | {run['means'][label + ' (gain-matched)']:.2f} "
             f"| {seconds:.0f} s | {ratio} |"
         )
     best = runs[0]["best_baselines"]
