@@ -1,4 +1,4 @@
-"""The ``auto`` preset: filling settings, stopping and a final blend chosen per plane from the plane itself.
+"""The ``auto`` preset: filling settings, stopping and the final mix chosen per plane from the plane itself.
 
 MPI's fixed settings suit strong, spatially correlated noise; on weak or
 pixel-independent noise they lose to a well-chosen Gaussian blur
@@ -12,16 +12,15 @@ pixel-independent noise they lose to a well-chosen Gaussian blur
    J-invariant estimate (Batson & Royer, Noise2Self, 2019): its squared
    difference to the noisy image is the true error plus the noise variance,
    so :class:`EarlyStop` can stop the filling when it stops improving.
-4. :func:`blend` scores the filled plane and Gaussian blurs of several
-   widths on the held-out pixels (the blurs in their J-invariant form, with
-   the centre of the kernel removed, wider for correlated noise) and
-   returns the best mixture ``w * filled + (1 - w) * blur``.
+4. :func:`combine` mixes the noisy plane, its blurs and (for stacks) other
+   planes by Stein's unbiased risk estimate over all pixels, then the
+   filling with that mix and the noisy pixel on the held-out pixels,
+   shrunk towards the first mix by the evidence for it.
 Every choice and its reason is recorded in the run's notes.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,20 +30,13 @@ import torch
 from .noise import NoiseEstimate
 
 __all__ = [
-    "BLUR_SIGMAS",
     "HOLDOUT_FRACTION",
-    "Blend",
     "Combination",
     "EarlyStop",
-    "Finish",
-    "Fusion",
-    "blend",
     "blur_slope",
     "choose_filling",
     "combine",
     "correlated_field",
-    "finish",
-    "fuse",
     "holdout_mask",
     "neighbour_candidates",
     "noise_autocorrelation",
@@ -53,11 +45,6 @@ __all__ = [
 
 #: Fraction of pixels held out of the filling to score it.
 HOLDOUT_FRACTION = 0.04
-#: Widths of the Gaussian-blur candidates (pixels).
-BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-#: Held-out pixels per intensity bin of :func:`fuse` at least (fewer bins on small planes):
-#: the weight of a bin of n pixels has a relative error of about sqrt(2 / n).
-_PER_BIN = 400
 #: Noise with a lag-1 correlation at or above this is treated as spatially correlated:
 #: FMD's wide-field images measure 0.61-0.63, its confocal and two-photon ones 0.08-0.33
 #: (estimate_noise on the 12 first captures).
@@ -71,8 +58,6 @@ NOT_INDEPENDENT = 0.1
 #: :func:`combine` takes ``1 - (EVIDENCE / t)^2`` of its held-out mixture, t being the
 #: mixture's estimated gain over the plane's own answer in standard errors.
 EVIDENCE = 1.0
-#: Mixing weights of the filled plane tried by :func:`blend`.
-WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
 
 def choose_filling(noise: NoiseEstimate, model_ratio: float) -> tuple[dict[str, float], str]:
@@ -140,186 +125,6 @@ def _convolve_separable(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def _convolve_small(image: np.ndarray, kernel2d: np.ndarray) -> np.ndarray:
-    r = kernel2d.shape[0] // 2
-    padded = np.pad(image, r, mode="reflect")
-    h, w = image.shape
-    out = np.zeros_like(image)
-    for dy in range(kernel2d.shape[0]):
-        for dx in range(kernel2d.shape[1]):
-            if kernel2d[dy, dx]:
-                out += kernel2d[dy, dx] * padded[dy : dy + h, dx : dx + w]
-    return out
-
-
-def blur_pair(image: np.ndarray, sigma: float, exclude: int) -> tuple[np.ndarray, np.ndarray]:
-    """A Gaussian blur of ``image`` (H, W) and its J-invariant form.
-
-    The J-invariant form leaves out the ``(2*exclude+1)^2`` pixels around the
-    centre of the kernel and renormalises the rest, so its value at a pixel
-    never depends on that pixel's noise, nor on neighbours within ``exclude``
-    whose noise is correlated with it.
-    """
-    g = _gaussian_kernel(sigma, minimum_radius=exclude + 2)
-    full = _convolve_separable(image, g)
-    r = len(g) // 2
-    centre = np.outer(g, g)[r - exclude : r + exclude + 1, r - exclude : r + exclude + 1]
-    removed = _convolve_small(image, centre)
-    return full, (full - removed) / max(1.0 - centre.sum(), 1e-6)
-
-
-@dataclass(frozen=True)
-class Blend:
-    """What :func:`blend` chose: ``weight * filled + (1 - weight) * blur(sigma)``, and the held-out scores."""
-
-    weight: float
-    sigma: float
-    score: float
-    filled_score: float
-    blur_score: float
-
-    def describe(self) -> str:
-        if self.weight == 1.0:
-            return f"filling alone (held-out score {self.filled_score:.3g} vs best blur {self.blur_score:.3g})"
-        if self.weight == 0.0:
-            return (
-                f"Gaussian blur sigma {self.sigma:g} alone "
-                f"(held-out score {self.blur_score:.3g} vs filling {self.filled_score:.3g})"
-            )
-        return (
-            f"{self.weight:.1f} x filling + {1 - self.weight:.1f} x blur sigma {self.sigma:g} "
-            f"(held-out score {self.score:.3g}; filling alone {self.filled_score:.3g}, "
-            f"blur alone {self.blur_score:.3g})"
-        )
-
-
-def blend(noisy: np.ndarray, filled: np.ndarray, held_out: np.ndarray, correlation: float) -> tuple[np.ndarray, Blend]:
-    """Best self-supervised mixture of the filled plane and a Gaussian blur of the noisy one.
-
-    Parameters
-    ----------
-    noisy, filled : ndarray
-        ``(C, H, W)`` in the same units; ``filled`` never saw the noisy values
-        at the held-out pixels.
-    held_out : ndarray
-        ``(H, W)`` bool, the held-out pixels.
-    correlation : float
-        Lag-1 noise correlation: the J-invariant blurs leave out the 3x3
-        (>= 0.2) or 5x5 (>= 0.4) neighbourhood for correlated noise.
-
-    Returns
-    -------
-    ndarray, Blend
-        The mixture ``(C, H, W)`` (with the full, not the J-invariant, blur) and the choice.
-    """
-    exclude = 0 if correlation < 0.2 else (1 if correlation < 0.4 else 2)
-    x = noisy[:, held_out]
-    f = filled[:, held_out]
-    best: tuple[float, float, float] | None = None
-    blur_scores = {}
-    jinv_cache = {}
-    for sigma in BLUR_SIGMAS:
-        jinv = np.stack([blur_pair(c, sigma, exclude)[1] for c in noisy])[:, held_out]
-        jinv_cache[sigma] = jinv
-        blur_scores[sigma] = float(np.mean((jinv - x) ** 2))
-        for w in WEIGHTS:
-            score = float(np.mean((w * f + (1 - w) * jinv - x) ** 2))
-            if best is None or score < best[0]:
-                best = (score, float(w), sigma)
-    score, weight, sigma = best
-    choice = Blend(weight, sigma, score, float(np.mean((f - x) ** 2)), min(blur_scores.values()))
-    if weight == 1.0:
-        return filled, choice
-    blurred = np.stack([blur_pair(c, sigma, exclude)[0] for c in noisy])
-    return weight * filled + (1 - weight) * blurred, choice
-
-
-@dataclass(frozen=True)
-class Fusion:
-    """How :func:`fuse` combined a blind-spot prediction with the noisy plane."""
-
-    weights: tuple[float, ...]
-    levels: tuple[float, ...]
-
-    def describe(self) -> str:
-        lo, hi = min(self.weights), max(self.weights)
-        return f"prediction weight {lo:.2f}-{hi:.2f} against the noisy value (by intensity)"
-
-
-def fuse(
-    noisy: np.ndarray, prediction: np.ndarray, held_out: np.ndarray, noise: NoiseEstimate, bins: int = 12
-) -> tuple[np.ndarray, Fusion]:
-    """Put back the information a blind-spot prediction leaves out: the noisy pixel itself.
-
-    A prediction made without seeing its pixel has an error independent of
-    that pixel's noise. The mixture ``w * prediction + (1 - w) * noisy``
-    then has the smallest expected error for ``w = var_noise / E[(prediction
-    - noisy)^2]`` (the posterior mean of Laine et al. 2019 for Gaussian
-    prior and noise, or minimising Stein's unbiased risk estimate over w).
-    ``E[(prediction - noisy)^2]`` is measured on the held-out pixels, whose
-    predictions never saw them, per bin of predicted intensity; the noise
-    variance comes from the noise-level function (``gain * intensity +
-    offset``). Only valid for noise independent between pixels: correlated
-    noise leaks into the prediction through the neighbours, and the caller
-    should not fuse then.
-
-    Parameters
-    ----------
-    noisy, prediction : ndarray
-        ``(C, H, W)`` in the units of ``noise``.
-    held_out : ndarray
-        ``(H, W)`` bool.
-    noise : NoiseEstimate
-        Of the noisy plane.
-
-    Returns
-    -------
-    ndarray, Fusion
-        The fused plane and the weights per intensity level.
-    """
-    mu = prediction[:, held_out].ravel()
-    x = noisy[:, held_out].ravel()
-    bins = max(1, min(bins, len(mu) // _PER_BIN))
-    edges = np.unique(np.quantile(mu, np.linspace(0, 1, bins + 1)))
-    levels, weights = [], []
-    for lo, hi in itertools.pairwise(edges):
-        inside = (mu >= lo) & (mu <= hi)
-        if inside.sum() < 20:  # ties in the quantiles can leave a bin nearly empty
-            continue
-        level = float(mu[inside].mean())
-        spread = float(np.mean((mu[inside] - x[inside]) ** 2))
-        variance = float(noise.variance(level))
-        levels.append(level)
-        weights.append(float(np.clip(variance / spread, 0.0, 1.0)) if spread > 0 else 1.0)
-    if not levels:
-        return prediction, Fusion((1.0,), (0.0,))
-    w = np.interp(prediction, levels, weights)
-    return w * prediction + (1.0 - w) * noisy, Fusion(tuple(weights), tuple(levels))
-
-
-@dataclass(frozen=True)
-class Finish:
-    """How :func:`finish` turned a filled plane into the result."""
-
-    fusion: Fusion | None
-    weight: float
-    sigma: float
-    risk: float
-    method: str
-
-    def describe(self) -> str:
-        parts = []
-        if self.fusion is not None:
-            parts.append(f"fused with the noisy pixel ({self.fusion.describe()})")
-        if self.weight == 1.0:
-            parts.append("no blur")
-        elif self.weight == 0.0:
-            parts.append(f"replaced by a Gaussian blur sigma {self.sigma:g}")
-        else:
-            parts.append(f"{1 - self.weight:.1f} x Gaussian blur sigma {self.sigma:g} mixed in")
-        return "; ".join(parts) + f" ({self.method}, estimated error {self.risk:.3g})"
-
-
 def noise_autocorrelation(correlation: float) -> np.ndarray:
     """Autocorrelation at lags -2..2 of the noise model behind :func:`~napari_mpid.core.noise.estimate_noise`.
 
@@ -344,85 +149,6 @@ def blur_slope(sigma: float, correlation: float) -> float:
     return float(np.dot(g[r - 2 : r + 3], noise_autocorrelation(correlation)) ** 2)
 
 
-def finish(
-    noisy: np.ndarray,
-    filled: np.ndarray,
-    held_out: np.ndarray,
-    noise: NoiseEstimate,
-    filled_slope: float | None = None,
-) -> tuple[np.ndarray, Finish]:
-    """The best self-calibrated result from a filled plane, its noisy input and a blur.
-
-    Noise independent between pixels (lag-1 correlation below
-    :data:`CORRELATED`): the filled plane is first fused with the noisy pixel
-    (:func:`fuse`), then mixed with a Gaussian blur, weight and width chosen
-    by Stein's unbiased risk estimate on the held-out pixels: for an
-    estimate ``f`` whose value at a pixel depends on that pixel's noise with
-    slope ``d``, ``E|f - clean|^2 = E|f - noisy|^2 - var + 2 d var`` (the
-    filled plane's slope is 0 there, the fused one's ``1 - w``, a blur's the
-    kernel's centre weight). The unfused plane mixed with J-invariant blurs
-    (:func:`blend`) competes too, its held-out score less the noise variance
-    being an estimate of the same error.
-
-    Correlated noise: no fusion (the prediction already follows the noise
-    of its neighbours, which is correlated with the pixel's own); mixtures of
-    the filled plane and blurs ranked by the same risk estimate, with the
-    slopes taken against correlated noise: the blurs' from the noise model
-    (:func:`blur_slope`), the filled plane's measured by the caller
-    (``filled_slope``, see :meth:`~napari_mpid.core.filling.IterativeFiller.probe_slope`).
-    Without it, :func:`blend`.
-    """
-    if noise.correlation >= CORRELATED:
-        if filled_slope is None:
-            mixed, choice = blend(noisy, filled, held_out, noise.correlation)
-            return mixed, Finish(None, choice.weight, choice.sigma, choice.score, "held-out score, correlated noise")
-        mu = filled[:, held_out]
-        x = noisy[:, held_out]
-        variance = noise.variance(mu)
-        best, blurred_cache = None, {}
-        for sigma in BLUR_SIGMAS:
-            blurred = np.stack([_convolve_separable(c, _gaussian_kernel(sigma)) for c in noisy])
-            blurred_cache[sigma] = blurred
-            b, slope_b = blurred[:, held_out], blur_slope(sigma, noise.correlation)
-            for w in WEIGHTS:
-                slope = w * filled_slope + (1 - w) * slope_b
-                risk = float(np.mean((w * mu + (1 - w) * b - x) ** 2 - variance + 2 * slope * variance))
-                if best is None or risk < best[0]:
-                    best = (risk, float(w), sigma)
-        risk, weight, sigma = best
-        result = filled if weight == 1.0 else weight * filled + (1 - weight) * blurred_cache[sigma]
-        return result, Finish(None, weight, sigma, risk, "risk estimate for correlated noise")
-    fused, fusion = fuse(noisy, filled, held_out, noise)
-    mu = filled[:, held_out]
-    x = noisy[:, held_out]
-    f = fused[:, held_out]
-    variance = noise.variance(mu)
-    slope_fused = 1.0 - np.interp(mu, fusion.levels, fusion.weights)
-    best = None
-    blurred_cache = {}
-    for sigma in BLUR_SIGMAS:
-        g = _gaussian_kernel(sigma)
-        centre = float(g[len(g) // 2] ** 2)
-        blurred = np.stack([_convolve_separable(c, g) for c in noisy])
-        blurred_cache[sigma] = blurred
-        b = blurred[:, held_out]
-        for w in WEIGHTS:
-            estimate = w * f + (1 - w) * b
-            slope = w * slope_fused + (1 - w) * centre
-            risk = float(np.mean((estimate - x) ** 2 - variance + 2 * slope * variance))
-            if best is None or risk < best[0]:
-                best = (risk, float(w), sigma)
-    risk, weight, sigma = best
-    # The filled plane without fusion, mixed with J-invariant blurs: its held-out
-    # score estimates the error plus the noise variance, SURE the error alone.
-    unfused, plain = blend(noisy, filled, held_out, noise.correlation)
-    plain_risk = plain.score - float(np.mean(variance))
-    if plain_risk < risk:
-        return unfused, Finish(None, plain.weight, plain.sigma, plain_risk, "held-out score, no fusion")
-    result = fused if weight == 1.0 else weight * fused + (1 - weight) * blurred_cache[sigma]
-    return result, Finish(fusion, weight, sigma, risk, "Stein's unbiased risk estimate on held-out pixels")
-
-
 def correlated_field(shape: tuple[int, ...], correlation: float, generator: torch.Generator, device) -> torch.Tensor:
     """Unit-variance noise ``(B, C, H, W)``, the same in every channel, with the autocorrelation of
     :func:`noise_autocorrelation` (white noise blurred by [s, 1, s] along each axis)."""
@@ -438,11 +164,10 @@ def correlated_field(shape: tuple[int, ...], correlation: float, generator: torc
 
 @dataclass(frozen=True)
 class Combination:
-    """How :func:`combine` mixed J-invariant predictions of a plane (and whether it fused the noisy pixel)."""
+    """How :func:`combine` mixed the predictions of a plane, with its estimated error."""
 
     weights: dict[str, float]
     offset: float
-    fusion: Fusion | None
     held_out_error: float
     #: Candidates left out because they reproduce the plane's own noise (e.g. a duplicated frame).
     rejected: tuple[str, ...] = ()
@@ -462,8 +187,6 @@ class Combination:
         text = f"risk-minimising mix, {where} (estimated error {self.held_out_error:.3g}): {shown}"
         if self.rejected:
             text += f"; left out as not independent of the plane's noise: {', '.join(self.rejected)}"
-        if self.fusion is not None:
-            text += f"; fused with the noisy pixel ({self.fusion.describe()})"
         return text
 
 
@@ -650,4 +373,4 @@ def combine(
         offset = (share * a + 1 - share) * plane_offset
         risk = plane_risk - share * gain
     evidence_found = gain / error if error > 0 else 0.0
-    return mixed, Combination(weights, offset, None, risk, rejected, evidence_found, used)
+    return mixed, Combination(weights, offset, risk, rejected, evidence_found, used)

@@ -280,7 +280,7 @@ class IterativeFiller:
         held-out predictions then comes from neighbours whose noise is
         correlated with theirs. Returns ``mean(change * delta) /
         mean(delta^2)`` over the held-out pixels, the slope that
-        :func:`~napari_mpid.core.auto.finish` needs.
+        :func:`~napari_mpid.core.auto.combine` needs.
         """
         from .auto import correlated_field
 
