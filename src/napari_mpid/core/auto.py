@@ -372,5 +372,4 @@ def combine(
         weights["noisy"] += share * b
         offset = (share * a + 1 - share) * plane_offset
         risk = plane_risk - share * gain
-    evidence_found = gain / error if error > 0 else 0.0
-    return mixed, Combination(weights, offset, risk, rejected, evidence_found, used)
+    return mixed, Combination(weights, offset, risk, rejected, float(t) if np.isfinite(t) else 0.0, used)

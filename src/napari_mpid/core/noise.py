@@ -20,15 +20,16 @@ both without a clean reference:
    few of its eigen-directions, pixel-independent noise adds its variance
    to all of them, so the smallest eigenvalues measure the noise (the idea
    of Chen, Zhu & Heng, ICCV 2015). Correlated noise leaves far less than
-   its variance there (lag-1 0.44: 43 %, 0.51: 23 %, 0.61: 4 %, simulated
-   with :func:`correlated_noise`); where the patches hold more than
+   its variance there (lag-1 0.37: 59 %, 0.51: 20 %, 0.61: 12 %, 0.70: 1 %,
+   simulated with :func:`correlated_noise`, benchmarks/noise_estimate.py);
+   where the patches hold more than
    :data:`SPECTRAL_FLOOR` of the blocks' level, the noise is taken as
    pixel-independent, with the patch variance (or the blocks' level if
-   lower). One plane cannot tell weakly correlated noise from texture: FMD
-   confocal planes measure lag-1 0.19 as single captures and 0.49 as means
-   of 8, which only texture explains.
+   lower). One plane cannot tell weakly correlated noise from texture: on
+   FMD confocal crops the blocks measure a lag-1 of 0.07-0.31 in single
+   captures and 0.27-0.58 in means of 8, which only texture explains.
 
-Numpy only; about 30 ms for a 512x512 plane.
+Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py).
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ PATCH = 6
 MAX_PATCHES = 1 << 16
 #: Correlated noise of lag-1 >~ 0.5 leaves less than this share of its variance in the
 #: patches' smallest eigenvalues, and is measured by the blocks alone; a plane whose
-#: patches hold more is taken to have pixel-independent noise (FMD wide-field: 0.07-0.12,
-#: confocal and two-photon: 0.33-1.0 from single captures to means of 8).
+#: patches hold more is taken to have pixel-independent noise (FMD wide-field: 0.08-0.12,
+#: confocal 0.33-1.15, two-photon 0.62-0.88 from single captures to means of 8;
+#: benchmarks/noise_estimate.py).
 SPECTRAL_FLOOR = 0.2
 
 
