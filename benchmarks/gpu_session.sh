@@ -1,29 +1,52 @@
 #!/usr/bin/env bash
-# Everything this project measures on a GPU, in one device call of < 10 minutes,
-# most important first (a call stopped at its limit still returns what is in $OUT).
-# Prepare on the CPU machine first: bash scripts/device_prepare.sh
-# The device image has torch, numpy, scipy, scikit-image, tifffile, tqdm and pytest.
+# What this project measures on a GPU, in one device call of < 10 minutes, most
+# important first. Every step has its own time limit, writes its log under bench_out/
+# and is packed into $OUT/gpu_results.tar at once, so a call stopped at its limit
+# still returns every finished step (a call returns at most 8 files).
+# Prepare on the CPU machine first: bash scripts/device_prepare.sh, then
+#   run(command="bash benchmarks/gpu_session.sh", carry=[".device"], timeout_s=590)
+# The device image has torch, numpy, scipy, scikit-image, tifffile and pytest.
+# DEVICE=cpu LIMIT=1 bash benchmarks/gpu_session.sh is a dry run of the script here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=src MPID_EVAL_DIR=.device/eval
-OUT=${OUT:-bench_out}; mkdir -p "$OUT"
-PY=python3
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
-# 1. CUDA-graph replay equals eager (and the rest of the core tests, on CUDA where they use it).
-$PY -m pytest -q -p no:cacheprovider tests/core/test_cuda_graphs.py 2>&1 | tail -n 5 | tee "$OUT/tests.txt"
-# 2. Speed: eager vs graphs, fp32 vs bf16, plane-by-plane vs stack mode, peak memory.
-$PY benchmarks/speed.py --device cuda --sizes 256 512 1024 --iterations 50 --rounds 3 \
-    --variants "eager fp32" "bf16 channels_last" "fp32 channels_last graph" "bf16 channels_last graph" \
-    --stacks 8 32 --stack-variants "bf16 channels_last" "bf16 channels_last graph" --json "$OUT/speed.json" 2>&1 | tee "$OUT/speed.txt"
-# 3. Quality on full FMD images (12 first captures): ours vs authors vs random, both presets.
-R=.device/ckpts/imgnet_80_95_singlechannel_skip.pth
-for m in real-noise "$R" random-init:1:single; do
-  tag=$(basename "$m" .pth | tr ':' '_')
-  for p in fast quality; do
-    $PY benchmarks/eval_quality.py fmd --model "$m" --preset $p --device cuda --json "$OUT/fmd_${p}_${tag}.json" 2>&1 | tail -n 1
-  done
+export PYTHONPATH=src MPID_EVAL_DIR=.device/eval PYTHONUNBUFFERED=1
+DEVICE=${DEVICE:-cuda}
+T=${THREADS:-8}
+R=bench_out/gpu; mkdir -p "$R"
+OUT=${OUT:-bench_out/gpu_out}; mkdir -p "$OUT"
+LIM=(); [ -n "${LIMIT:-}" ] && LIM=(--limit "$LIMIT")
+pack() { tar -cf "$OUT/gpu_results.tar" -C "$R" .; }
+step() {  # step SECONDS NAME COMMAND...: run with a time limit, log to $R/NAME.txt
+  local seconds=$1 name=$2; shift 2
+  echo "== $name ($(date -u +%T))"
+  timeout "$seconds" "$@" 2>&1 | tee "$R/$name.txt"
+  pack
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; python3 -c "import torch; print(torch.__version__)"; nproc; } | tee "$R/machine.txt"
+pack
+# 1. The core tests that use CUDA when it is there (CUDA graphs, context filling, stack mode).
+step 100 tests python3 -m pytest -q -p no:cacheprovider tests/core/test_cuda_graphs.py \
+    tests/core/test_context.py tests/core/test_stacked.py
+# 2. Issue 10 on the GPU: the Z-stacks at defaults (time and PSNR), then the FMD stacks.
+for s in pollen neuron; do
+  step 90 "stacks_$s" python3 benchmarks/stacks.py $s --preset auto --device "$DEVICE" --threads "$T" \
+      --json "$R/stacks_${s}_auto.json"
 done
-# 4. CSet9 sigma 25, fast, full images.
-for m in pixel-independent .device/ckpts/imgnet_30_multchannel_skip.pth; do
-  $PY benchmarks/eval_quality.py cset9 --model "$m" --mask-ratio 0.3 --device cuda --json "$OUT/cset9_fast_$(basename "$m" .pth).json" 2>&1 | tail -n 1
+# 3. Issue 12 on the GPU: the noise ladder at defaults (auto) beside the fast preset.
+for level in raw avg2 avg4 avg8; do
+  step 80 "ladder_$level" python3 benchmarks/ladder.py --levels $level --presets auto fast --device "$DEVICE" \
+      --threads "$T" "${LIM[@]}" --json "$R/ladder_$level.json"
 done
+for s in static drift unrelated; do
+  step 80 "stacks_$s" python3 benchmarks/stacks.py $s --preset auto --device "$DEVICE" --threads "$T" \
+      "${LIM[@]}" --json "$R/stacks_${s}_auto.json"
+done
+# 4. Speed at sizes and stack lengths not measured yet.
+step 70 speed python3 benchmarks/speed.py --device "$DEVICE" --sizes 1024 --iterations 30 --rounds 2 \
+    --variants "fp32 channels_last graph" "bf16 channels_last graph" \
+    --stacks 32 --stack-variants "fp32 channels_last graph" --json "$R/speed.json"
+# 5. The authors' weights on the raw ladder (does our bundled model hold auto back?).
+step 80 ladder_raw_ref python3 benchmarks/ladder.py --levels raw --presets auto \
+    --model .device/ckpts/imgnet_80_95_singlechannel_skip.pth --device "$DEVICE" --threads "$T" "${LIM[@]}" \
+    --json "$R/ladder_raw_ref.json"
+echo "== done ($(date -u +%T))"
