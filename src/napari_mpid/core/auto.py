@@ -221,20 +221,51 @@ def neighbour_candidates(
     return out
 
 
-def _nonnegative_quadratic(gram: np.ndarray, linear: np.ndarray, free: int, sweeps: int = 300) -> np.ndarray:
-    """argmin of ``b' G b / 2 - b' h`` with ``b >= 0`` but for the entries from ``free`` on (coordinate descent)."""
-    b = np.zeros(len(linear))
-    diagonal = np.maximum(np.diag(gram), 1e-30)
-    for _ in range(sweeps):
-        largest = 0.0
-        for i in range(len(b)):
-            value = b[i] + (linear[i] - gram[i] @ b) / diagonal[i]
-            if i < free:
-                value = max(value, 0.0)
-            largest = max(largest, abs(value - b[i]))
-            b[i] = value
-        if largest < 1e-10:
+def _nonnegative_quadratic(gram: np.ndarray, linear: np.ndarray, free: int) -> np.ndarray:
+    """argmin of ``b' G b / 2 - b' h`` with ``b >= 0`` but for the entries from ``free`` on.
+
+    Exact, by the active-set method of Lawson and Hanson written for the
+    quadratic form: entries join the passive (unconstrained) set one at a
+    time where the gradient says the objective would fall, and leave it when
+    the unconstrained solution on that set would turn them negative. The
+    blurs of one plane are nearly collinear, so a coordinate descent (used
+    before session 5) could stop far from the minimum within any fixed
+    number of sweeps, the more so the further the plane's intensities are
+    from zero (on neuron planes scaled to [0, 1] it left 1.6 dB).
+    """
+    n = len(linear)
+    constrained = np.arange(n) < free
+    passive = ~constrained
+    scale = max(float(np.abs(linear).max()), float(np.abs(np.diag(gram)).max()), 1e-300)
+    tolerance = 1e-12 * scale
+
+    def solve(active: np.ndarray) -> np.ndarray:
+        out = np.zeros(n)
+        index = np.flatnonzero(active)
+        if len(index):
+            out[index] = np.linalg.lstsq(gram[np.ix_(index, index)], linear[index], rcond=None)[0]
+        return out
+
+    b = solve(passive)
+    for _ in range(3 * n + 10):
+        gradient = linear - gram @ b
+        entering = constrained & ~passive & (gradient > tolerance)
+        if not entering.any():
             break
+        passive[np.flatnonzero(entering)[np.argmax(gradient[entering])]] = True
+        for _ in range(3 * n + 10):
+            trial = solve(passive)
+            negative = passive & constrained & (trial <= 0)
+            if not negative.any():
+                b = trial
+                break
+            # Step from b towards the trial solution until the first entry reaches zero.
+            index = np.flatnonzero(negative)
+            step = float(np.min(b[index] / np.maximum(b[index] - trial[index], 1e-300)))
+            b = b + step * (trial - b)
+            leaving = constrained & passive & (b <= tolerance)
+            b[leaving] = 0.0
+            passive &= ~leaving
     return b
 
 
