@@ -205,7 +205,6 @@ class IterativeFiller:
             self.cuda_graph
             and keep_masks is None
             and record is None
-            and holdout is None
             and cuda_graphs_supported(image.device, [generator] if generator is not None else [])
         )
         optimizer = adam_for(net.parameters(), self.learning_rate, image.device, capture)
@@ -214,6 +213,10 @@ class IterativeFiller:
         keep = torch.empty(mask_shape, device=image.device)
         self.running_average = ybar
         self.validation = torch.zeros(iterations, device=image.device) if holdout is not None else None
+        # Held-out bookkeeping on the device (beta**t and the last score), so that an
+        # iteration with held-out pixels can be captured as a CUDA graph too.
+        self._decay = torch.ones((), device=image.device)
+        score = torch.zeros((), device=image.device)
         if holdout is not None:
             visible = 1.0 - holdout.to(image.device, torch.float32)
             counted = holdout.to(image.device, image.dtype).expand_as(image)
@@ -235,9 +238,9 @@ class IterativeFiller:
             with torch.no_grad():
                 ybar.copy_(update_running_average(ybar, prediction, keep, self.beta))
                 if holdout is not None:
-                    self._updates = t + 1
-                    corrected = self.held_out_average()
-                    self.validation[t] = ((corrected - image).square() * counted).sum() * weight
+                    self._decay.mul_(self.beta)
+                    corrected = self._corrected(ybar, self._decay)
+                    score.copy_(((corrected - image).square() * counted).sum() * weight)
             if record is not None:
                 if t == 0:
                     record["first_output"] = prediction.detach().clone()
@@ -249,7 +252,15 @@ class IterativeFiller:
             optimizer.step()
             t += 1
 
-        yield from run_steps(step, iterations, capture=capture, generators=[generator] if capture else [])
+        for done in run_steps(step, iterations, capture=capture, generators=[generator] if capture else []):
+            if holdout is not None:  # outside the captured graph: the step's index changes
+                self._updates = done
+                self.validation[done - 1].copy_(score)
+            yield done
+
+    def _corrected(self, ybar: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+        corrected = (ybar - decay * self._image) / (1.0 - decay)
+        return torch.where(self._holdout.expand_as(ybar) > 0, corrected, ybar)
 
     def held_out_average(self) -> torch.Tensor:
         """The running average with the noisy image's remaining share removed at held-out pixels.
@@ -262,9 +273,7 @@ class IterativeFiller:
         ybar = self.running_average
         if self._holdout is None or self._updates == 0:
             return ybar
-        decay = self.beta**self._updates
-        corrected = (ybar - decay * self._image) / (1.0 - decay)
-        return torch.where(self._holdout.expand_as(ybar) > 0, corrected, ybar)
+        return self._corrected(ybar, self._decay)
 
     @torch.no_grad()
     def probe_slope(
