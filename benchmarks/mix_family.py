@@ -1,0 +1,133 @@
+"""How much the all-pixel mix of the auto preset leaves on the table, and why its weights stay non-negative.
+
+Stage 1 of :func:`~napari_mpid.core.auto.combine` mixes the noisy plane, its
+Gaussian blurs and (for stacks) means of other planes by Stein's unbiased
+risk estimate (SURE) with non-negative weights. This script compares, on the
+same inputs and with the same noise estimate and candidates (neighbours of
+context 1, and all other frames of FMD's 4-frame series, duplicates left out
+as ``combine`` does), that mix with:
+
+- ``signed``: the unconstrained SURE minimiser (weights of any sign: sums
+  of blurs with alternating signs make sharper low-pass filters);
+- ``ridge``: the unconstrained minimiser with a ridge of 1e-3 of the
+  Gram matrix's diagonal;
+- ``oracle``: the least-squares fit of the same candidates to the clean
+  plane (an upper bound for any choice of weights, Z-stacks only).
+
+The network plays no part (stage 1 does not use it), so this runs in a few
+minutes. Data and scoring as benchmarks/stacks.py (neuron, pollen, static,
+drift, unrelated) and benchmarks/ladder.py (FMD 128x128 crops, raw/avg2/
+avg4/avg8, score relative to the per-image oracle blur over sigma 0.5-2).
+
+    python benchmarks/mix_family.py --json benchmarks/results/mix_family_s5.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from napari_mpid.core.auto import (
+    COMBINE_SIGMAS,
+    NOT_INDEPENDENT,
+    _convolve_separable,
+    _gaussian_kernel,
+    _nonnegative_quadratic,
+    blur_slope,
+    neighbour_candidates,
+)
+from napari_mpid.core.noise import estimate_noise
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stacks import load
+
+EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
+CROP = (slice(192, 320), slice(192, 320))
+RIDGE = 1e-3
+
+
+def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)))
+
+
+def mixes(noisy: np.ndarray, others: dict[str, np.ndarray], clean: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The stage-1 mix of one plane ``(H, W)`` in [0, 1] with each weight rule."""
+    noise = estimate_noise(noisy)
+    level = float(np.mean(noise.variance(noisy)))
+    others = {k: c for k, c in others.items() if float(np.mean((c - noisy) ** 2)) >= NOT_INDEPENDENT * level}
+    variance = min([level, *(float(np.mean((c - noisy) ** 2)) for c in others.values())])
+    rho = max(noise.correlation, 0.0)
+    columns = (
+        [noisy] + [_convolve_separable(noisy, _gaussian_kernel(s)) for s in COMBINE_SIGMAS] + list(others.values())
+    )
+    slopes = np.array([1.0, *(blur_slope(s, rho) for s in COMBINE_SIGMAS), *([0.0] * len(others)), 0.0])
+    x = noisy.ravel()
+    design = np.stack([c.ravel() for c in columns] + [np.ones(x.size)], axis=1)
+    gram, linear = design.T @ design / x.size, design.T @ x / x.size - variance * slopes
+    ridge = RIDGE * np.diag(np.diag(gram)) * np.r_[np.ones(len(columns)), 0.0]
+    weights = {
+        "non-negative (shipped)": _nonnegative_quadratic(gram, linear, free=len(columns)),
+        "signed": np.linalg.lstsq(gram, linear, rcond=None)[0],
+        "ridge": np.linalg.solve(gram + ridge, linear),
+    }
+    if clean is not None:
+        weights["oracle"] = np.linalg.lstsq(design, clean.ravel(), rcond=None)[0]
+    return {k: (design @ w).reshape(noisy.shape) for k, w in weights.items()}
+
+
+def stacks(dataset: str) -> dict[str, float]:
+    scores: dict[str, list[float]] = {}
+    for item in load(dataset):
+        noisy = item["noisy"].astype(np.float64)
+        scale = 255.0 if item["noisy"].dtype == np.uint8 else 1.0
+        planes = noisy / scale
+        for j in item["scored"]:
+            found = neighbour_candidates(lambda i, planes=planes: planes[i][None], len(planes), j, 1)
+            others = {k: c[0] for k, c in found.items()}
+            zstack = dataset in ("neuron", "pollen")
+            for k, m in mixes(planes[j], others, item["clean"][j] if zstack else None).items():
+                scores.setdefault(k, []).append(psnr(m, item["clean"][j]))
+    found = {k: float(np.mean(v)) for k, v in scores.items()}
+    print(dataset, {k: round(v, 2) for k, v in found.items()}, flush=True)
+    return found
+
+
+def ladder(level: str) -> dict[str, float]:
+    root = EVAL / "fmd_test_mix"
+    rows: dict[str, list[float]] = {}
+    oracles = []
+    for path in sorted((root / "raw").glob("*_1.png")):
+        full = np.asarray(Image.open(root / level / path.name).convert("L")).astype(np.float64) / 255.0
+        gt = np.asarray(Image.open(root / "gt" / path.name).convert("L")).astype(np.float64)[CROP] / 255.0
+        oracle = max(psnr(gaussian_filter(full, s)[CROP], gt) for s in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0))
+        oracles.append(oracle)
+        for k, m in mixes(full[CROP], {}, None).items():
+            rows.setdefault(k, []).append(psnr(m, gt) - oracle)
+    found = {"oracle blur": float(np.mean(oracles))}
+    for k, v in rows.items():
+        found[k] = float(np.mean(oracles) + np.mean(v))
+        found[k + ", worst vs oracle blur"] = float(np.min(v))
+    print(level, {k: round(v, 2) for k, v in found.items()}, flush=True)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    out = {d: stacks(d) for d in ("neuron", "pollen", "static", "drift", "unrelated")}
+    out.update({f"ladder {level}": ladder(level) for level in ("raw", "avg2", "avg4", "avg8")})
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
