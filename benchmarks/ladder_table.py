@@ -79,6 +79,19 @@ def main(paths: list[str]) -> int:
         print("| mean | " + " | ".join(cells) + " |")
         worst = [f"{p} {min(r[p] - oracle(r, ISSUE_MAX_SIGMA) for r in rows):+.2f}" for p in shown]
         print(f"\nWorst image against its own oracle blur (0.5-2): {', '.join(worst)} dB.")
+        if all("blur gain-matched" in r for r in rows):
+            for p in shown:
+                if not all(p + " gain-matched" in r for r in rows):
+                    continue
+                below = []
+                for r in rows:
+                    matched = max(v for s, v in r["blur gain-matched"].items() if float(s) <= ISSUE_MAX_SIGMA)
+                    if r[p] - oracle(r, ISSUE_MAX_SIGMA) < -0.3:
+                        below.append(
+                            f"{r['image'].removesuffix('_1.png')} {r[p] - oracle(r, ISSUE_MAX_SIGMA):+.2f} "
+                            f"(gain-matched {r[p + ' gain-matched'] - matched:+.2f}, capture gain {r['capture gain']:.2f})"
+                        )
+                print(f"{p}, more than 0.3 dB below the oracle: {'; '.join(below) or 'none'}.")
     print("\nSources: " + "; ".join(sources))
     return 0
 
