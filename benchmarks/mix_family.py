@@ -1,18 +1,27 @@
-"""How much the all-pixel mix of the auto preset leaves on the table, and why its weights stay non-negative.
+"""How much the all-pixel mix of the auto preset leaves on the table, and which weight rules hold up.
 
 Stage 1 of :func:`~napari_mpid.core.auto.combine` mixes the noisy plane, its
 Gaussian blurs and (for stacks) means of other planes by Stein's unbiased
-risk estimate (SURE) with non-negative weights. This script compares, on the
-same inputs and with the same noise estimate and candidates (neighbours of
-context 1, and all other frames of FMD's 4-frame series, duplicates left out
-as ``combine`` does), that mix with:
+risk estimate (SURE). This script compares, on the same inputs and with the
+same noise estimate and candidates (neighbours of context 1, and all other
+frames of FMD's 4-frame series, duplicates left out as ``combine`` does):
 
+- ``shipped``: :func:`~napari_mpid.core.auto.plane_mix` as it is;
+- ``global``: one non-negative weight per candidate for the whole plane
+  (the rule up to session 4);
 - ``signed``: the unconstrained SURE minimiser (weights of any sign: sums
   of blurs with alternating signs make sharper low-pass filters);
 - ``ridge``: the unconstrained minimiser with a ridge of 1e-3 of the
   Gram matrix's diagonal;
-- ``oracle``: the least-squares fit of the same candidates to the clean
-  plane (an upper bound for any choice of weights, Z-stacks only).
+- ``all varying``: every weight a linear function of the local intensity
+  (the sigma-2 blur), ``w_k = a_k + b_k * p`` (``a_k >= 0``), chosen by the
+  heteroscedastic SURE (per-pixel noise variance from the noise-level
+  line, scaled to the plane's level; the divergence of the ``p *
+  candidate`` terms includes the blur's own centre weight), for planes
+  whose noise is taken as white; the shipped rule lets only the terms of
+  :data:`~napari_mpid.core.auto.VARYING` vary;
+- ``oracle``: the least-squares fit of the global family to the clean
+  plane (an upper bound for its weights, Z-stacks only).
 
 The network plays no part (stage 1 does not use it), so this runs in a few
 minutes. Data and scoring as benchmarks/stacks.py (neuron, pollen, static,
@@ -36,12 +45,14 @@ from scipy.ndimage import gaussian_filter
 
 from napari_mpid.core.auto import (
     COMBINE_SIGMAS,
+    CORRELATED,
     NOT_INDEPENDENT,
     _convolve_separable,
     _gaussian_kernel,
     _nonnegative_quadratic,
     blur_slope,
     neighbour_candidates,
+    plane_mix,
 )
 from napari_mpid.core.noise import estimate_noise
 
@@ -73,13 +84,39 @@ def mixes(noisy: np.ndarray, others: dict[str, np.ndarray], clean: np.ndarray | 
     gram, linear = design.T @ design / x.size, design.T @ x / x.size - variance * slopes
     ridge = RIDGE * np.diag(np.diag(gram)) * np.r_[np.ones(len(columns)), 0.0]
     weights = {
-        "non-negative (shipped)": _nonnegative_quadratic(gram, linear, free=len(columns)),
+        "global": _nonnegative_quadratic(gram, linear, free=len(columns)),
         "signed": np.linalg.lstsq(gram, linear, rcond=None)[0],
         "ridge": np.linalg.solve(gram + ridge, linear),
     }
     if clean is not None:
         weights["oracle"] = np.linalg.lstsq(design, clean.ravel(), rcond=None)[0]
-    return {k: (design @ w).reshape(noisy.shape) for k, w in weights.items()}
+    out = {"shipped": plane_mix(noisy[None], noise, variance, {k: c[None] for k, c in others.items()})[0][0]}
+    out.update({k: (design @ w).reshape(noisy.shape) for k, w in weights.items()})
+    if noise.correlation < CORRELATED:
+        out["all varying"] = varying(noisy, columns, slopes[:-1], noise, variance)
+    else:
+        out["all varying"] = out["global"]
+    return out
+
+
+def varying(noisy: np.ndarray, columns: list, centre: np.ndarray, noise, variance: float) -> np.ndarray:
+    """The mix with weights linear in the local intensity, by the heteroscedastic SURE (see module doc)."""
+    kernel = _gaussian_kernel(2.0)
+    pilot = _convolve_separable(noisy, kernel)
+    p = (pilot - pilot.mean()).ravel()
+    x = noisy.ravel()
+    n, k = x.size, len(columns)
+    pixel_variance = noise.variance(x)
+    pixel_variance = pixel_variance * (variance / pixel_variance.mean())
+    flat = [c.ravel() for c in columns]
+    design = np.stack(flat + [np.ones(n)] + [p * c for c in flat], axis=1)
+    own = kernel[len(kernel) // 2] ** 2  # the pilot's weight on the pixel itself
+    divergence = np.stack(
+        [np.full(n, d) for d in centre] + [np.zeros(n)] + [own * c + p * d for c, d in zip(flat, centre)], axis=1
+    )
+    linear = design.T @ x / n - (pixel_variance[:, None] * divergence).mean(axis=0)
+    weights = _nonnegative_quadratic(design.T @ design / n, linear, free=k)
+    return (design @ weights).reshape(noisy.shape)
 
 
 def stacks(dataset: str) -> dict[str, float]:

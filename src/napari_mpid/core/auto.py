@@ -32,6 +32,7 @@ from .noise import NoiseEstimate
 __all__ = [
     "HOLDOUT_FRACTION",
     "NEIGHBOUR_SIGMAS",
+    "VARYING",
     "Combination",
     "EarlyStop",
     "blur_slope",
@@ -56,6 +57,12 @@ COMBINE_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 #: session 5) let the mix reproduce a static series' best baseline, the mean of the frames
 #: blurred by 0.75: +0.12 dB on FMD static in the all-pixel stage, +0.01 on the Z-stacks.
 NEIGHBOUR_SIGMAS = (0.5, 0.75, 1.0, 2.0)
+#: Terms of :func:`plane_mix` whose weight may change linearly with the local intensity
+#: (pixel-independent noise only). Session 5, stage 1 replayed without the network
+#: (benchmarks/mix_family.py): +0.35 dB on pollen, +0.2 on neuron, +0.03-0.14 on the FMD
+#: series and +0.05-0.13 on the noise ladder; varying every term instead gained a little more
+#: on the Z-stacks but lost 0.16 on drift and up to 0.35 dB per image on the ladder.
+VARYING = ("noisy", "blur 1", "blur 2")
 #: A J-invariant candidate whose held-out error is below this fraction of the
 #: estimated noise variance is taken to share the plane's noise and left out
 #: (the estimate can be ~2x too high on textured planes, hence the margin).
@@ -287,21 +294,53 @@ def plane_mix(
     times less noisy than on the 4 % held out, which matters on small planes
     (a 128x128 crop holds out ~650). The mix of this plane's blurs and of
     blurred neighbours spans 3-D blurs, and the mean of a static series and
-    its blurs. Returns the mixture, its slope and the weights (non-negative;
-    the "offset" is free).
+    its blurs.
+
+    For pixel-independent noise, the weights of the noisy plane and of its
+    sigma-1 and sigma-2 blurs may also change linearly with the local
+    intensity (:data:`VARYING`): shot noise grows with the signal, so a dark
+    background wants more smoothing than bright structure. The risk is then
+    the heteroscedastic SURE, with every pixel's noise variance from the
+    noise-level line (scaled to ``variance``) and the divergence of the
+    intensity-weighted terms, which includes the local intensity's own
+    dependence on the pixel.
+
+    Returns the mixture, its slope (the mean divergence, weighted by the
+    pixels' noise variance relative to ``variance``) and the weights
+    (non-negative; the offset and the intensity terms are free).
     """
     rho = max(noise.correlation, 0.0)
     independent = independent or {}
     names = ["noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *independent]
     planes = [noisy] + [np.stack([_convolve_separable(c, _gaussian_kernel(s)) for c in noisy]) for s in COMBINE_SIGMAS]
     planes += list(independent.values())
-    slopes = np.array([1.0, *(blur_slope(s, rho) for s in COMBINE_SIGMAS), *([0.0] * len(independent)), 0.0])
+    slopes = [1.0, *(blur_slope(s, rho) for s in COMBINE_SIGMAS), *([0.0] * len(independent))]
     x = noisy.ravel()
-    design = np.stack([p.ravel() for p in planes] + [np.ones(x.size)], axis=1)
-    linear = design.T @ x / x.size - variance * slopes
-    coef = _nonnegative_quadratic(design.T @ design / x.size, linear, free=len(names))
-    mixed = sum(coef[i] * p for i, p in enumerate(planes)) + coef[-1]
-    return mixed, float(slopes @ coef), {k: float(coef[i]) for i, k in enumerate([*names, "offset"])}
+    n = x.size
+    columns = [p.ravel() for p in planes] + [np.ones(n)]
+    divergence = [np.full(n, d) for d in slopes] + [np.zeros(n)]
+    free_names = ["offset"]
+    pixel_variance = np.full(n, variance)
+    if rho < CORRELATED and VARYING:
+        kernel = _gaussian_kernel(2.0)
+        own = kernel[len(kernel) // 2] ** 2  # the local intensity's weight on the pixel itself
+        local = np.stack([_convolve_separable(c, kernel) for c in noisy]).ravel()
+        local -= local.mean()
+        line = np.asarray(noise.variance(x), dtype=np.float64)
+        if line.mean() > 0:
+            pixel_variance = line * (variance / line.mean())
+        for name in VARYING:
+            i = names.index(name)
+            columns.append(local * columns[i])
+            divergence.append(own * columns[i] + local * slopes[i])
+            free_names.append(f"{name} x intensity")
+    design = np.stack(columns, axis=1)
+    penalty = np.array([float(np.mean(pixel_variance * d)) for d in divergence])
+    linear = design.T @ x / n - penalty
+    coef = _nonnegative_quadratic(design.T @ design / n, linear, free=len(names))
+    mixed = (design @ coef).reshape(noisy.shape)
+    slope = float(penalty @ coef) / variance if variance > 0 else float(np.dot(slopes, coef[: len(slopes)]))
+    return mixed, slope, {k: float(coef[i]) for i, k in enumerate([*names, *free_names])}
 
 
 def combine(
@@ -364,6 +403,9 @@ def combine(
     others = dict(independent or {})
     everywhere = float(np.mean(noise.variance(noisy)))
     rejected += tuple(k for k, c in others.items() if float(np.mean((c - noisy) ** 2)) < NOT_INDEPENDENT * everywhere)
+    # Blurs of a rejected mean share its noise too; a light blur passes the test above
+    # (a sigma-0.5 blur of the plane itself keeps only ~40 % of its noise variance).
+    rejected += tuple(k for k in others if k not in rejected and any(k.startswith(f"{r}, ") for r in rejected))
     for k in rejected:
         all_candidates.pop(k, None)
         others.pop(k, None)
