@@ -189,8 +189,12 @@ class Combination:
     held_out_used: bool = False
 
     def describe(self) -> str:
-        ranked = sorted(self.weights.items(), key=lambda kv: -abs(kv[1]))
+        # The intensity terms are per unit of intensity, not comparable with the weights.
+        plain = {k: w for k, w in self.weights.items() if not k.endswith(" x intensity")}
+        ranked = sorted(plain.items(), key=lambda kv: -abs(kv[1]))
         shown = ", ".join(f"{name} {w:+.2f}" for name, w in ranked[:5])
+        if any(w != 0 for k, w in self.weights.items() if k.endswith(" x intensity")):
+            shown += " (these at mean intensity; they follow the local intensity)"
         where = (
             f"held-out mix, gain {self.evidence:.1f} standard errors"
             if self.held_out_used
