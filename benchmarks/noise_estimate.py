@@ -21,6 +21,10 @@ white content a reference holds (shot noise of the original acquisition
 or texture at the pixel scale), a noise estimate made on the noisy planes
 counts it as noise, and a denoiser removes what the reference keeps.
 
+And the drift series of benchmarks/stacks.py: frames shifted by half a
+pixel have interpolated, hence correlated, noise (lag-1 along the shift of
+the residual against the equally shifted gt), which the estimate misses.
+
     python benchmarks/noise_estimate.py [--json out.json]
 """
 
@@ -74,6 +78,7 @@ def main() -> int:
         print(f"{stack} estimate / truth, planes 5, 20, 30: {', '.join(f'{r:.2f}' for r in ratios)}")
     out["patch share"] = patch_shares(root, names)
     out["clean references"] = {stack: reference_noise(stack) for stack in ("neuron", "pollen")}
+    out["drift frames"] = drift_frames()
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
@@ -142,6 +147,27 @@ def reference_noise(stack: str) -> dict[str, float]:
     }
     print(f"{stack} clean reference: " + ", ".join(f"{k} {v:.3g}" for k, v in found.items()))
     return found
+
+
+def drift_frames() -> dict[str, list[float]]:
+    """Per frame k of the drift series: residual lag-1 along y against gt, and the estimated correlation."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from stacks import load
+
+    lag, found = [[] for _ in range(4)], [[] for _ in range(4)]
+    for item in load("drift"):
+        if item["name"].startswith("WideField"):  # correlated camera noise anyway
+            continue
+        for k in range(4):
+            frame, clean = item["noisy"][k].astype(np.float64) / 255.0, item["clean"][k]
+            residual = frame - clean * float((frame * clean).sum() / (clean * clean).sum())
+            lag[k].append(float(np.corrcoef(residual[1:].ravel(), residual[:-1].ravel())[0, 1]))
+            found[k].append(estimate_noise(frame).correlation)
+    out = {f"frame {k}": [float(np.median(lag[k])), float(np.median(found[k]))] for k in range(4)}
+    print("drift, confocal and two-photon, per frame: [residual lag-1 along y, estimated lag-1] medians:", out)
+    return out
 
 
 if __name__ == "__main__":

@@ -194,3 +194,18 @@ def test_intensity_dependent_weights_help_where_shot_noise_grows_with_the_signal
     error = lambda estimate: float(np.mean((estimate[0] - clean) ** 2))  # noqa: E731
     assert "noisy x intensity" in weights
     assert error(varying) < 0.95 * error(fixed)  # 0.90 with this seed
+
+
+def test_constant_noise_keeps_one_set_of_weights():
+    # Gaussian noise of one level everywhere: a noise-level line with a small spurious
+    # slope must not make the weights follow the intensity (CSet9's kodim03 lost 0.7 dB).
+    from napari_mpid.core.auto import plane_mix, signal_dependent
+
+    rng = np.random.default_rng(12)
+    clean = _smooth(96).astype(np.float64)
+    noisy = clean + rng.normal(0, 0.05, clean.shape)
+    noise = NoiseEstimate(0.05, 0.0, 0.002, 0.05**2 - 0.0006, 0.0)  # 1.3x from dark to bright
+    assert not signal_dependent(noise.variance(noisy))
+    _, _, weights = plane_mix(noisy[None], noise, 0.05**2)
+    assert not any(k.endswith("x intensity") for k in weights)
+    assert signal_dependent(np.array([0.001, 0.002, 0.004, 0.008, 0.016]))
