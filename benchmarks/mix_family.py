@@ -43,9 +43,9 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+import napari_mpid.core.auto as auto
 from napari_mpid.core.auto import (
     COMBINE_SIGMAS,
-    CORRELATED,
     NOT_INDEPENDENT,
     _convolve_separable,
     _gaussian_kernel,
@@ -90,33 +90,16 @@ def mixes(noisy: np.ndarray, others: dict[str, np.ndarray], clean: np.ndarray | 
     }
     if clean is not None:
         weights["oracle"] = np.linalg.lstsq(design, clean.ravel(), rcond=None)[0]
-    out = {"shipped": plane_mix(noisy[None], noise, variance, {k: c[None] for k, c in others.items()})[0][0]}
+    stacked = {k: c[None] for k, c in others.items()}
+    out = {"shipped": plane_mix(noisy[None], noise, variance, stacked)[0][0]}
     out.update({k: (design @ w).reshape(noisy.shape) for k, w in weights.items()})
-    if noise.correlation < CORRELATED:
-        out["all varying"] = varying(noisy, columns, slopes[:-1], noise, variance)
-    else:
-        out["all varying"] = out["global"]
+    # Every term follows the intensity: plane_mix with all its candidates' names in VARYING.
+    saved, auto.VARYING = auto.VARYING, ("noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *others)
+    try:
+        out["all varying"] = plane_mix(noisy[None], noise, variance, stacked)[0][0]
+    finally:
+        auto.VARYING = saved
     return out
-
-
-def varying(noisy: np.ndarray, columns: list, centre: np.ndarray, noise, variance: float) -> np.ndarray:
-    """The mix with weights linear in the local intensity, by the heteroscedastic SURE (see module doc)."""
-    kernel = _gaussian_kernel(2.0)
-    pilot = _convolve_separable(noisy, kernel)
-    p = (pilot - pilot.mean()).ravel()
-    x = noisy.ravel()
-    n, k = x.size, len(columns)
-    pixel_variance = noise.variance(x)
-    pixel_variance = pixel_variance * (variance / pixel_variance.mean())
-    flat = [c.ravel() for c in columns]
-    design = np.stack(flat + [np.ones(n)] + [p * c for c in flat], axis=1)
-    own = kernel[len(kernel) // 2] ** 2  # the pilot's weight on the pixel itself
-    divergence = np.stack(
-        [np.full(n, d) for d in centre] + [np.zeros(n)] + [own * c + p * d for c, d in zip(flat, centre)], axis=1
-    )
-    linear = design.T @ x / n - (pixel_variance[:, None] * divergence).mean(axis=0)
-    weights = _nonnegative_quadratic(design.T @ design / n, linear, free=k)
-    return (design @ weights).reshape(noisy.shape)
 
 
 def stacks(dataset: str) -> dict[str, float]:

@@ -21,6 +21,11 @@ white content a reference holds (shot noise of the original acquisition
 or texture at the pixel scale), a noise estimate made on the noisy planes
 counts it as noise, and a denoiser removes what the reference keeps.
 
+The spread of the noise-level line over a plane's pixels (variance at the
+90th over the 10th percentile) behind ``auto.SIGNAL_DEPENDENT``: FMD's
+confocal and two-photon crops, the Z-stacks' planes, and CSet9's crops
+with constant Gaussian noise (sigma 25, as benchmarks/eval_quality.py).
+
 And the drift series of benchmarks/stacks.py: frames shifted by half a
 pixel have interpolated, hence correlated, noise (lag-1 along the shift of
 the residual against the equally shifted gt), which the estimate misses.
@@ -79,6 +84,7 @@ def main() -> int:
     out["patch share"] = patch_shares(root, names)
     out["clean references"] = {stack: reference_noise(stack) for stack in ("neuron", "pollen")}
     out["drift frames"] = drift_frames()
+    out["noise-level spread"] = line_spreads(root, names)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
@@ -147,6 +153,35 @@ def reference_noise(stack: str) -> dict[str, float]:
     }
     print(f"{stack} clean reference: " + ", ".join(f"{k} {v:.3g}" for k, v in found.items()))
     return found
+
+
+def line_spreads(root: Path, names: list[str]) -> dict[str, list[float]]:
+    """Range (min, max) of the 90th/10th percentile ratio of the noise-level line per group of planes."""
+    import sys
+
+    from napari_mpid.core.noise import estimate_noise_channels
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_quality import load_cset9
+
+    def spread(plane: np.ndarray) -> float:
+        variance = estimate_noise_channels(plane).variance(plane.ravel())
+        return float(np.percentile(variance, 90) / max(float(np.percentile(variance, 10)), 1e-12))
+
+    groups: dict[str, list[float]] = {"FMD confocal and two-photon, raw-avg8": [], "neuron": [], "pollen": []}
+    for level in ("raw", "avg2", "avg4", "avg8"):
+        for name in names:
+            if not name.startswith("WideField"):  # correlated noise: no intensity-dependent weights
+                groups["FMD confocal and two-photon, raw-avg8"].append(spread(_png(root / level / name)))
+    for stack in ("neuron", "pollen"):
+        noisy = tifffile.imread(EVAL / "zstacks" / f"{stack}_noisy.tif").astype(np.float64)
+        groups[stack] = [spread(plane) for plane in noisy]
+    groups["CSet9, Gaussian sigma 25"] = [
+        spread(noisy.transpose(2, 0, 1).astype(np.float64)) for _, noisy, _ in load_cset9(128, 25.0)
+    ]
+    out = {k: [min(v), max(v)] for k, v in groups.items()}
+    print("noise-level line, variance at the 90th / 10th percentile of the pixels:", out)
+    return out
 
 
 def drift_frames() -> dict[str, list[float]]:

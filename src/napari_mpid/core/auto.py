@@ -57,13 +57,13 @@ CORRELATED = 0.45
 COMBINE_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 #: Blurs of the means of other planes (:func:`neighbour_candidates`). 0.5 and 0.75 (added in
 #: session 5) let the mix reproduce a static series' best baseline, the mean of the frames
-#: blurred by 0.75: +0.12 dB on FMD static in the all-pixel stage, +0.01 on the Z-stacks.
+#: blurred by 0.75 (their gain was measured in a replay that was not kept).
 NEIGHBOUR_SIGMAS = (0.5, 0.75, 1.0, 2.0)
 #: Terms of :func:`plane_mix` whose weight may change linearly with the local intensity
 #: (pixel-independent noise only). Session 5, stage 1 replayed without the network
-#: (benchmarks/mix_family.py): +0.35 dB on pollen, +0.2 on neuron, +0.03-0.14 on the FMD
+#: (benchmarks/mix_family.py): +0.35 dB on pollen, +0.27 on neuron, +0.03-0.14 on the FMD
 #: series and +0.05-0.13 on the noise ladder; varying every term instead gained a little more
-#: on the Z-stacks but lost 0.16 on drift and up to 0.35 dB per image on the ladder.
+#: on the Z-stacks but lost 0.16 on drift, and its worst ladder image fell 0.35 dB further.
 VARYING = ("noisy", "blur 1", "blur 2")
 #: Least ratio of the noise variance at the 90th and 10th percentile of a plane's pixels
 #: (from the noise-level line) for the weights to follow the intensity (:func:`signal_dependent`).
@@ -296,8 +296,9 @@ def signal_dependent(pixel_variance: np.ndarray) -> bool:
     The ratio of its 90th to its 10th percentile over the pixels must reach
     :data:`SIGNAL_DEPENDENT`. Session 5: 2.8-186 on fluorescence (FMD
     confocal and two-photon crops, neuron, pollen planes), 1.0-1.6 on CSet9
-    with constant Gaussian noise, where the line's small spurious slope
-    misled the intensity-dependent weights (kodim03 -0.7 dB).
+    with constant Gaussian noise (benchmarks/noise_estimate.py), where the
+    line's small spurious slope misled the intensity-dependent weights
+    (kodim03 -0.7 dB).
     """
     low = float(np.percentile(pixel_variance, 10))
     return low > 0 and float(np.percentile(pixel_variance, 90)) >= SIGNAL_DEPENDENT * low
