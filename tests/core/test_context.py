@@ -15,7 +15,7 @@ from napari_mpid.core.filling import forward
 from napari_mpid.core.network import network_input
 from napari_mpid.core.params import preset
 
-from .helpers import run
+from .helpers import filaments, run
 
 
 @pytest.mark.parametrize(
@@ -122,3 +122,62 @@ def test_context_prediction_follows_correlated_noise_of_its_own_plane_and_not_wh
     white, correlated = slope(0.0), slope(0.6)
     assert abs(white) < 0.1  # measured 0.03
     assert correlated > 0.3  # measured 0.90: at this mask ratio it nearly copies correlated noise
+
+
+def _copies(i: int, j: int) -> bool:
+    # Planes 0 and 1 of a 5-plane stack are one frame saved twice.
+    return {i, j} == {0, 1}
+
+
+@pytest.mark.parametrize(
+    "index, count, context, expected",
+    [
+        (0, 5, 1, [2, 2]),  # plane 1 repeats plane 0: the next plane out takes its place
+        (1, 5, 1, [2, 2]),  # reflected before plane 1 is plane 0 (a copy), then plane 1, then plane 2
+        (0, 5, 2, [3, 2, 2, 3]),
+        (2, 5, 1, [1, 3]),  # planes 0 and 1 are copies of each other, not of plane 2
+    ],
+)
+def test_neighbours_pass_over_copies_of_the_plane(index, count, context, expected):
+    found = neighbours(index, count, context, _copies)
+    assert found == expected
+    assert not any(_copies(index, j) for j in found)
+
+
+def test_neighbours_of_a_stack_of_one_repeated_plane_stay_the_plain_ones():
+    assert neighbours(0, 3, 1, lambda i, j: True) == neighbours(0, 3, 1)
+
+
+def _textured_frames(count: int, noise: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    clean = filaments()  # dense fine structure
+    return np.stack([clean + rng.normal(0, noise, clean.shape) for _ in range(count)]).astype(np.float32)
+
+
+def test_plane_cache_tells_a_copied_frame_from_an_independent_one():
+    from napari_mpid.core.context import PlaneCache
+
+    frames = _textured_frames(4, 0.005)  # weak noise under dense texture: the hard case
+    frames[2] = frames[0]
+    frames[3] = np.round(frames[1] * 255) / 255  # a copy saved again as 8 bit
+    cache = PlaneCache(lambda k: torch.from_numpy(frames[k])[None, None], 4, torch.device("cpu"), 2**24)
+    assert cache.twin(0, 2) and cache.twin(2, 0)
+    assert cache.twin(1, 3)
+    assert not cache.twin(0, 1) and not cache.twin(1, 2) and not cache.twin(0, 3)
+
+
+def test_a_copied_frame_reaches_neither_the_network_nor_the_neighbour_means():
+    # A network that sees an unmasked copy of the plane learns to copy its noise.
+    from napari_mpid.core.auto import neighbour_candidates
+    from napari_mpid.core.context import PlaneCache
+
+    frames = _textured_frames(4, 0.05, seed=1)
+    frames[1] = frames[0]
+    cache = PlaneCache(lambda k: torch.from_numpy(frames[k])[None, None], 4, torch.device("cpu"), 2**24)
+    model = load_model("random-init:1:single", "cpu")
+    cf = ContextFiller(model.network, model.state, 1, mask_ratio=0.5, learning_rate=2e-3)
+    center, around = cf._inputs(cache, 0)
+    assert all(float((around[:, i] - center[:, 0]).abs().max()) > 0 for i in range(around.shape[1]))
+    means = neighbour_candidates(lambda i: frames[i][None], 4, 0, 1, cache.twin)
+    np.testing.assert_allclose(means["all others"][0], frames[2:].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(means["neighbours 1"][0], frames[2], rtol=1e-6)

@@ -7,6 +7,8 @@ import pytest
 
 from napari_mpid.core.noise import estimate_noise
 
+from .helpers import filaments
+
 
 def _cells(size: int = 256, seed: int = 0) -> np.ndarray:
     """A smooth fluorescence-like image in [0, 0.8]: blurred blobs on a dim background."""
@@ -93,23 +95,6 @@ def test_colour_noise_is_estimated_per_channel_not_on_their_mean():
     assert estimate_noise_channels(noisy[:1]).sigma == pytest.approx(0.1, rel=0.15)
 
 
-def _texture(size: int = 256, seed: int = 9) -> np.ndarray:
-    """Dense fine structure in [0.1, 0.7]: many thin random filaments, as in a cytoskeleton stain."""
-    rng = np.random.default_rng(seed)
-    image = np.full((size, size), 0.1)
-    t = np.linspace(0, 1, 400)
-    for _ in range(300):
-        y0, x0, y1, x1 = rng.uniform(0, size, 4)
-        bend = rng.normal(0, 30, 2)
-        ys = (y0 + (y1 - y0) * t + bend[0] * np.sin(np.pi * t)).astype(int) % size
-        xs = (x0 + (x1 - x0) * t + bend[1] * np.sin(np.pi * t)).astype(int) % size
-        image[ys, xs] += rng.uniform(0.01, 0.04)
-    k = np.array([0.25, 0.5, 0.25])  # an optical blur of about one pixel
-    for axis in (0, 1):
-        image = sum(w * np.roll(image, s, axis=axis) for w, s in zip(k, (-1, 0, 1)))
-    return np.clip(image, 0, 0.7)
-
-
 @pytest.mark.parametrize("sigma", [0.005, 0.01])
 def test_weak_white_noise_on_dense_texture_is_not_taken_for_strong_correlated_noise(sigma):
     # Filaments that a quadratic cannot follow within 8x8 blocks made the block
@@ -117,7 +102,7 @@ def test_weak_white_noise_on_dense_texture_is_not_taken_for_strong_correlated_no
     # (0.01, 0.30) the noise level, as on weakly noisy FMD confocal planes; the
     # patch spectrum sees white noise. Texture twice as strong still fools it
     # (docs/benchmarks.md, "Noise estimate").
-    clean = _texture()
+    clean = filaments()
     noisy = clean + np.random.default_rng(10).normal(0, sigma, clean.shape)
     found = estimate_noise(noisy)
     assert found.sigma == pytest.approx(sigma, rel=0.15)

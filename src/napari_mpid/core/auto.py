@@ -212,7 +212,11 @@ class Combination:
 
 
 def neighbour_candidates(
-    plane_at: Callable[[int], np.ndarray], count: int, index: int, context: int
+    plane_at: Callable[[int], np.ndarray],
+    count: int,
+    index: int,
+    context: int,
+    twin: Callable[[int, int], bool] | None = None,
 ) -> dict[str, np.ndarray]:
     """Predictions of plane ``index`` from the other planes of its stack alone, ``(C, H, W)`` each.
 
@@ -225,14 +229,24 @@ def neighbour_candidates(
     noise, so they are J-invariant: for a static series the mean of the
     other frames is the best of them, for a Z-stack a blurred mean of the
     nearest planes; :func:`combine` weighs them by what the data say.
+    Copies of the plane (``twin(index, j)``, see
+    :meth:`~napari_mpid.core.context.PlaneCache.twin`) are left out of every
+    mean: they carry its noise.
     """
     from .context import neighbours
 
+    def distinct(j: int) -> bool:
+        return twin is None or not twin(index, j)
+
     means: dict[str, np.ndarray] = {}
     for d in range(1, context + 1):
-        means[f"neighbours {d}"] = np.mean([plane_at(j) for j in neighbours(index, count, d)], axis=0)
+        around = [j for j in neighbours(index, count, d, twin) if distinct(j)]
+        if around:
+            means[f"neighbours {d}"] = np.mean([plane_at(j) for j in around], axis=0)
     if 2 < count <= 16:
-        means["all others"] = np.mean([plane_at(j) for j in range(count) if j != index], axis=0)
+        others = [j for j in range(count) if j != index and distinct(j)]
+        if others:
+            means["all others"] = np.mean([plane_at(j) for j in others], axis=0)
     out = {}
     for name, mean in means.items():
         out[name] = mean

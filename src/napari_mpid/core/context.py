@@ -20,6 +20,11 @@ can never reach its prediction.
   estimate is the mean of the predictions made while it was hidden.
 - Stack ends are reflected (the neighbour before plane 0 is plane 1): a
   plane never appears as its own neighbour, which would leak its noise.
+- Nor does a copy of it: a duplicated frame (acquisition software that
+  repeats a frame it dropped, a file concatenated twice; FMD's
+  WideField_BPAE_B captures 1 and 2) carries the plane's own noise, and a
+  network that sees it unmasked learns to copy it. :meth:`PlaneCache.twin`
+  finds such copies and :func:`neighbours` skips them.
 """
 
 from __future__ import annotations
@@ -33,16 +38,28 @@ from .filling import draw_keep_mask, forward, masked_loss
 from .network import SkipNetwork, with_extra_inputs
 from .optim import adam_for
 
-__all__ = ["ContextFiller", "PlaneCache", "neighbours"]
+__all__ = ["TWIN_SHARE", "ContextFiller", "PlaneCache", "neighbours"]
+
+#: Two planes whose mean squared difference is below this share of one's noise variance are
+#: taken for copies of one another (planes with independent noise differ by twice the variance
+#: at least; the estimate may be ~2x too high on textured planes, hence the margin).
+TWIN_SHARE = 0.1
 
 
-def neighbours(index: int, count: int, context: int) -> list[int]:
+def neighbours(index: int, count: int, context: int, twin: Callable[[int, int], bool] | None = None) -> list[int]:
     """Indices of the ``context`` planes before and after plane ``index`` of ``count``.
 
     Order: the farthest before ... the nearest before, the nearest after ...
     the farthest after. Past an end the stack is reflected (index -1 is 1);
     a plane is never its own neighbour (in a 2-plane stack both sides see the
     other plane).
+
+    ``twin(index, j)`` says whether plane j is a copy of plane ``index``
+    (:meth:`PlaneCache.twin`). Copies are taken out of the stack before the
+    neighbours are counted, among the planes within ``2 * context + 2`` of
+    ``index`` (so only those are compared). Where every one of them is a
+    copy, the plain neighbours are returned: a stack of one repeated plane
+    has nothing to add.
 
     Raises
     ------
@@ -51,6 +68,12 @@ def neighbours(index: int, count: int, context: int) -> list[int]:
     """
     if count < 2:
         raise ValueError("context filling needs at least 2 planes")
+    if twin is not None:
+        reach = 2 * context + 2
+        window = range(max(0, index - reach), min(count, index + reach + 1))
+        kept = [j for j in window if j == index or not twin(index, j)]
+        if 1 < len(kept) < len(window):
+            return [kept[j] for j in neighbours(kept.index(index), len(kept), context)]
     out = []
     for offset in [*range(-context, 0), *range(1, context + 1)]:
         j = index + offset
@@ -87,9 +110,33 @@ class PlaneCache:
         self.budget = budget
         self._planes: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._bytes = 0
+        self._twins: dict[tuple[int, int], bool] = {}
+        self._levels: dict[int, float] = {}
 
     def __len__(self) -> int:
         return self.count
+
+    def twin(self, i: int, j: int) -> bool:
+        """Whether plane j repeats plane i, noise and all (a duplicated frame); cached.
+
+        Planes with independent noise differ by at least twice its variance
+        (more where the structure differs); a copy differs by nothing, or by
+        its requantisation. Below :data:`TWIN_SHARE` of plane i's noise
+        variance (:func:`~napari_mpid.core.noise.estimate_noise`, on its
+        first sub-image and channel), the planes share their noise.
+        """
+        if i == j:
+            return True
+        key = (min(i, j), max(i, j))
+        if key not in self._twins:
+            if i not in self._levels:
+                from .noise import estimate_noise
+
+                plane = self[i][0, 0].detach().float().cpu().numpy()
+                self._levels[i] = estimate_noise(plane).sigma ** 2 if min(plane.shape) >= 32 else 0.0
+            difference = float(((self[i] - self[j]) ** 2).mean())
+            self._twins[key] = difference < TWIN_SHARE * self._levels[i]
+        return self._twins[key]
 
     def __getitem__(self, k: int) -> torch.Tensor:
         if k in self._planes:
@@ -164,7 +211,7 @@ class ContextFiller:
     def _inputs(self, planes: PlaneCache, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Plane k ``(B, C, H, W)`` and its neighbours ``(B, 2*context*C, H, W)``."""
         center = planes[k]
-        around = torch.cat([planes[j] for j in neighbours(k, len(planes), self.context)], dim=1)
+        around = torch.cat([planes[j] for j in neighbours(k, len(planes), self.context, planes.twin)], dim=1)
         return center, around
 
     def _predict(self, center: torch.Tensor, around: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -623,7 +623,7 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
 
                 result = _finish_context(
                     filler, noisy, result, held_out(number), number, cfiller.mask_ratio, plane_at, len(series), j,
-                    plan.context, probe,
+                    plan.context, probe, planes.twin,
                 )  # fmt: skip
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
             done += plane_unit
@@ -643,17 +643,19 @@ def _finish_context(
     index: int,
     context: int,
     probe: Callable[[NoiseEstimate], float],
+    twin: Callable[[int, int], bool] | None = None,
 ) -> np.ndarray:
     """Auto preset, context filling: mix the prediction with means of the other planes, fuse with the noisy pixel.
 
     ``plane_at(i)`` gives plane i of the series (``count`` planes) in [0, 1].
     Under spatially correlated noise the prediction follows the plane's own
     noise with a slope that ``probe(noise)`` measures; it is otherwise
-    J-invariant. See :func:`~napari_mpid.core.auto.combine`.
+    J-invariant. ``twin(i, j)`` says whether plane j copies plane i (left
+    out of the neighbour means). See :func:`~napari_mpid.core.auto.combine`.
     """
     noise = estimate_noise_channels(noisy)
     slope = probe(noise) if noise.correlation >= CORRELATED else 0.0
-    others = neighbour_candidates(plane_at, count, index, context)
+    others = neighbour_candidates(plane_at, count, index, context, twin)
     out, how = combine(noisy, {"context prediction": (result, slope)}, held, noise, independent=others)
     filler.choices.append(
         {
