@@ -32,6 +32,7 @@ from .noise import NoiseEstimate
 __all__ = [
     "HOLDOUT_FRACTION",
     "NEIGHBOUR_SIGMAS",
+    "REGISTER_MIN",
     "SIGNAL_DEPENDENT",
     "VARYING",
     "Combination",
@@ -59,6 +60,11 @@ COMBINE_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 #: session 5) let the mix reproduce a static series' best baseline, the mean of the frames
 #: blurred by 0.75 (their gain was measured in a replay that was not kept).
 NEIGHBOUR_SIGMAS = (0.5, 0.75, 1.0, 2.0)
+#: Other planes that registration would move by less than this (pixels, along Y or X) are
+#: used as they are: on FMD's static series and the neuron Z-stack, registered copies of
+#: every neighbour cost 0.08-0.11 dB in stage 1 (small shifts, interpolation's smoothing),
+#: while drifting frames (1.5 and 1 px per frame) gain 1.3 dB (benchmarks/mix_family.py).
+REGISTER_MIN = 0.5
 #: Terms of :func:`plane_mix` whose weight may change linearly with the local intensity
 #: (pixel-independent noise only). Session 5, stage 1 replayed without the network
 #: (benchmarks/mix_family.py): +0.35 dB on pollen, +0.27 on neuron, +0.03-0.14 on the FMD
@@ -232,21 +238,56 @@ def neighbour_candidates(
     Copies of the plane (``twin(index, j)``, see
     :meth:`~napari_mpid.core.context.PlaneCache.twin`) are left out of every
     mean: they carry its noise.
+
+    Drift: every other plane is also registered to this one
+    (:mod:`~napari_mpid.core.registration`); where that moves any of a
+    mean's planes by :data:`REGISTER_MIN` pixels or more, the mean of the
+    moved planes joins as ``"<name>, registered"`` (with its blurs) beside
+    the mean as it is, and the risk estimate weighs both. The shift depends
+    on the plane's noise only through two numbers fitted on all its pixels.
     """
     from .context import neighbours
+    from .registration import estimate_shift, shift_plane
+
+    planes: dict[int, np.ndarray] = {}
+
+    def plane(j: int) -> np.ndarray:
+        if j not in planes:
+            planes[j] = np.asarray(plane_at(j), dtype=np.float64)
+        return planes[j]
 
     def distinct(j: int) -> bool:
         return twin is None or not twin(index, j)
 
-    means: dict[str, np.ndarray] = {}
+    def aligned(j: int) -> np.ndarray | None:
+        """Plane j moved onto the plane, or None where it would move less than REGISTER_MIN (or implausibly far)."""
+        target, moving = plane(index), plane(j)
+        shift = estimate_shift(target.sum(axis=0), moving.sum(axis=0))
+        size = min(target.shape[-2:])
+        if not REGISTER_MIN <= max(abs(shift[0]), abs(shift[1])) <= size / 4:
+            return None
+        return shift_plane(moving, shift)
+
+    groups: dict[str, list[int]] = {}
     for d in range(1, context + 1):
         around = [j for j in neighbours(index, count, d, twin) if distinct(j)]
         if around:
-            means[f"neighbours {d}"] = np.mean([plane_at(j) for j in around], axis=0)
+            groups[f"neighbours {d}"] = around
     if 2 < count <= 16:
         others = [j for j in range(count) if j != index and distinct(j)]
         if others:
-            means["all others"] = np.mean([plane_at(j) for j in others], axis=0)
+            groups["all others"] = others
+    moved: dict[int, np.ndarray | None] = {}
+    means: dict[str, np.ndarray] = {}
+    for name, members in groups.items():
+        means[name] = np.mean([plane(j) for j in members], axis=0)
+        for j in members:
+            if j not in moved:
+                moved[j] = aligned(j)
+        if any(moved[j] is not None for j in members):
+            means[f"{name}, registered"] = np.mean(
+                [plane(j) if moved[j] is None else moved[j] for j in members], axis=0
+            )
     out = {}
     for name, mean in means.items():
         out[name] = mean
