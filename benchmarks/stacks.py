@@ -147,7 +147,7 @@ def run_method(item: dict, params, model) -> tuple[list[float], float, dict]:
     axes = "TYX" if item["noisy"].dtype == np.uint8 else "ZYX"
     start = time.perf_counter()
     # Plane by plane (context 0) the frames are independent: fill only the scored ones.
-    only = item["scored"] if params.context == 0 else None
+    only = item["scored"] if params.context == 0 and not params.static_scene else None
     gen = denoise_planes(item["noisy"], params, axes=axes, model=model, noise_map=False, planes=only)
     try:
         while True:
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="first N FMD configurations only")
     parser.add_argument("--every", type=int, default=1, help="Z-stacks: score every Nth plane only")
+    parser.add_argument("--static-scene", action="store_true", help="FMD series: average the frames, denoise the mean")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baselines-only", action="store_true")
     parser.add_argument("--label", help="name of this method in the results")
@@ -213,13 +214,19 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if value is not None:
             changes[name] = value
+    if args.static_scene:
+        changes["static_scene"] = True
     params = preset(args.preset, **changes)
     model = None
     if not args.baselines_only:
         from napari_mpid.api import load_model
 
         model = load_model(params.model, params.device)
-    label = args.label or f"context {args.context if args.context is not None else 'auto'}, {args.preset}"
+    label = args.label or (
+        f"static scene, {args.preset}"
+        if args.static_scene
+        else f"context {args.context if args.context is not None else 'auto'}, {args.preset}"
+    )
     if args.every > 1 and not args.label:
         label += f", every {args.every}th plane"
 

@@ -38,6 +38,7 @@ _OPTION_NAMES = {
     "context": "--context",
     "context_axis": "--context-axis",
     "memory_limit": "--memory-limit",
+    "static_scene": "--static-scene",
     "adaptive": "--adaptive",
 }
 

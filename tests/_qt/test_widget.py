@@ -386,3 +386,19 @@ def test_three_plane_stack_with_one_neighbour_plane_each_side(qtbot, viewer_with
     assert denoised.metadata["param_context"] == 1
     assert denoised.metadata["param_context_axis"] == "Z"
     np.testing.assert_allclose(denoised.data + viewer.layers["zstack noise map"].data, stack, atol=1e-3)
+
+
+def test_repeated_exposures_are_averaged_and_the_mean_denoised_into_every_plane(qtbot, viewer_with_widget):
+    viewer, widget = viewer_with_widget
+    static = widget.controls["static_scene"]
+    assert static.native.isVisibleTo(widget.native) and static.value is False  # main section, off by default
+    static.value = True
+    assert widget.params().static_scene
+    assert "static scene: the 2 planes along Z denoised as their mean" in widget.axes_status.value
+
+    run_to_end(qtbot, widget)
+
+    denoised, noise = viewer.layers["cells denoised"].data, viewer.layers["cells noise map"].data
+    np.testing.assert_array_equal(denoised[0], denoised[1])
+    np.testing.assert_allclose(denoised + noise, viewer.layers["cells"].data, atol=1e-3)
+    assert viewer.layers["cells denoised"].metadata["param_static_scene"] is True

@@ -48,6 +48,17 @@ def test_denoise_writes_stack_and_noise_map_with_axes_and_pixel_size(zyx_stack, 
     assert "model_sha256" in tifffile.TiffFile(out).imagej_metadata.get("Info", "")
 
 
+def test_static_scene_writes_the_denoised_mean_of_the_exposures_to_every_plane(zyx_stack, tmp_path, tiny_model):
+    path, data = zyx_stack
+    out = tmp_path / "static.tif"
+    args = ["denoise", str(path), "-o", str(out), "--iterations", "2", "--model", tiny_model, "-q"]
+    assert main([*args, "--static-scene"]) == 0
+    denoised = read_image(out).data
+    assert denoised.shape == data.shape
+    np.testing.assert_array_equal(denoised[0], denoised[2])
+    assert "static scene" in tifffile.TiffFile(out).imagej_metadata.get("Info", "")
+
+
 def test_denoise_can_keep_the_input_dtype(zyx_stack, tmp_path, tiny_model):
     path, _ = zyx_stack
     out = tmp_path / "out16.tif"
@@ -88,6 +99,16 @@ def _nan_tiff(tmp_path):
             lambda p: tifffile.imwrite(p / "ok3.tif", np.ones((64, 64), np.uint8)) or p / "ok3.tif",
             ["--model", "nope"],
             "unknown bundled model",
+        ),
+        (
+            lambda p: tifffile.imwrite(p / "one.tif", np.ones((64, 64), np.uint8)) or p / "one.tif",
+            ["--static-scene"],
+            "static_scene averages repeated exposures along a stack axis",
+        ),
+        (
+            lambda p: tifffile.imwrite(p / "two.tif", np.ones((2, 64, 64), np.uint8)) or p / "two.tif",
+            ["--static-scene", "--context", "1"],
+            "takes no context",
         ),
     ],
 )

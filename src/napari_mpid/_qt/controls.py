@@ -43,6 +43,7 @@ AUTOMATIC_TEXT = "automatic"
 LABELS = {
     "context": "neighbour planes",
     "context_axis": "neighbours along",
+    "static_scene": "repeated exposures (static scene)",
     "adaptive": "adaptive (auto preset)",
     "memory_limit": "memory limit (GiB)",
 }

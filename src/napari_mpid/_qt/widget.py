@@ -54,6 +54,7 @@ MAIN = (
     "seed",
     "context",
     "context_axis",
+    "static_scene",
 )
 #: Fields shown under "advanced" (hidden until asked for), in FillParams order.
 ADVANCED = tuple(name for name in fill_fields() if name not in MAIN)
@@ -297,10 +298,12 @@ class DenoiseWidget(Container):
     @staticmethod
     def _context_summary(plan: Plan, *, automatic: bool) -> str:
         """Where the neighbour planes come from, as the plan resolved them."""
+        p = plan.params
+        if p.static_scene:
+            return f"; static scene: the {len(plan.series[0])} planes along {p.context_axis} denoised as their mean"
         if not plan.series:
             return "; each plane filled alone" if len(plan.planes) > 1 else ""
         how = " (automatic)" if automatic else ""
-        p = plan.params
         return f"; neighbours{how}: {p.context} plane(s) on each side along {p.context_axis}"
 
     def params(self) -> FillParams:

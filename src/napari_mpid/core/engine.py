@@ -403,7 +403,9 @@ def _denoise(
         scales = fit_scales(source, plan, plan.params.normalization, plan.notes)
     outputs = Outputs(plan, out, noise_out, with_noise_map=noise_map, partial=len(numbers) < len(plan.planes))
     run = _Run(plan, source, scales, outputs, _PlaneFiller(model, plan, device), numbers, preview_every)
-    if plan.series:
+    if plan.params.static_scene:
+        yield from _static_mode(run)
+    elif plan.series:
         fitted = dict(fitted or {})
         yield from _context_mode(run, model, fitted)
     elif plan.stack > 1:
@@ -412,7 +414,7 @@ def _denoise(
         yield from _plane_by_plane(run)
 
     p = plan.params
-    warnings = []
+    warnings = list(run.warnings)
     if run.outside:
         warnings.append(
             f"{run.outside} pixel value(s) lie outside the fitted intensity range ({p.normalization}); "
@@ -432,7 +434,7 @@ def _denoise(
         warnings=warnings,
         notes=list(plan.notes),
         planes=len(numbers),
-        fitted=fitted if plan.series else {},
+        fitted=fitted if plan.series and not p.static_scene else {},
         choices=run.filler.choices,
     )
 
@@ -448,6 +450,7 @@ class _Run:
         self.params: FillParams = plan.params
         self.start = time.perf_counter()
         self.outside = 0
+        self.warnings: list[str] = []
 
     def read(self, number: int, count: bool = True) -> tuple[tuple[int, ...], np.ndarray, IntensityScale]:
         """Plane ``number`` as stored (Y, X[, S]), its index and scale; ``count`` its out-of-range values."""
@@ -522,6 +525,71 @@ def _stack_mode(run: _Run) -> Generator[Progress, None, None]:
             first, chunk[0], run.params.iterations, group=len(chunk), event="plane", tile=len(plan.tiles),
             part=plan.parts,
         )  # fmt: skip
+
+
+#: ``static_scene``: a plane whose difference to the (brightness-matched) mean of its series
+#: exceeds this many times what its noise explains is reported: the scene may have moved
+#: (:func:`_static_excess`, the largest of a series; benchmarks/reference_limits.py, session 6):
+#: FMD's static series 1.00-1.46 (1.46: the one with a duplicated frame), drifting ones 1.12-3.30,
+#: unrelated frames 3.1-15.5, 4 neighbouring planes of the Z-stacks 1.00-2.25.
+STATIC_EXCESS = 1.6
+
+
+def _static_mode(run: _Run) -> Generator[Progress, None, None]:
+    """Repeated exposures of one scene: every series averaged, its mean filled as one plane, written to all."""
+    plan, filler, iterations = run.plan, run.filler, run.params.iterations
+    letters = [a for a in plan.axes if a not in "YXS"]
+    wanted = set(run.numbers)
+    position = 0
+    for series in plan.series:
+        if not wanted.intersection(series):
+            continue
+        loaded = [run.read(n) for n in series]
+        scale = loaded[0][2]  # one channel per series: one intensity scale
+        exposures = [[scale.forward(part) for part in split_parts(plane, plan)] for _, plane, _ in loaded]
+        means = [np.mean([e[part_no] for e in exposures], axis=0) for part_no in range(plan.parts)]
+        filled: list[np.ndarray] = []
+        for part_no, mean in enumerate(means):
+            gen = filler.fill(mean, series[0], part_no)
+            try:
+                while True:
+                    tile, t = next(gen)
+                    yield run.progress(position, series[0], t, tile=tile, part=part_no + 1)
+            except StopIteration as stop:
+                filled.append(stop.value)
+        moved = {}
+        for (index, plane, _), parts, number in zip(loaded, exposures, series):
+            excess = _static_excess(parts, means, len(series))
+            if excess > STATIC_EXCESS:
+                moved[" ".join(f"{a}={i}" for a, i in zip(letters, index))] = excess
+            if number in wanted:
+                run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(f) for f in filled], plan))
+                yield run.progress(position, number, iterations, tile=len(plan.tiles), part=plan.parts, event="plane")
+                position += 1
+        if moved:
+            shown = ", ".join(list(moved)[:5]) + (", ..." if len(moved) > 5 else "")
+            run.warnings.append(
+                f"static_scene: {len(moved)} of {len(series)} planes differ from the mean of their series by up "
+                f"to {max(moved.values()):.1f}x their noise variance ({shown}): the scene may not be static, "
+                "and the result shows the mean"
+            )
+
+
+def _static_excess(parts: list[np.ndarray], means: list[np.ndarray], count: int) -> float:
+    """How much more a plane differs from its series' mean (scaled to its brightness) than noise would make it.
+
+    For exposures of one scene with independent noise of variance v, a plane
+    minus the mean of all ``count`` differs by ``v (1 - 1/count)``; the ratio
+    of the measured difference to that (the plane's noise from
+    :func:`~napari_mpid.core.noise.estimate_noise`) is ~1, and grows with
+    whatever moved or changed.
+    """
+    excess = []
+    for part, mean in zip(parts, means):
+        gain = float(np.sum(part * mean) / max(float(np.sum(mean * mean)), 1e-12))
+        variance = float(np.mean(estimate_noise_channels(part).variance(part))) * (1 - 1 / count)
+        excess.append(float(np.mean((part - gain * mean) ** 2)) / max(variance, 1e-12))
+    return max(excess)
 
 
 def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, torch.Tensor]]):

@@ -125,6 +125,13 @@ class FillParams:
         Memory (GiB) a run may use for the network's activations; 0 (default)
         takes half of the available RAM on CPU, 80 % of the free memory on a
         GPU. Sets the tile size when ``tile_size`` is 0.
+    static_scene : bool
+        The planes along ``context_axis`` are repeated exposures of one
+        unchanging scene (frame averaging, done in software): each such
+        series is averaged, the mean denoised as one plane, and the result
+        written to every plane of the series (per-frame brightness flicker
+        is averaged away with the noise). Excludes ``context``. A result
+        warns when a plane differs from the series more than noise would.
     adaptive : bool
         The auto preset: per plane, choose the mask ratio from the plane's
         measured noise, stop the filling when a held-out score stops
@@ -211,6 +218,13 @@ class FillParams:
         default=0.0,
         metadata=_meta("Memory for the network in GiB (0 = automatic); sets the tile size.", min=0.0, max=4096.0),
     )
+    static_scene: bool = field(
+        default=False,
+        metadata=_meta(
+            "The planes along the stack axis are repeated exposures of one unchanging scene: denoise their "
+            "mean and write it to every plane."
+        ),
+    )
     adaptive: bool = field(
         default=False,
         metadata=_meta("Choose mask ratio, stopping and a blur blend per plane from its noise (auto preset)."),
@@ -243,6 +257,11 @@ class FillParams:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.context_axis not in CONTEXT_AXES:
             raise ParameterError(f"context_axis must be one of {', '.join(CONTEXT_AXES)}, got {self.context_axis!r}")
+        if self.static_scene and self.context:
+            raise ParameterError(
+                f"static_scene averages the planes along the stack axis, so it takes no context (got context "
+                f"{self.context}); use context 0 or leave it automatic"
+            )
         if self.tile_size and self.tile_size < 64:
             raise ParameterError(f"tile_size must be 0 (automatic) or at least 64, got {self.tile_size}")
         if self.tile_size and self.tile_overlap * 2 >= self.tile_size:

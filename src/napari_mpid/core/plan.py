@@ -152,7 +152,8 @@ class Plan:
         What was resolved automatically and why (for the result's metadata).
     series : list of list of int
         Context filling: the plane numbers of every stack along the context
-        axis, in axis order (one network is fitted per series). Empty when
+        axis, in axis order (one network is fitted per series); with
+        ``static_scene``, the exposures averaged into one plane. Empty when
         every plane is filled alone.
     """
 
@@ -280,10 +281,13 @@ def make_plan(
         elif params.stack_planes > 1:
             kind = "tiled" if len(tiles) > 1 else "colour-split"
             notes.append(f"stack_planes 1: {kind} planes are filled one by one")
-    context, context_axis, series = _context(params, axes, shape, planes, parts, notes)
+    if params.static_scene:
+        context, (context_axis, series) = 0, _static_series(params, axes, shape, planes, notes)
+    else:
+        context, context_axis, series = _context(params, axes, shape, planes, parts, notes)
     if context != params.context or context_axis != params.context_axis:
         changes.update(context=context, context_axis=context_axis)
-    if context:
+    if context or params.static_scene:
         stack = 1
         changes["stack_planes"] = 1
     resolved = dataclasses.replace(params, **changes) if changes else params
@@ -331,9 +335,31 @@ def _context(
             "context filling of RGB data needs a 3-channel model (e.g. model 'pixel-independent'); "
             "the 1-channel model fills colours one by one"
         )
+    return requested, axis, _series(axes, planes, axis)
+
+
+def _series(axes: str, planes: list[tuple[int, ...]], axis: str) -> list[list[int]]:
+    """Plane numbers grouped by everything but ``axis``, each group in ``axis`` order."""
     position = [axes[i] for i, a in enumerate(axes) if a not in "YXS"].index(axis)
     groups: dict[tuple[int, ...], list[int]] = {}
     for number, index in enumerate(planes):
         groups.setdefault(index[:position] + index[position + 1 :], []).append(number)
-    series = [sorted(numbers, key=lambda n: planes[n][position]) for numbers in groups.values()]
-    return requested, axis, series
+    return [sorted(numbers, key=lambda n: planes[n][position]) for numbers in groups.values()]
+
+
+def _static_series(
+    params: FillParams, axes: str, shape: tuple[int, ...], planes: list[tuple[int, ...]], notes: list[str]
+) -> tuple[str, list[list[int]]]:
+    """``static_scene``: the stack axis (``context_axis``, "auto": Z, else T) and the series of repeated exposures."""
+    axis = next((a for a in "ZT" if a in axes), None) if params.context_axis == "auto" else params.context_axis
+    if axis is None or axis not in axes:
+        named = "" if params.context_axis == "auto" else f" ({params.context_axis!r} is not one)"
+        raise InputError(
+            f"static_scene averages repeated exposures along a stack axis (Z, T or Q), but the data has axes "
+            f"{axes!r}{named}; name the axis of the exposures (axes / context_axis)"
+        )
+    length = shape[axes.index(axis)]
+    if length < 2:
+        raise InputError(f"static_scene needs at least 2 exposures along {axis}, the data has {length}")
+    notes.append(f"static scene: the {length} planes along {axis} are averaged and denoised as one")
+    return axis, _series(axes, planes, axis)

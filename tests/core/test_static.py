@@ -1,0 +1,66 @@
+"""static_scene: repeated exposures of one scene, averaged and denoised as one plane."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_mpid.core.engine import InputError, denoise_planes
+from napari_mpid.core.params import ParameterError, preset
+
+from .helpers import run
+
+
+def _exposures(gains=(1.0, 0.9, 1.1, 1.0), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth scene seen 4 times with flickering brightness and independent noise, in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:64, 0:64] / 64.0
+    clean = 0.4 + 0.3 * np.sin(6 * x) * np.cos(4 * y)
+    return np.stack([g * clean + rng.normal(0, 0.05, clean.shape) for g in gains]).astype(np.float32), clean
+
+
+def _params(**changes):
+    return preset("fast", iterations=3, model="random-init:1:single", normalization="none", **changes)
+
+
+def test_every_plane_gets_the_denoised_mean_of_the_exposures():
+    stack, _ = _exposures()
+    _, result = run(denoise_planes(stack, _params(static_scene=True), axes="TYX"))
+    _, mean = run(denoise_planes(stack.mean(axis=0), _params()))
+
+    for k in range(4):
+        np.testing.assert_array_equal(result.denoised[k], mean.denoised)  # same seed, same plane number
+        np.testing.assert_allclose(result.noise_map[k], stack[k] - result.denoised[k], atol=1e-6)
+    assert result.params.context == 0 and result.params.context_axis == "T"
+    assert any("static scene: the 4 planes along T" in note for note in result.notes)
+    assert not any("static" in w for w in result.warnings)
+    assert stack.std() > 0 and np.isfinite(stack).all()  # the input is left as it was
+
+
+def test_each_series_is_averaged_on_its_own():
+    first, _ = _exposures(seed=1)
+    second, _ = _exposures(gains=(0.5, 0.5, 0.5, 0.5), seed=2)
+    data = np.stack([first, second])  # C, T, Y, X: two channels, four exposures each
+    _, result = run(denoise_planes(data, _params(static_scene=True), axes="CTYX"))
+    assert np.array_equal(result.denoised[0, 0], result.denoised[0, 3])
+    assert np.array_equal(result.denoised[1, 0], result.denoised[1, 2])
+    assert result.denoised[1].mean() < 0.7 * result.denoised[0].mean()
+
+
+def test_a_plane_that_moved_is_reported():
+    stack, _ = _exposures()
+    stack[2] = np.roll(stack[2], 8, axis=1)
+    _, result = run(denoise_planes(stack, _params(static_scene=True), axes="TYX"))
+    assert any("may not be static" in w and "T=2" in w for w in result.warnings)
+
+
+def test_static_scene_needs_a_stack_axis_and_takes_no_context():
+    stack, _ = _exposures()
+    with pytest.raises(InputError, match="along a stack axis"):
+        next(denoise_planes(stack[0], _params(static_scene=True)))
+    with pytest.raises(InputError, match="needs at least 2 exposures"):
+        next(denoise_planes(stack[:1], _params(static_scene=True), axes="TYX"))
+    with pytest.raises(InputError, match="'Z' is not one"):
+        next(denoise_planes(stack, _params(static_scene=True, context_axis="Z"), axes="TYX"))
+    with pytest.raises(ParameterError, match="takes no context"):
+        _params(static_scene=True, context=1)
