@@ -45,3 +45,14 @@ def test_devices_without_a_measured_speed_get_no_figure(model):
     assert estimate_seconds(plan, torch.device("mps")) is None
     assert "not measured" in estimate_text(plan, torch.device("mps"))
     assert estimate_seconds(plan, torch.device("cpu")) > estimate_seconds(plan, torch.device("cuda"))
+
+
+def test_the_auto_preset_is_an_upper_bound_and_a_static_scene_fills_one_plane_per_series(model):
+    cpu = torch.device("cpu")
+    fixed = plan_for(model, (4, 64, 64))
+    assert estimate_text(fixed, cpu).startswith("rough estimate: ~")
+    assert estimate_text(plan_for(model, (4, 64, 64), adaptive=True), cpu).startswith("rough estimate: at most")
+    static = make_plan((4, 64, 64), np.uint16, FillParams(iterations=100, static_scene=True), model, cpu, axes="TYX")
+    assert unit_iterations(static) == 100 and estimate_seconds(static, cpu) == pytest.approx(
+        estimate_seconds(fixed, cpu) / 4
+    )
