@@ -44,6 +44,9 @@ for s in unrelated static drift; do
   step 80 "stacks_$s" python3 benchmarks/stacks.py $s --preset auto --device "$DEVICE" --threads "$T" \
       "${LIM[@]}" --json "$R/stacks_${s}_auto.json"
 done
+# Session 6: repeated exposures averaged and denoised as one plane (static_scene).
+step 60 "stacks_static_scene" python3 benchmarks/stacks.py static --preset auto --static-scene --device "$DEVICE" \
+    --threads "$T" "${LIM[@]}" --json "$R/stacks_static_scene_auto.json"
 # 4. Speed rows not measured yet: stacks of 32 at 256/512 (a stack of 32 planes of 1024x1024
 #    in one batch does not fit 80 GB), single 1024x1024 planes.
 step 70 speed python3 benchmarks/speed.py --device "$DEVICE" --sizes 256 512 --iterations 30 --rounds 2 \
