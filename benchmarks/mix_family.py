@@ -4,7 +4,10 @@ Stage 1 of :func:`~napari_mpid.core.auto.combine` mixes the noisy plane, its
 Gaussian blurs and (for stacks) means of other planes by Stein's unbiased
 risk estimate (SURE). This script compares, on the same inputs and with the
 same noise estimate and candidates (neighbours of context 1, and all other
-frames of FMD's 4-frame series, duplicates left out as ``combine`` does):
+frames of FMD's 4-frame series, as the engine makes them: copies of the
+plane left out of the means, registered means of drifting neighbours
+added; means that still match the plane too closely, and their blurs, left
+out as ``combine`` does):
 
 - ``shipped``: :func:`~napari_mpid.core.auto.plane_mix` as it is;
 - ``global``: one non-negative weight per candidate for the whole plane
@@ -21,14 +24,19 @@ frames of FMD's 4-frame series, duplicates left out as ``combine`` does):
   whose noise is taken as white; the shipped rule lets only the terms of
   :data:`~napari_mpid.core.auto.VARYING` vary;
 - ``oracle``: the least-squares fit of the global family to the clean
-  plane (an upper bound for its weights, Z-stacks only).
+  plane (an upper bound for its weights, Z-stacks only);
+- ``shipped, copies kept``: the shipped rule with duplicated frames kept
+  in the neighbour means (as before session 6; see
+  :meth:`~napari_mpid.core.context.PlaneCache.twin`);
+- ``shipped, not registered``: without the registered means of drifting
+  neighbours (session 6, :data:`~napari_mpid.core.auto.REGISTER_MIN`).
 
 The network plays no part (stage 1 does not use it), so this runs in a few
 minutes. Data and scoring as benchmarks/stacks.py (neuron, pollen, static,
 drift, unrelated) and benchmarks/ladder.py (FMD 128x128 crops, raw/avg2/
 avg4/avg8, score relative to the per-image oracle blur over sigma 0.5-2).
 
-    python benchmarks/mix_family.py --json benchmarks/results/mix_family_s5.json
+    python benchmarks/mix_family.py --json benchmarks/results/mix_family_s6.json
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
@@ -54,6 +63,7 @@ from napari_mpid.core.auto import (
     neighbour_candidates,
     plane_mix,
 )
+from napari_mpid.core.context import PlaneCache
 from napari_mpid.core.noise import estimate_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,12 +78,18 @@ def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)))
 
 
-def mixes(noisy: np.ndarray, others: dict[str, np.ndarray], clean: np.ndarray | None) -> dict[str, np.ndarray]:
-    """The stage-1 mix of one plane ``(H, W)`` in [0, 1] with each weight rule."""
+def mixes(
+    noisy: np.ndarray, others: dict[str, np.ndarray], clean: np.ndarray | None, rules: bool = True
+) -> dict[str, np.ndarray]:
+    """The stage-1 mix of one plane ``(H, W)`` in [0, 1] with each weight rule (``rules=False``: shipped only)."""
     noise = estimate_noise(noisy)
     level = float(np.mean(noise.variance(noisy)))
-    others = {k: c for k, c in others.items() if float(np.mean((c - noisy) ** 2)) >= NOT_INDEPENDENT * level}
+    rejected = [k for k, c in others.items() if float(np.mean((c - noisy) ** 2)) < NOT_INDEPENDENT * level]
+    others = {k: c for k, c in others.items() if not any(k == r or k.startswith(f"{r}, ") for r in rejected)}
     variance = min([level, *(float(np.mean((c - noisy) ** 2)) for c in others.values())])
+    stacked = {k: c[None] for k, c in others.items()}
+    if not rules:
+        return {"shipped": plane_mix(noisy[None], noise, variance, stacked)[0][0]}
     rho = max(noise.correlation, 0.0)
     columns = (
         [noisy] + [_convolve_separable(noisy, _gaussian_kernel(s)) for s in COMBINE_SIGMAS] + list(others.values())
@@ -90,7 +106,6 @@ def mixes(noisy: np.ndarray, others: dict[str, np.ndarray], clean: np.ndarray | 
     }
     if clean is not None:
         weights["oracle"] = np.linalg.lstsq(design, clean.ravel(), rcond=None)[0]
-    stacked = {k: c[None] for k, c in others.items()}
     out = {"shipped": plane_mix(noisy[None], noise, variance, stacked)[0][0]}
     out.update({k: (design @ w).reshape(noisy.shape) for k, w in weights.items()})
     # Every term follows the intensity: plane_mix with all its candidates' names in VARYING.
@@ -108,15 +123,35 @@ def stacks(dataset: str) -> dict[str, float]:
         noisy = item["noisy"].astype(np.float64)
         scale = 255.0 if item["noisy"].dtype == np.uint8 else 1.0
         planes = noisy / scale
+        # The engine's test for duplicated frames, on the same planes.
+        cache = PlaneCache(
+            lambda k, planes=planes: torch.from_numpy(planes[k][None, None].astype(np.float32)),
+            len(planes),
+            torch.device("cpu"),
+            2**31,
+        )
+        zstack = dataset in ("neuron", "pollen")
         for j in item["scored"]:
-            found = neighbour_candidates(lambda i, planes=planes: planes[i][None], len(planes), j, 1)
-            others = {k: c[0] for k, c in found.items()}
-            zstack = dataset in ("neuron", "pollen")
-            for k, m in mixes(planes[j], others, item["clean"][j] if zstack else None).items():
-                scores.setdefault(k, []).append(psnr(m, item["clean"][j]))
+            clean = item["clean"][j]
+            for k, m in mixes(planes[j], _others(planes, j, cache.twin, True), clean if zstack else None).items():
+                scores.setdefault(k, []).append(psnr(m, clean))
+            for label, twin, register in (("copies kept", None, True), ("not registered", cache.twin, False)):
+                m = mixes(planes[j], _others(planes, j, twin, register), None, rules=False)["shipped"]
+                scores.setdefault(f"shipped, {label}", []).append(psnr(m, clean))
     found = {k: float(np.mean(v)) for k, v in scores.items()}
     print(dataset, {k: round(v, 2) for k, v in found.items()}, flush=True)
     return found
+
+
+def _others(planes: np.ndarray, j: int, twin, register: bool) -> dict[str, np.ndarray]:
+    """:func:`neighbour_candidates` of plane j (context 1), with or without the copies' test and registration."""
+    saved = auto.REGISTER_MIN
+    auto.REGISTER_MIN = saved if register else np.inf
+    try:
+        found = neighbour_candidates(lambda i: planes[i][None], len(planes), j, 1, twin)
+    finally:
+        auto.REGISTER_MIN = saved
+    return {k: c[0] for k, c in found.items()}
 
 
 def ladder(level: str) -> dict[str, float]:
