@@ -16,7 +16,10 @@ denoiser keeps each frame's brightness; frame averaging does not. On the
   (the gain fitted on the noisy frame: no reference used);
 - the baseline, mean of the 4 + blur 0.75.
 
-Also the figures behind ``static_scene``'s warning (``engine.STATIC_EXCESS``):
+Also which frames the engine takes for copies of one another
+(``PlaneCache.twin``: the pairs flagged, and the smallest difference of the
+others in units of the plane's noise variance), and the figures behind
+``static_scene``'s warning (``engine.STATIC_EXCESS``):
 how much more each frame differs from its series' mean than its noise
 explains, the largest per series, on the static, drift and unrelated series
 and on windows of 4 neighbouring planes of the Z-stacks.
@@ -129,6 +132,43 @@ def static_check() -> dict[str, list[float]]:
     return out
 
 
+def copies() -> dict[str, object]:
+    """The engine's test for duplicated frames (``PlaneCache.twin``) on every pair of the FMD series
+    and on planes 1 and 2 apart in the Z-stacks: which pairs it takes for copies, and how far the
+    others are from the threshold (their mean squared difference over the plane's noise variance)."""
+    import torch
+
+    from napari_mpid.core.context import PlaneCache
+
+    def check(planes: np.ndarray, pairs) -> tuple[list, float]:
+        cache = PlaneCache(
+            lambda k: torch.from_numpy(planes[k][None, None].astype(np.float32)),
+            len(planes),
+            torch.device("cpu"),
+            2**31,
+        )
+        flagged, ratios = [], []
+        for i, j in pairs:
+            if cache.twin(i, j):
+                flagged.append([i, j])
+            else:
+                ratios.append(float(((cache[i] - cache[j]) ** 2).mean()) / cache._levels[min(i, j)])
+        return flagged, min(ratios)
+
+    out: dict[str, object] = {"flagged": [], "smallest ratio of the others": np.inf}
+    for dataset in ("static", "drift", "unrelated", "neuron", "pollen"):
+        for item in load(dataset):
+            planes = item["noisy"].astype(np.float64)
+            planes /= 255.0 if item["noisy"].dtype == np.uint8 else planes.max()
+            n = len(planes)
+            pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if n <= 4 or j - i <= 2]
+            flagged, smallest = check(planes, pairs)
+            out["flagged"] += [f"{dataset} {item['name']} {i}-{j}" for i, j in flagged]
+            out["smallest ratio of the others"] = min(out["smallest ratio of the others"], smallest)
+    print("copies", out, flush=True)
+    return out
+
+
 def _png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L")).astype(np.float64) / 255.0
 
@@ -218,6 +258,7 @@ def main() -> int:
     found = {
         "static": static_series(),
         "static check": static_check(),
+        "copies": copies(),
         "ladder (synthetic noise over gt)": ladder(),
         "ladder (real captures)": ladder_real(),
     }
