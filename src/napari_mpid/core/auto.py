@@ -61,9 +61,11 @@ COMBINE_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 #: blurred by 0.75 (their gain was measured in a replay that was not kept).
 NEIGHBOUR_SIGMAS = (0.5, 0.75, 1.0, 2.0)
 #: Other planes that registration would move by less than this (pixels, along Y or X) are
-#: used as they are: on FMD's static series and the neuron Z-stack, registered copies of
-#: every neighbour cost 0.08-0.11 dB in stage 1 (small shifts, interpolation's smoothing),
-#: while drifting frames (1.5 and 1 px per frame) gain 1.3 dB (benchmarks/mix_family.py).
+#: used as they are. With the gate, drifting frames (1.5 and 1 px per frame) gain 1.3 dB in
+#: stage 1 and the still series and Z-stacks are unchanged (benchmarks/mix_family.py, rows
+#: "shipped" and "shipped, not registered"); without it, registering every neighbour cost
+#: static 0.08 and neuron 0.11 dB (small shifts, interpolation's smoothing; a development
+#: replay that was not kept).
 REGISTER_MIN = 0.5
 #: Terms of :func:`plane_mix` whose weight may change linearly with the local intensity
 #: (pixel-independent noise only). Session 5, stage 1 replayed without the network

@@ -536,18 +536,28 @@ STATIC_EXCESS = 1.6
 
 
 def _static_mode(run: _Run) -> Generator[Progress, None, None]:
-    """Repeated exposures of one scene: every series averaged, its mean filled as one plane, written to all."""
+    """Repeated exposures of one scene: every series averaged, its mean filled as one plane, written to all.
+
+    The planes are read twice (summed, then compared and written one by one)
+    so that a long series never has to fit in memory.
+    """
     plan, filler, iterations = run.plan, run.filler, run.params.iterations
     letters = [a for a in plan.axes if a not in "YXS"]
     wanted = set(run.numbers)
     position = 0
+
+    def exposure(number: int, count: bool) -> tuple[tuple[int, ...], np.ndarray, IntensityScale, list[np.ndarray]]:
+        index, plane, scale = run.read(number, count=count)
+        return index, plane, scale, [scale.forward(part) for part in split_parts(plane, plan)]
+
     for series in plan.series:
         if not wanted.intersection(series):
             continue
-        loaded = [run.read(n) for n in series]
-        scale = loaded[0][2]  # one channel per series: one intensity scale
-        exposures = [[scale.forward(part) for part in split_parts(plane, plan)] for _, plane, _ in loaded]
-        means = [np.mean([e[part_no] for e in exposures], axis=0) for part_no in range(plan.parts)]
+        sums: list[np.ndarray] = []
+        for number in series:
+            *_, parts = exposure(number, count=True)
+            sums = parts if not sums else [total + part for total, part in zip(sums, parts)]
+        means = [total / len(series) for total in sums]
         filled: list[np.ndarray] = []
         for part_no, mean in enumerate(means):
             gen = filler.fill(mean, series[0], part_no)
@@ -558,7 +568,8 @@ def _static_mode(run: _Run) -> Generator[Progress, None, None]:
             except StopIteration as stop:
                 filled.append(stop.value)
         moved = {}
-        for (index, plane, _), parts, number in zip(loaded, exposures, series):
+        for number in series:
+            index, plane, scale, parts = exposure(number, count=False)
             excess = _static_excess(parts, means, len(series))
             if excess > STATIC_EXCESS:
                 moved[" ".join(f"{a}={i}" for a, i in zip(letters, index))] = excess
