@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -34,28 +33,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import eval_dir, psnr, read_gray, run_to_end
 from PIL import Image
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
 
 from napari_mpid import __version__
 from napari_mpid.api import load_model
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.params import PRESETS, preset
 
-# ../shared/data/eval beside the repository, or MPID_EVAL_DIR (e.g. the copy that
-# scripts/device_prepare.sh makes for a GPU machine, where ../shared does not travel).
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
-
 
 def load_fmd(crop: int | None, offset: int | None, all_captures: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    root = EVAL / "fmd_test_mix"
+    root = eval_dir("fmd_test_mix")
     names = sorted(p.name for p in (root / "raw").glob("*.png"))
     if not all_captures:
         names = [n for n in names if n.endswith("_1.png")]
     items = []
     for name in names:
-        raw = np.asarray(Image.open(root / "raw" / name).convert("L"))
-        gt = np.asarray(Image.open(root / "gt" / name).convert("L"))
+        raw = read_gray(root / "raw" / name)
+        gt = read_gray(root / "gt" / name)
         if crop:
             o = (raw.shape[0] - crop) // 2 if offset is None else offset
             raw, gt = raw[o : o + crop, o : o + crop], gt[o : o + crop, o : o + crop]
@@ -65,7 +61,7 @@ def load_fmd(crop: int | None, offset: int | None, all_captures: bool) -> list[t
 
 def load_cset9(crop: int | None, sigma: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
     items = []
-    for i, path in enumerate(sorted((EVAL / "cset9").glob("*.png"))):
+    for i, path in enumerate(sorted(eval_dir("cset9").glob("*.png"))):
         clean = np.asarray(Image.open(path).convert("RGB")).astype(np.float32) / 255.0
         if crop:
             o0, o1 = (clean.shape[0] - crop) // 2, (clean.shape[1] - crop) // 2
@@ -78,9 +74,8 @@ def load_cset9(crop: int | None, sigma: float) -> list[tuple[str, np.ndarray, np
 
 def score(estimate: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     est = np.clip(estimate, 0.0, 1.0)
-    psnr = peak_signal_noise_ratio(clean, est, data_range=1.0)
     ssim = structural_similarity(clean, est, data_range=1.0, channel_axis=-1 if est.ndim == 3 else None)
-    return float(psnr), float(ssim)
+    return psnr(est, clean), float(ssim)
 
 
 def baselines(noisy01: np.ndarray, clean: np.ndarray) -> dict[str, tuple[float, float]]:
@@ -161,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             gen = denoise_planes(noisy, params, model=model, axes="YXS" if noisy.ndim == 3 else "YX")
             start = time.perf_counter()
-            try:
-                while True:
-                    next(gen)
-            except StopIteration as stop:
-                result = stop.value
+            result = run_to_end(gen)
             if model.network.head.weight.is_cuda:
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from _common import FMD_CROP, eval_dir, fmd_first_captures, psnr, psnr_gain_matched, read_gray, read_unit, run_to_end
 from scipy.ndimage import gaussian_filter
 
 from napari_mpid import __version__
@@ -39,20 +38,15 @@ from napari_mpid.api import load_model
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.params import preset
 
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
-#: Blur widths of the oracle and of the best fixed blur.
+#: Blur widths of the oracle and of the best fixed blur (wider than ORACLE_SIGMAS: wide-field
+#: images want more than sigma 2).
 SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
-CROP = (slice(192, 320), slice(192, 320))
+CROP = FMD_CROP
 
 
-def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)))
-
-
-def psnr_gain_matched(estimate: np.ndarray, clean: np.ndarray) -> float:
-    """PSNR after scaling ``estimate`` by the gain that fits it best to ``clean``."""
-    gain = float((estimate * clean).sum() / max(float((estimate * estimate).sum()), 1e-12))
-    return psnr(gain * estimate, clean)
+def gain_matched(estimate: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR after the best gain, fitted on the estimate as it is (not clipped first)."""
+    return psnr_gain_matched(estimate, clean, clip_first=False)
 
 
 def main() -> int:
@@ -67,30 +61,26 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model, args.device)
-    root = EVAL / "fmd_test_mix"
-    names = sorted(p.name for p in (root / "raw").glob("*_1.png"))[: args.limit]
+    root = eval_dir("fmd_test_mix")
+    names = fmd_first_captures()[: args.limit]
     rows = []
     for level in args.levels:
         for name in names:
-            full = np.asarray(Image.open(root / level / name).convert("L"))
-            gt = np.asarray(Image.open(root / "gt" / name).convert("L")).astype(np.float64)[CROP] / 255.0
+            full = read_gray(root / level / name)
+            gt = read_unit(root / "gt" / name)[CROP]
             blurred = {s: gaussian_filter(full / 255.0, s)[CROP] for s in SIGMAS}
             blurs = {s: psnr(b, gt) for s, b in blurred.items()}
             noisy = full[CROP] / 255.0
             row = {"level": level, "image": name, "noisy": psnr(noisy, gt), "blur": blurs,
                    "capture gain": float((noisy * gt).sum() / (gt * gt).sum()),
-                   "blur gain-matched": {s: psnr_gain_matched(b, gt) for s, b in blurred.items()}}  # fmt: skip
+                   "blur gain-matched": {s: gain_matched(b, gt) for s, b in blurred.items()}}  # fmt: skip
             for name_p in args.presets:
                 params = preset(name_p, model=args.model, device=args.device)
                 start = time.perf_counter()
                 gen = denoise_planes(np.ascontiguousarray(full[CROP]), params, model=model, noise_map=False)
-                try:
-                    while True:
-                        next(gen)
-                except StopIteration as stop:
-                    result = stop.value
+                result = run_to_end(gen)
                 row[name_p] = psnr(result.denoised / 255.0, gt)
-                row[name_p + " gain-matched"] = psnr_gain_matched(result.denoised / 255.0, gt)
+                row[name_p + " gain-matched"] = gain_matched(result.denoised / 255.0, gt)
                 row[name_p + " seconds"] = time.perf_counter() - start
                 if result.choices:
                     row[name_p + " choices"] = result.choices

@@ -37,8 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO
 
 #: Runs in a fresh interpreter: starts the CLI, polls its RSS, reports both peaks as JSON.
 _MEASURE = r"""

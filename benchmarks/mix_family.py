@@ -11,7 +11,7 @@ out as ``combine`` does):
 
 - ``shipped``: :func:`~napari_mpid.core.auto.plane_mix` as it is;
 - ``global``: one non-negative weight per candidate for the whole plane
-  (the rule up to session 4);
+  (the rule before intensity-dependent weights);
 - ``signed``: the unconstrained SURE minimiser (weights of any sign: sums
   of blurs with alternating signs make sharper low-pass filters);
 - ``ridge``: the unconstrained minimiser with a ridge of 1e-3 of the
@@ -26,31 +26,30 @@ out as ``combine`` does):
 - ``oracle``: the least-squares fit of the global family to the clean
   plane (an upper bound for its weights, Z-stacks only);
 - ``shipped, copies kept``: the shipped rule with duplicated frames kept
-  in the neighbour means (as before session 6; see
+  in the neighbour means (the engine leaves them out, see
   :meth:`~napari_mpid.core.context.PlaneCache.twin`);
 - ``shipped, not registered``: without the registered means of drifting
-  neighbours (session 6, :data:`~napari_mpid.core.auto.REGISTER_MIN`).
+  neighbours (:data:`~napari_mpid.core.auto.REGISTER_MIN`).
 
 The network plays no part (stage 1 does not use it), so this runs in a few
 minutes. Data and scoring as benchmarks/stacks.py (neuron, pollen, static,
 drift, unrelated) and benchmarks/ladder.py (FMD 128x128 crops, raw/avg2/
 avg4/avg8, score relative to the per-image oracle blur over sigma 0.5-2).
 
-    python benchmarks/mix_family.py --json benchmarks/results/mix_family_s6.json
+    python benchmarks/mix_family.py --json benchmarks/results/mix_family.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from _common import FMD_CROP, ORACLE_SIGMAS, eval_dir, fmd_first_captures, psnr, read_unit
 from scipy.ndimage import gaussian_filter
+from stacks import load
 
 import napari_mpid.core.auto as auto
 from napari_mpid.core.auto import (
@@ -66,16 +65,8 @@ from napari_mpid.core.auto import (
 from napari_mpid.core.context import PlaneCache
 from napari_mpid.core.noise import estimate_noise
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stacks import load
-
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
-CROP = (slice(192, 320), slice(192, 320))
+CROP = FMD_CROP
 RIDGE = 1e-3
-
-
-def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)))
 
 
 def mixes(
@@ -155,13 +146,13 @@ def _others(planes: np.ndarray, j: int, twin, register: bool) -> dict[str, np.nd
 
 
 def ladder(level: str) -> dict[str, float]:
-    root = EVAL / "fmd_test_mix"
+    root = eval_dir("fmd_test_mix")
     rows: dict[str, list[float]] = {}
     oracles = []
-    for path in sorted((root / "raw").glob("*_1.png")):
-        full = np.asarray(Image.open(root / level / path.name).convert("L")).astype(np.float64) / 255.0
-        gt = np.asarray(Image.open(root / "gt" / path.name).convert("L")).astype(np.float64)[CROP] / 255.0
-        oracle = max(psnr(gaussian_filter(full, s)[CROP], gt) for s in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0))
+    for name in fmd_first_captures():
+        full = read_unit(root / level / name)
+        gt = read_unit(root / "gt" / name)[CROP]
+        oracle = max(psnr(gaussian_filter(full, s)[CROP], gt) for s in ORACLE_SIGMAS)
         oracles.append(oracle)
         for k, m in mixes(full[CROP], {}, None).items():
             rows.setdefault(k, []).append(psnr(m, gt) - oracle)

@@ -37,47 +37,46 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image
+from _common import FMD_CROP, eval_dir, fmd_first_captures, read_gray, read_unit
 
 from napari_mpid.core import noise as noise_module
 from napari_mpid.core.noise import correlated_noise, estimate_noise, patch_noise_variance
 
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
 LEVELS = {"raw": 1, "avg2": 2, "avg4": 4, "avg8": 8, "avg16": 16}
-CROP = (slice(192, 320), slice(192, 320))
+CROP = FMD_CROP
 
 
-def _png(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L")).astype(np.float64)[CROP] / 255.0
+def _centre_crop(path: Path) -> np.ndarray:
+    """The 128x128 centre crop of an FMD capture, in [0, 1]."""
+    return read_unit(path)[CROP]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json")
     args = parser.parse_args()
-    root = EVAL / "fmd_test_mix"
-    names = sorted(p.name for p in (root / "raw").glob("*_1.png"))
+    root = eval_dir("fmd_test_mix")
+    names = fmd_first_captures()
     out: dict[str, dict[str, float]] = {}
     for level, k in LEVELS.items():
         ratios = []
         for name in names:
-            gt = _png(root / "gt" / name)
-            reference = np.sqrt(np.mean((_png(root / "raw" / name) - gt) ** 2)) / np.sqrt(k)
-            plane = _png(root / level / name)
+            gt = _centre_crop(root / "gt" / name)
+            reference = np.sqrt(np.mean((_centre_crop(root / "raw" / name) - gt) ** 2)) / np.sqrt(k)
+            plane = _centre_crop(root / level / name)
             ratios.append(np.sqrt(np.mean(estimate_noise(plane).variance(plane))) / reference)
         out[level] = {"median": float(np.median(ratios)), "min": float(np.min(ratios)), "max": float(np.max(ratios))}
         print(
             f"FMD {level:5s} estimate / reference: median {np.median(ratios):.2f}, {min(ratios):.2f}-{max(ratios):.2f}"
         )
     for stack in ("neuron", "pollen"):
-        noisy = tifffile.imread(EVAL / "zstacks" / f"{stack}_noisy.tif").astype(np.float64)
-        clean = tifffile.imread(EVAL / "zstacks" / f"{stack}_clean.tif").astype(np.float64)
+        noisy = tifffile.imread(eval_dir("zstacks", f"{stack}_noisy.tif")).astype(np.float64)
+        clean = tifffile.imread(eval_dir("zstacks", f"{stack}_clean.tif")).astype(np.float64)
         ratios = [estimate_noise(noisy[z]).sigma / np.sqrt(np.mean((noisy[z] - clean[z]) ** 2)) for z in (5, 20, 30)]
         out[stack] = {"min": float(min(ratios)), "max": float(max(ratios))}
         print(f"{stack} estimate / truth, planes 5, 20, 30: {', '.join(f'{r:.2f}' for r in ratios)}")
@@ -105,7 +104,7 @@ def patch_shares(root: Path, names: list[str]) -> dict[str, object]:
         lag1: dict[str, list[float]] = {}
         for level in ("raw", "avg2", "avg4", "avg8"):
             for name in names:
-                plane = _png(root / level / name)
+                plane = _centre_crop(root / level / name)
                 blocks = estimate_noise(plane)
                 share = patch_noise_variance(plane) / float(np.mean(blocks.variance(plane)))
                 fmd.setdefault(name.split("_")[0], []).append(share)
@@ -117,7 +116,7 @@ def patch_shares(root: Path, names: list[str]) -> dict[str, object]:
         print(f"FMD {modality} raw-avg8: patch share {min(shares):.2f}-{max(shares):.2f}")
     for level, values in lag1.items():
         print(f"FMD confocal {level}: the blocks' lag-1 'correlation' {min(values):.2f}-{max(values):.2f}")
-    plane = np.asarray(Image.open(root / "raw" / names[0]).convert("L")) / 255.0  # the full 512x512 capture
+    plane = read_gray(root / "raw" / names[0]) / 255.0  # the full 512x512 capture
     start = time.perf_counter()
     for _ in range(5):
         estimate_noise(plane)
@@ -135,7 +134,7 @@ def reference_noise(stack: str) -> dict[str, float]:
     """White, intensity-proportional, plane-independent content of a Z-stack's clean reference."""
     from scipy.ndimage import gaussian_filter, uniform_filter
 
-    clean = tifffile.imread(EVAL / "zstacks" / f"{stack}_clean.tif").astype(np.float64)
+    clean = tifffile.imread(eval_dir("zstacks", f"{stack}_clean.tif")).astype(np.float64)
     shares = [patch_noise_variance(c) / float(np.mean(c / 20 + 0.02**2)) for c in clean]
     detail = clean - gaussian_filter(clean, (0, 1.0, 1.0))
     across = [float(np.corrcoef(detail[z].ravel(), detail[z + 1].ravel())[0, 1]) for z in range(len(clean) - 1)]
@@ -157,12 +156,9 @@ def reference_noise(stack: str) -> dict[str, float]:
 
 def line_spreads(root: Path, names: list[str]) -> dict[str, list[float]]:
     """Range (min, max) of the 90th/10th percentile ratio of the noise-level line per group of planes."""
-    import sys
+    from eval_quality import load_cset9
 
     from napari_mpid.core.noise import estimate_noise_channels
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from eval_quality import load_cset9
 
     def spread(plane: np.ndarray) -> float:
         variance = estimate_noise_channels(plane).variance(plane.ravel())
@@ -172,9 +168,9 @@ def line_spreads(root: Path, names: list[str]) -> dict[str, list[float]]:
     for level in ("raw", "avg2", "avg4", "avg8"):
         for name in names:
             if not name.startswith("WideField"):  # correlated noise: no intensity-dependent weights
-                groups["FMD confocal and two-photon, raw-avg8"].append(spread(_png(root / level / name)))
+                groups["FMD confocal and two-photon, raw-avg8"].append(spread(_centre_crop(root / level / name)))
     for stack in ("neuron", "pollen"):
-        noisy = tifffile.imread(EVAL / "zstacks" / f"{stack}_noisy.tif").astype(np.float64)
+        noisy = tifffile.imread(eval_dir("zstacks", f"{stack}_noisy.tif")).astype(np.float64)
         groups[stack] = [spread(plane) for plane in noisy]
     groups["CSet9, Gaussian sigma 25"] = [
         spread(noisy.transpose(2, 0, 1).astype(np.float64)) for _, noisy, _ in load_cset9(128, 25.0)
@@ -186,9 +182,6 @@ def line_spreads(root: Path, names: list[str]) -> dict[str, list[float]]:
 
 def drift_frames() -> dict[str, list[float]]:
     """Per frame k of the drift series: residual lag-1 along y against gt, and the estimated correlation."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from stacks import load
 
     lag, found = [[] for _ in range(4)], [[] for _ in range(4)]

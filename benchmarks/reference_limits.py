@@ -40,37 +40,27 @@ where gt is the reference.
 
 Numpy only, about a minute::
 
-    python benchmarks/reference_limits.py --json benchmarks/results/reference_limits_s6.json
+    python benchmarks/reference_limits.py --json benchmarks/results/reference_limits.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from _common import FMD_CROP, ORACLE_SIGMAS, eval_dir, fmd_first_captures, psnr, read_unit
 from scipy.ndimage import gaussian_filter
+from stacks import load
 
 from napari_mpid.core.auto import plane_mix
 from napari_mpid.core.engine import _static_excess
 from napari_mpid.core.noise import estimate_noise
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stacks import load
-
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
-CROP = (slice(192, 320), slice(192, 320))
-ORACLE_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+CROP = FMD_CROP
 LEVELS = {"raw": 1, "avg2": 2, "avg4": 4, "avg8": 8}
-
-
-def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)))
 
 
 def gain(plane: np.ndarray, reference: np.ndarray) -> float:
@@ -169,20 +159,16 @@ def copies() -> dict[str, object]:
     return out
 
 
-def _png(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L")).astype(np.float64) / 255.0
-
-
 def ladder(seed: int = 0) -> dict[str, object]:
     rng = np.random.default_rng(seed)
-    root = EVAL / "fmd_test_mix"
+    root = eval_dir("fmd_test_mix")
     out: dict[str, object] = {}
     for level, k in LEVELS.items():
         rows = []
-        for path in sorted((root / "raw").glob("*_1.png")):
-            if path.name.startswith("WideField"):
+        for name in fmd_first_captures():
+            if name.startswith("WideField"):
                 continue
-            gt, raw = _png(root / "gt" / path.name), _png(path)
+            gt, raw = read_unit(root / "gt" / name), read_unit(root / "raw" / name)
             residual = (raw - gain(raw, gt) * gt) ** 2
             slope, offset = np.polyfit(gt.ravel(), residual.ravel(), 1)
             variance = np.maximum(slope * gt + offset, 1e-6) / k
@@ -194,7 +180,7 @@ def ladder(seed: int = 0) -> dict[str, object]:
             added = float(np.mean(variance[CROP]))
             rows.append(
                 {
-                    "image": path.name,
+                    "image": name,
                     "estimated / added noise variance": float(np.mean(estimated.variance(plane))) / added,
                     "stage 1, estimated noise": psnr(stage1(plane, estimated), truth) - oracle,
                     "stage 1, true noise line": psnr(stage1(plane, true_line), truth) - oracle,
@@ -220,12 +206,12 @@ def ladder_real() -> dict[str, object]:
     captures, includes the k averaged into avg-k, which shrinks their
     residual by that factor.
     """
-    root = EVAL / "fmd_test_mix"
+    root = eval_dir("fmd_test_mix")
     out: dict[str, object] = {}
     for level, k in LEVELS.items():
         rows = []
-        for path in sorted((root / "raw").glob("*_1.png")):
-            full, gt = _png(root / level / path.name), _png(root / "gt" / path.name)[CROP]
+        for name in fmd_first_captures():
+            full, gt = read_unit(root / level / name), read_unit(root / "gt" / name)[CROP]
             plane = full[CROP]
             residual = (plane - gain(plane, gt) * gt) ** 2 / (1 - k / 50)
             slope, offset = np.polyfit(gaussian_filter(plane, 2.0).ravel(), residual.ravel(), 1)
@@ -234,7 +220,7 @@ def ladder_real() -> dict[str, object]:
             oracle = max(psnr(gaussian_filter(full, s)[CROP], gt) for s in ORACLE_SIGMAS)
             rows.append(
                 {
-                    "image": path.name,
+                    "image": name,
                     "capture gain against gt": gain(plane, gt),
                     "estimated / measured noise variance": float(np.mean(estimated.variance(plane)))
                     / float(np.mean(measured.variance(plane))),

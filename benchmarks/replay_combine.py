@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
-from PIL import Image
+from _common import FMD_CROP, ORACLE_SIGMAS, eval_dir, fmd_first_captures, psnr, read_gray, read_unit, run_to_end
+from eval_quality import load_cset9
 from scipy.ndimage import gaussian_filter
 
 import napari_mpid.core.engine as engine
@@ -48,16 +47,7 @@ from napari_mpid.core.auto import combine, plane_mix
 from napari_mpid.core.noise import NoiseEstimate, patch_noise_variance
 from napari_mpid.core.params import preset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_quality import load_cset9
-
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
-CROP = (slice(192, 320), slice(192, 320))
-ORACLE_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-
-
-def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)))
+CROP = FMD_CROP
 
 
 def captured(gen) -> list[tuple]:
@@ -71,11 +61,7 @@ def captured(gen) -> list[tuple]:
 
     engine.combine = spy
     try:
-        try:
-            while True:
-                next(gen)
-        except StopIteration:
-            pass
+        run_to_end(gen)
     finally:
         engine.combine = combine
     return calls
@@ -103,27 +89,23 @@ def variants(call: tuple, clean: np.ndarray, true_variance: float, to01=lambda a
     }
 
 
-def _png(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L")).astype(np.float64)
-
-
 def ladder(levels: list[str], model) -> list[dict]:
-    root = EVAL / "fmd_test_mix"
+    root = eval_dir("fmd_test_mix")
     rows = []
     for level in levels:
         k = 1 if level == "raw" else int(level.removeprefix("avg"))
-        for path in sorted((root / "raw").glob("*_1.png")):
-            full, gt = _png(root / level / path.name), _png(root / "gt" / path.name) / 255.0
-            crop = np.ascontiguousarray(full[CROP].astype(np.uint8))  # uint8 in, as the ladder
+        for name in fmd_first_captures():
+            full, gt = read_gray(root / level / name), read_unit(root / "gt" / name)
+            crop = np.ascontiguousarray(full[CROP])  # uint8 in, as the ladder
             params = preset("auto", model="real-noise", device="cpu")
             (call,) = captured(engine.denoise_planes(crop, params, model=model, noise_map=False))
-            true_variance = float(np.mean((_png(path)[CROP] / 255.0 - gt[CROP]) ** 2)) / k
-            row = {"level": level, "image": path.name, **variants(call, gt[CROP][None], true_variance)}
+            true_variance = float(np.mean((read_unit(root / "raw" / name)[CROP] - gt[CROP]) ** 2)) / k
+            row = {"level": level, "image": name, **variants(call, gt[CROP][None], true_variance)}
             row["oracle blur"] = max(psnr(gaussian_filter(full / 255.0, s)[CROP], gt[CROP]) for s in ORACLE_SIGMAS)
             row["oracle blur on the crop"] = max(psnr(gaussian_filter(crop / 255.0, s, mode="reflect"), gt[CROP])
                                                  for s in ORACLE_SIGMAS)  # fmt: skip
             rows.append(row)
-            print(level, path.name, {k: round(v, 2) for k, v in row.items() if isinstance(v, float)}, flush=True)
+            print(level, name, {k: round(v, 2) for k, v in row.items() if isinstance(v, float)}, flush=True)
     return rows
 
 
@@ -141,8 +123,8 @@ def cset9(model) -> list[dict]:
 
 
 def pollen(model) -> list[dict]:
-    noisy = tifffile.imread(EVAL / "zstacks" / "pollen_noisy.tif")
-    clean = tifffile.imread(EVAL / "zstacks" / "pollen_clean.tif").astype(np.float64)
+    noisy = tifffile.imread(eval_dir("zstacks", "pollen_noisy.tif"))
+    clean = tifffile.imread(eval_dir("zstacks", "pollen_clean.tif")).astype(np.float64)
     params = preset("auto", model="real-noise", device="cpu")
     calls = captured(engine.denoise_planes(noisy, params, model=model, axes="ZYX", noise_map=False))
     rows = []

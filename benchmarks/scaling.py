@@ -13,29 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from skimage.metrics import peak_signal_noise_ratio
+from _common import ANCHOR_CHECKPOINTS, eval_dir, psnr, read_gray, run_to_end
 
 from napari_mpid.core import normalization
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.params import preset
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or SHARED / "data" / "eval")
-REF = SHARED / "anchors" / "mpi_official" / "ckpts" / "imgnet_80_95_singlechannel_skip.pth"
+REF = ANCHOR_CHECKPOINTS / "imgnet_80_95_singlechannel_skip.pth"
 NAMES = ("Confocal_FISH_1.png", "WideField_BPAE_B_1.png", "TwoPhoton_MICE_1.png")
 
 
 def crops(offset: int = 192, size: int = 128):
-    root = EVAL / "fmd_test_mix"
+    root = eval_dir("fmd_test_mix")
     for name in NAMES:
-        raw = np.asarray(Image.open(root / "raw" / name).convert("L"))[offset : offset + size, offset : offset + size]
-        gt = np.asarray(Image.open(root / "gt" / name).convert("L"))[offset : offset + size, offset : offset + size]
+        raw = read_gray(root / "raw" / name)[offset : offset + size, offset : offset + size]
+        gt = read_gray(root / "gt" / name)[offset : offset + size, offset : offset + size]
         yield name, raw, gt.astype(np.float64) / 255.0
 
 
@@ -82,15 +78,10 @@ def run(model: str, variants: list[str], seeds: list[int], precision: str) -> di
             data = raw if gain == 1 else (raw.astype(np.uint16) * gain)
             for seed in seeds:
                 params = preset("fast", model=model, seed=seed, normalization=policy, precision=precision)
-                gen = denoise_planes(data, params)
-                try:
-                    while True:
-                        next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                psnr = peak_signal_noise_ratio(gt, np.clip(result.denoised / (255.0 * gain), 0, 1), data_range=1.0)
-                scores.append({"image": name, "seed": seed, "psnr": float(psnr), "scales": result.scales})
-                print(f"{variant:32s} {name:24s} seed {seed}: {psnr:.2f}", flush=True)
+                result = run_to_end(denoise_planes(data, params))
+                score = psnr(result.denoised / (255.0 * gain), gt)
+                scores.append({"image": name, "seed": seed, "psnr": score, "scales": result.scales})
+                print(f"{variant:32s} {name:24s} seed {seed}: {score:.2f}", flush=True)
         scales.scale_from_sample = original
         mean = float(np.mean([s["psnr"] for s in scores]))
         print(f"{variant:32s} mean {mean:.2f}", flush=True)

@@ -2,10 +2,12 @@
 
 The stack (``napari_mpid.synthetic.fluorescence_stack``: Poisson photons on a
 camera offset of 100 counts, read noise 3) holds values of about 90-150 in a
-uint16 file. Scaled by its bit depth (what the "auto" policy did before
-session 3: values below 256 -> /255, the same arithmetic as feeding the
-values as uint8) the planes span ~0.35-0.6; scaled by percentiles they span
-~0.1-0.9. PSNR against the clean stack (data range = the clean stack's span).
+uint16 file. Scaled by its bit depth (values below 256 -> /255, the same
+arithmetic as feeding the values as uint8, which is what the "auto" policy
+does for uint8 data only) the planes span ~0.35-0.6; scaled by percentiles
+(what "auto" does for wider integers) they span ~0.1-0.9. PSNR against the
+clean stack, with the clean stack's span as data range and no clipping
+(camera counts, not [0, 1]: not the other scripts' ``_common.psnr``).
 
     python benchmarks/scaling_camera.py [--planes 3 --size 128] [--json out.json]
 """

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -44,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-from PIL import Image
+from _common import ORACLE_SIGMAS, eval_dir, psnr, psnr_gain_matched, read_gray, run_to_end
 from scipy.ndimage import gaussian_filter, shift
 
 from napari_mpid import __version__
@@ -52,16 +51,13 @@ from napari_mpid.core import engine
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.params import PRESETS, preset
 
-EVAL = Path(os.environ.get("MPID_EVAL_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "eval")
-SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-
-
-def _png(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
+#: Blur widths of the baselines.
+SIGMAS = ORACLE_SIGMAS
 
 
 def fmd_configs() -> list[str]:
-    return sorted({p.name.rsplit("_", 1)[0] for p in (EVAL / "fmd_test_mix" / "raw").glob("*_1.png")})
+    """The 12 configurations of FMD test_mix (file names without ``_<capture>.png``), sorted."""
+    return sorted({p.name.rsplit("_", 1)[0] for p in (eval_dir("fmd_test_mix") / "raw").glob("*_1.png")})
 
 
 def load(dataset: str, limit: int | None = None, every: int = 1) -> list[dict]:
@@ -70,23 +66,23 @@ def load(dataset: str, limit: int | None = None, every: int = 1) -> list[dict]:
     ``every``: Z-stacks only, score every ``every``-th plane from ``every // 2`` on
     (plane-by-plane filling then fills only those: a cheaper, sampled figure).
     """
-    root = EVAL / "fmd_test_mix"
     crop = (slice(128, 384), slice(128, 384))
     items = []
     if dataset in ("static", "drift", "unrelated"):
+        root = eval_dir("fmd_test_mix")
         configs = fmd_configs()
         for i, cfg in enumerate(configs[:limit] if limit else configs):
-            gt = _png(root / "gt" / f"{cfg}_1.png").astype(np.float64)
+            gt = read_gray(root / "gt" / f"{cfg}_1.png").astype(np.float64)
             if dataset == "unrelated":
                 names = [configs[(i + k) % len(configs)] for k in range(4)]
-                frames = [_png(root / "raw" / f"{n}_1.png") for n in names]
+                frames = [read_gray(root / "raw" / f"{n}_1.png") for n in names]
                 noisy = np.stack([f[crop] for f in frames])
-                clean = np.stack([_png(root / "gt" / f"{n}_1.png")[crop] for n in names]) / 255.0
+                clean = np.stack([read_gray(root / "gt" / f"{n}_1.png")[crop] for n in names]) / 255.0
                 items.append({"name": cfg, "noisy": noisy, "clean": clean, "scored": [0]})
                 continue
             frames, truths = [], []
             for k in range(4):
-                raw = _png(root / "raw" / f"{cfg}_{k + 1}.png")
+                raw = read_gray(root / "raw" / f"{cfg}_{k + 1}.png")
                 if dataset == "drift":
                     raw = np.clip(
                         np.rint(shift(raw.astype(np.float64), (1.5 * k, 1.0 * k), order=3, mode="reflect")), 0, 255
@@ -98,8 +94,8 @@ def load(dataset: str, limit: int | None = None, every: int = 1) -> list[dict]:
                 truths.append(truth[crop] / 255.0)
             items.append({"name": cfg, "noisy": np.stack(frames), "clean": np.stack(truths), "scored": [0, 1, 2, 3]})
     else:
-        noisy = tifffile.imread(EVAL / "zstacks" / f"{dataset}_noisy.tif")
-        clean = tifffile.imread(EVAL / "zstacks" / f"{dataset}_clean.tif").astype(np.float64)
+        noisy = tifffile.imread(eval_dir("zstacks", f"{dataset}_noisy.tif"))
+        clean = tifffile.imread(eval_dir("zstacks", f"{dataset}_clean.tif")).astype(np.float64)
         scored = list(range(every // 2, len(noisy), every)) if every > 1 else list(range(len(noisy)))
         items.append({"name": dataset, "noisy": noisy, "clean": clean, "scored": scored})
     return items
@@ -108,19 +104,6 @@ def load(dataset: str, limit: int | None = None, every: int = 1) -> list[dict]:
 def to_unit(item: dict, stack: np.ndarray) -> np.ndarray:
     """Denoised stack in input units -> [0, 1] as scored (FMD: /255)."""
     return stack / 255.0 if item["noisy"].dtype == np.uint8 else stack
-
-
-def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    mse = np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2)
-    return float(10 * np.log10(1.0 / mse))
-
-
-def psnr_gain_matched(estimate: np.ndarray, clean: np.ndarray) -> float:
-    """PSNR after the best global gain: FMD's captures differ in brightness by up to 14 % from the
-    50-capture gt (laser fluctuation), which a per-frame denoiser must not remove but gt does."""
-    est = np.clip(estimate, 0.0, 1.0)
-    gain = float(np.sum(est * clean) / max(np.sum(est * est), 1e-12))
-    return psnr(gain * est, clean)
 
 
 def scores(item: dict, estimate: np.ndarray, metric=None) -> list[float]:
@@ -148,12 +131,7 @@ def run_method(item: dict, params, model) -> tuple[list[float], float, dict]:
     start = time.perf_counter()
     # Plane by plane (context 0) the frames are independent: fill only the scored ones.
     only = item["scored"] if params.context == 0 and not params.static_scene else None
-    gen = denoise_planes(item["noisy"], params, axes=axes, model=model, noise_map=False, planes=only)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        result = stop.value
+    result = run_to_end(denoise_planes(item["noisy"], params, axes=axes, model=model, noise_map=False, planes=only))
     seconds = time.perf_counter() - start
     meta = {k: v for k, v in result.metadata().items() if k.startswith("param_") or k == "notes"}
     meta["auto_choices"] = [{k: v for k, v in c.items() if k != "fusion_weights"} for c in result.choices]
