@@ -19,12 +19,17 @@ many inputs (files, folders, globs) into an output folder
 
 A run killed at any moment is continued with ``--resume``: finished planes
 are not computed again, and the outputs equal those of an uninterrupted run.
+A full disk stops the job with a one-line error; once outputs and journal
+exist, they are kept, so that ``--resume`` finishes the job after space is
+freed (the outputs' space is reserved when they are created, so a disk that
+is too small is usually found before any plane is computed).
 An input whose outputs all exist (and have no journal) is *skipped* unless
 ``--overwrite`` is given.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import sys
@@ -48,7 +53,17 @@ from .io import (
     require_ome_zarr,
 )
 from .journal import Journal, JournalMismatch, fingerprint
-from .outputs import OUTPUT_SUFFIXES, OutputSpec, commit, create, discard, finalize, open_array, plan_output
+from .outputs import (
+    OUTPUT_SUFFIXES,
+    DiskFullError,
+    OutputSpec,
+    commit,
+    create,
+    discard,
+    finalize,
+    open_array,
+    plan_output,
+)
 
 __all__ = ["Job", "Outcome", "Prepared", "RunOptions", "plan_jobs", "print_summary", "run_jobs"]
 
@@ -497,6 +512,28 @@ def _one_line(exc: BaseException) -> str:
     return message
 
 
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The ENOSPC error behind ``exc`` (itself, or what it was raised from), None if there is none."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _disk_full_reason(error: OSError, job: Job, resumable: bool) -> str:
+    """One line naming the full device's file and what to do next."""
+    message = str(error)
+    if not isinstance(error, DiskFullError):
+        message = f"disk full: no space left on the device holding {error.filename or job.output}"
+    if resumable:
+        return f"{message}; free some space, then run the same command with --resume to finish"
+    return f"{message}; free some space and run again"
+
+
 def report_error(outcome: Outcome, batch: bool) -> None:
     """Print a failed job's one-line error on stderr."""
     where = f"{outcome.job.input}: " if batch and not outcome.reason.startswith(outcome.job.input.name) else ""
@@ -550,12 +587,16 @@ def run_one(job: Job, options: RunOptions, model: Any, device: Any) -> Outcome:
     try:
         prep = prepare(job, options, model, device)
     except Exception as exc:
-        return Outcome(job, "failed", _one_line(exc))
+        full = _disk_full(exc)
+        return Outcome(job, "failed", _disk_full_reason(full, job, False) if full else _one_line(exc))
     if isinstance(prep, Outcome):
         return prep
     try:
         return run_prepared(prep, options, model, device)
     except Exception as exc:
+        full = _disk_full(exc)
+        if full is not None:  # keep the finished planes for --resume
+            return Outcome(job, "failed", _disk_full_reason(full, job, True))
         abandon(prep)
         return Outcome(job, "failed", _one_line(exc))
     finally:

@@ -5,7 +5,7 @@ resume journal and to Dask workers). :func:`create` makes the file under its
 temporary name (``<name>.partial``) with its final shape, axes, pixel size and
 data type, before any compute; :func:`open_array` gives an array-like of the
 input's shape that the engine writes finished planes into, each one on disk
-(``msync``/``fsync``) when the write returns; :func:`finalize` stores the run's
+(``fsync``) when the write returns; :func:`finalize` stores the run's
 metadata; :func:`commit` renames all outputs of a run to their final names
 only once everything succeeded (and undoes the renames that were done when
 one fails), :func:`discard` removes the temporary files.
@@ -14,11 +14,15 @@ TIFF: an ImageJ hyperstack where ImageJ can hold the axes and data type, else
 OME-TIFF (plane axes folded into one Q axis where OME cannot hold them, e.g.
 two Q axes; the layout is recorded in an OME MapAnnotation). Pixels are
 stored uncompressed and contiguously so that each plane is a region of the
-file. OME-Zarr: OME-NGFF 0.4 written with ome-zarr-py, one chunk per plane.
+file; that region is reserved on disk when the file is created, and planes
+are written with ``pwrite``, not through a memory map, so that a full disk
+is an error (:class:`DiskFullError`), not a signal that kills the process.
+OME-Zarr: OME-NGFF 0.4 written with ome-zarr-py, one chunk per plane.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -46,6 +50,7 @@ from .journal import fsync_directory
 
 __all__ = [
     "OUTPUT_SUFFIXES",
+    "DiskFullError",
     "OutputSpec",
     "commit",
     "create",
@@ -63,6 +68,22 @@ _IMAGEJ_AXES = "TZCYXS"
 _IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
 #: What the run annotation holds until :func:`finalize` writes the metadata.
 _PENDING = {"status": "incomplete"}
+
+
+class DiskFullError(OSError):
+    """No space left on the device that holds an output (``errno.ENOSPC``); the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, needed: int | None = None) -> None:
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+        self.needed = needed
+
+    def __str__(self) -> str:
+        size = f" ({self.needed / 2**20:.1f} MiB needed)" if self.needed else ""
+        return f"disk full: no space left on the device holding {self.filename}{size}"
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 def partial_path(path: str | Path) -> Path:
@@ -283,6 +304,32 @@ def _create_tiff(spec: OutputSpec) -> None:
     if result is None:  # pragma: no cover - uncompressed data written by tifffile is always contiguous
         raise OSError(f"{spec.partial}: tifffile did not write contiguous pixels")
     spec.offset = int(result[0])
+    _reserve(spec.partial)
+
+
+def _reserve(path: str) -> None:
+    """Allocate the blocks of the whole file, which tifffile leaves as a hole where the pixels go.
+
+    Without this a full disk shows up only when a plane is written into the
+    hole; through a memory map that is a SIGBUS. Where the file system
+    cannot allocate ahead (or Python has no ``posix_fallocate``), the space
+    is taken plane by plane and a full disk is reported by the write.
+    """
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:  # pragma: no cover - macOS, Windows
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            allocate(fd, 0, size)
+        except OSError as exc:
+            if _is_disk_full(exc):
+                raise DiskFullError(path, size) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+    finally:
+        os.close(fd)
 
 
 def _ngff_axes(layout: Layout, unit: str | None) -> tuple[list[dict[str, str]], dict[str, str]]:
@@ -354,11 +401,72 @@ def create(spec: OutputSpec) -> OutputSpec:
             _create_zarr(spec)
         else:
             _create_tiff(spec)
-    except BaseException:
+    except BaseException as exc:
         _remove(spec.partial)
+        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(spec.partial) from None
         raise
     fsync_directory(Path(spec.partial).parent)
     return spec
+
+
+def _contiguous_region(key: Any, shape: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]] | None:
+    """First element and element count of the C-order region ``key`` selects, and its shape; None if scattered.
+
+    A region is contiguous when the key is ints, then at most one slice of
+    step 1, then full slices (a plane's key always is).
+    """
+    try:
+        items = full_key(key, len(shape))
+    except IndexError:
+        return None
+    start: list[int] = []
+    region: list[int] = []
+    for k, n in zip(items, shape):
+        if isinstance(k, int):
+            if region or not -n <= k < n:
+                return None
+            start.append(k % n)
+            continue
+        first, stop, step = k.indices(n)
+        if step != 1 or stop < first or (region and (first, stop) != (0, n)):
+            return None
+        start.append(first)
+        region.append(stop - first)
+    count = prod(region)
+    first_element = int(np.ravel_multi_index(start, shape)) if count else 0
+    return first_element, count, tuple(region)
+
+
+class _TiffPixels(MappedArray):
+    """An output TIFF's pixels: reads through a memory map, writes with ``pwrite`` then ``fsync``.
+
+    A write that finds the disk full raises :class:`DiskFullError` (a write
+    through a memory map would kill the process with SIGBUS).
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        region = _contiguous_region(key, self.shape) if hasattr(os, "pwrite") else None
+        if region is None:  # pragma: no cover - the engine writes whole planes
+            super().__setitem__(key, value)
+            return
+        first, _, shape = region
+        data = np.ascontiguousarray(np.broadcast_to(np.asarray(value).astype(self.file_dtype, copy=False), shape))
+        view = memoryview(data).cast("B")
+        position = self.offset + first * self.file_dtype.itemsize
+        try:
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                while view:
+                    written = os.pwrite(fd, view, position)
+                    view, position = view[written:], position + written
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if _is_disk_full(exc):
+                raise DiskFullError(self.path) from None
+            raise
 
 
 class _SyncedZarr:
@@ -419,7 +527,7 @@ def open_array(spec: OutputSpec) -> Any:
         group = zarr.open_group(spec.partial, mode="r+")
         base: Any = _SyncedZarr(group[spec.dataset], spec.partial)
     else:
-        base = MappedArray(spec.partial, spec.offset, layout.stored_shape, dtype, writable=True)
+        base = _TiffPixels(spec.partial, spec.offset, layout.stored_shape, dtype, writable=True)
     array: Any = base if layout.is_identity else LayoutArray(base, layout)
     return CastingArray(array) if dtype.kind in "ui" else array
 
@@ -434,8 +542,22 @@ def _map_annotation_xml(run: dict[str, Any]) -> str:
 
 
 def finalize(spec: OutputSpec, run: dict[str, Any]) -> None:
-    """Store the run's metadata in the (temporary) output; safe to repeat."""
-    run = jsonable(dict(run))
+    """Store the run's metadata in the (temporary) output; safe to repeat.
+
+    Raises
+    ------
+    DiskFullError
+        No space for the metadata (the file is left as it was: repeat once space is freed).
+    """
+    try:
+        _finalize(spec, jsonable(dict(run)))
+    except OSError as exc:
+        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(spec.partial) from None
+        raise
+
+
+def _finalize(spec: OutputSpec, run: dict[str, Any]) -> None:
     if spec.kind == "ngff":
         import zarr
 
