@@ -7,7 +7,7 @@ import torch
 from napari_mpid.core.devices import DeviceError, available_devices, resolve_device
 from napari_mpid.core.normalization import fit_scale
 from napari_mpid.core.params import FillParams, ParameterError, preset, preset_name
-from napari_mpid.core.tiling import blend_weights, plan_tiles
+from napari_mpid.core.tiling import Tile, blend_weights, plan_tiles
 
 
 @pytest.mark.parametrize("h, w, tile, overlap", [(300, 200, 128, 32), (4096, 4096, 1024, 64), (130, 129, 64, 16)])
@@ -28,6 +28,76 @@ def test_blending_an_identity_reproduces_the_plane():
     for t, wt in zip(tiles, blend_weights(tiles, 150, 170)):
         out[t.slices] += plane[t.slices] * wt
     np.testing.assert_allclose(out, plane, atol=1e-5)
+
+
+def _eager_blend_weights(tiles, height, width):
+    """The weights as computed before they were lazy: every tile's ramps summed over the whole plane."""
+    from napari_mpid.core.tiling import _ramp
+
+    tops, lefts = sorted({u.top for u in tiles}), sorted({u.left for u in tiles})
+    raw = []
+    for t in tiles:
+        i, j = tops.index(t.top), lefts.index(t.left)
+        ov_up = (tops[i - 1] + t.height - t.top) if i > 0 else 0
+        ov_down = (t.top + t.height - tops[i + 1]) if i + 1 < len(tops) else 0
+        ov_left = (lefts[j - 1] + t.width - t.left) if j > 0 else 0
+        ov_right = (t.left + t.width - lefts[j + 1]) if j + 1 < len(lefts) else 0
+        wy = _ramp(t.height, t.top, t.top + t.height, height, ov_up, ov_down)
+        wx = _ramp(t.width, t.left, t.left + t.width, width, ov_left, ov_right)
+        raw.append(np.outer(wy, wx))
+    total = np.zeros((height, width))
+    for t, w in zip(tiles, raw):
+        total[t.slices] += w
+    return [(w / total[t.slices]).astype(np.float32) for t, w in zip(tiles, raw)]
+
+
+@pytest.mark.parametrize(
+    "tiles, h, w",
+    [
+        (plan_tiles(150, 170, 64, 16), 150, 170),
+        (plan_tiles(1000, 700, 256, 64), 1000, 700),
+        (plan_tiles(64, 500, 64, 16), 64, 500),
+        # Irregular tiles, listed out of order: the sums must follow the list order as before.
+        (
+            [Tile(10, 10, 60, 70), Tile(0, 0, 50, 60), Tile(30, 40, 50, 60), Tile(0, 40, 50, 60), Tile(30, 0, 50, 60)],
+            80,
+            110,
+        ),
+    ],
+)
+def test_weights_computed_on_demand_equal_the_whole_plane_computation_bit_for_bit(tiles, h, w):
+    lazy = blend_weights(tiles, h, w)
+
+    assert len(lazy) == len(tiles)
+    for expected, got, again in zip(_eager_blend_weights(tiles, h, w), lazy, reversed(lazy[::-1])):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(again, expected)
+
+
+@pytest.mark.parametrize("side", [6000, 60000])
+def test_planning_a_huge_plane_allocates_nothing_per_pixel(side, tiny_model):
+    """The blend weights of 60000 x 60000 pixels took ~21 bytes per pixel (81 GB) before any pixel was read."""
+    import time
+    import tracemalloc
+
+    from napari_mpid.core.checkpoints import load_model
+    from napari_mpid.core.plan import make_plan
+
+    model = load_model(tiny_model, "cpu")
+    params = FillParams(model=tiny_model, tile_size=512, context=0, stack_planes=1, device="cpu")
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        plan = make_plan((side, side), np.uint16, params, model, torch.device("cpu"), axes="YX")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 32 * 2**20, f"planning took {peak / 2**20:.0f} MiB"
+    assert time.perf_counter() - start < 5
+    weight = plan.weights[len(plan.tiles) // 2]
+    assert weight.shape == (plan.tiles[0].height, plan.tiles[0].width)
 
 
 def test_percentile_scaling_keeps_contrast_and_reports_outliers():

@@ -12,6 +12,7 @@ never halfway through a run.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +143,10 @@ class Plan:
     parts : int
         Separately filled groups of channels per plane: 3 for RGB with a
         1-channel model, else 1.
-    tiles, weights : list
-        Tiles of a plane and their blend weights (``weights`` is empty for one tile).
+    tiles, weights : list, sequence
+        Tiles of a plane and their blend weights (``weights[k]``: tile k's,
+        computed when asked, see :class:`~napari_mpid.core.tiling.BlendWeights`;
+        empty for one tile).
     stack : int
         Planes filled at once (stack mode) when > 1.
     params : FillParams
@@ -165,7 +168,7 @@ class Plan:
     samples: int
     parts: int
     tiles: list[Tile]
-    weights: list[np.ndarray]
+    weights: Sequence[np.ndarray]
     stack: int
     params: FillParams
     notes: list[str] = field(default_factory=list)
