@@ -77,6 +77,52 @@ def test_lazy_planes_of_a_compressed_tiff_come_through_zarr(tmp_path):
     image.close()
 
 
+def _cut(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[: keep(len(data))])
+    return path
+
+
+def _truncated_imagej(tmp_path):
+    write_tiff(tmp_path / "cut.tif", np.ones((3, 40, 48), np.uint16), "ZYX", metadata=RUN)
+    return _cut(tmp_path / "cut.tif", lambda n: n - 3000)
+
+
+def _truncated_compressed(tmp_path):
+    data = np.random.default_rng(0).integers(0, 4000, (3, 40, 48), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "cut.tif", data, compression="zlib")
+    return _cut(tmp_path / "cut.tif", lambda n: n // 2)
+
+
+def _header_only_huge(tmp_path):
+    """A header that declares a 60000 x 60000 uint16 plane (7.2 GB) in an 8 KB file."""
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, np.zeros((64, 64), np.uint16), bigtiff=True, metadata=None)
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        for code, value in ((256, 60000), (257, 60000), (278, 60000), (279, 60000 * 60000 * 2)):
+            tif.pages.first.tags[code].overwrite(value)  # width, length, rows per strip, strip bytes
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, detail",
+    [
+        (_truncated_imagej, "tifffile: invalid page offset"),
+        (_truncated_compressed, "byte"),
+        (_header_only_huge, "60000x60000 uint16"),
+    ],
+)
+def test_a_truncated_tiff_is_refused_by_name_when_opened(tmp_path, capsys, make, detail):
+    path = make(tmp_path)
+
+    with pytest.raises(io.ImageReadError) as error:
+        io.open_image(path)
+
+    message = str(error.value)
+    assert message.startswith(f"{path.name}: the file is truncated or damaged") and detail in message
+    assert "mmap" not in message and capsys.readouterr().err == ""  # tifffile's warnings are not printed
+
+
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import napari_mpid.outputs as outputs
 

@@ -284,7 +284,74 @@ def _ome_scale(xml: str) -> tuple[dict[str, float], str | None]:
     return scale, unit
 
 
+#: tifffile's warnings that mean the file's structure is broken (an IFD or tag list past its end).
+_DAMAGE_WARNINGS = re.compile(
+    r"invalid (page )?offset to (first )?page|invalid page offset|invalid next page|corrupted tag"
+)
+
+
+def _bytes_text(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+class _TiffWarnings(logging.Handler):
+    """Collects tifffile's warnings while a file is opened (instead of printing them on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _damaged(path: Path, why: str) -> ImageReadError:
+    return ImageReadError(f"{path.name}: the file is truncated or damaged ({why})")
+
+
+def _check_extent(path: Path, series: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a TIFF whose header places pixels past the end of the file (a truncated copy, a failed download)."""
+    size = path.stat().st_size
+    offset = series.dataoffset
+    if offset is not None:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset + nbytes > size:
+            dims = "x".join(str(n) for n in shape)
+            raise _damaged(
+                path,
+                f"its header declares {dims} {dtype} pixels, {_bytes_text(nbytes)}, but the file holds "
+                f"{_bytes_text(size)}",
+            )
+        return
+    # Compressed or scattered: the first and last planes' data must lie in the file.
+    pages = series.pages
+    for page in (pages[0], pages[-1]) if len(pages) else ():
+        if page is None:
+            continue
+        ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+        if ends and max(ends) > size:
+            raise _damaged(path, f"its pixel data run to byte {max(ends)} but the file holds {_bytes_text(size)}")
+
+
 def _open_tiff(path: Path) -> ImageData:
+    logger = logging.getLogger("tifffile")
+    collected = _TiffWarnings()
+    logger.addHandler(collected)
+    try:
+        image = _open_tiff_checked(path)
+    finally:
+        logger.removeHandler(collected)
+    broken = [m for m in collected.messages if _DAMAGE_WARNINGS.search(m)]
+    if broken:
+        image.close()
+        raise _damaged(path, "tifffile: " + broken[0].split("> ", 1)[-1])
+    return image
+
+
+def _open_tiff_checked(path: Path) -> ImageData:
     import tifffile
 
     tif = tifffile.TiffFile(path)
@@ -307,6 +374,7 @@ def _open_tiff(path: Path) -> ImageData:
             info = (tif.imagej_metadata or {}).get("Info")
             if isinstance(info, str) and info.strip():
                 metadata = _info_metadata(info)
+        _check_extent(path, series, shape, dtype)
         offset = series.dataoffset
         closers: list[Callable[[], None]] = []
         if offset is not None:
