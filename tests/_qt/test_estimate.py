@@ -1,4 +1,4 @@
-"""The widget's rough run-time estimate: CPU and CUDA figures from the measured speeds."""
+"""The widget's rough run-time estimate: this machine's calibration, else speeds measured elsewhere."""
 
 from __future__ import annotations
 
@@ -6,10 +6,30 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid._qt.estimate import CUDA_SECONDS, estimate_seconds, estimate_text, unit_iterations
+from napari_mpid._qt import estimate as estimate_module
+from napari_mpid._qt.estimate import (
+    CUDA_SECONDS,
+    calibrate_for,
+    calibration_for,
+    estimate_seconds,
+    estimate_text,
+    eta_tracker,
+    network_for,
+    unit_iterations,
+)
+from napari_mpid.core import auto
+from napari_mpid.core.cache import CACHE_ENV
 from napari_mpid.core.checkpoints import load_model
 from napari_mpid.core.params import FillParams
 from napari_mpid.core.plan import make_plan
+from napari_mpid.core.timing import Calibration, calibration_key, run_seconds, save_calibration
+
+
+@pytest.fixture(autouse=True)
+def empty_cache(tmp_path, monkeypatch):
+    """No calibration from the user's own cache: every test starts uncalibrated."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +76,90 @@ def test_the_auto_preset_is_an_upper_bound_and_a_static_scene_fills_one_plane_pe
     assert unit_iterations(static) == 100 and estimate_seconds(static, cpu) == pytest.approx(
         estimate_seconds(fixed, cpu) / 4
     )
+
+
+CPU = torch.device("cpu")
+
+
+def calibrated(plan, device=CPU, **speeds) -> Calibration:
+    p = plan.params
+    values = {"step_overhead": 0.01, "step_per_megapixel": 40.0, "mix_per_megapixel": 3.0}
+    values.update(stack_mix_per_megapixel=9.0, startup=0.5, measured="2026-03-04T05:06:07", **speeds)
+    cal = Calibration(calibration_key(device, p.precision, p.model, p.cuda_graphs), **values)
+    save_calibration(cal)
+    return cal
+
+
+def test_a_cached_calibration_replaces_the_fixed_speeds_and_says_when_it_was_measured(model):
+    cpu = torch.device("cpu")
+    plan = plan_for(model, (4, 256, 256))
+    table = estimate_seconds(plan, cpu)
+    assert calibration_for(plan, cpu) is None
+
+    cal = calibrated(plan)
+
+    assert calibration_for(plan, cpu) == cal
+    assert estimate_seconds(plan, cpu) == pytest.approx(run_seconds(plan, cal)) != pytest.approx(table)
+    text = estimate_text(plan, cpu)
+    assert text.startswith("rough estimate: ~") and "this machine's speed (measured 2026-03-04)" in text
+    # Another precision or model was not measured: the fixed speeds again.
+    assert estimate_seconds(plan_for(model, (4, 256, 256), precision="bfloat16"), cpu) != pytest.approx(
+        estimate_seconds(plan, cpu)
+    )
+
+
+def test_a_calibrated_mps_gets_a_figure(model):
+    mps = torch.device("mps")
+    plan = plan_for(model, (2, 64, 64))
+    calibrated(plan, mps)
+    assert estimate_seconds(plan, mps) is not None and "not measured" not in estimate_text(plan, mps)
+
+
+def test_an_auto_run_whose_first_plane_needs_no_network_is_timed_as_the_mix(model, monkeypatch):
+    cpu = torch.device("cpu")
+    data = np.random.default_rng(0).poisson(20, (3, 64, 64)).astype(np.uint16)
+    plan = plan_for(model, data.shape, adaptive=True)
+    cal = calibrated(plan)
+    asked = []
+
+    def decide(part):
+        asked.append(part.shape)
+        return False, "noise that grows with the signal (shot noise): blur mix only"
+
+    monkeypatch.setattr(auto, "network_decision", decide, raising=False)
+
+    assert estimate_seconds(plan, cpu, source=data) == pytest.approx(run_seconds(plan, cal, network=False))
+    text = estimate_text(plan, cpu, source=data)
+    assert text.startswith("rough estimate: ~") and "the network does not run (noise that grows" in text
+    assert asked == [(1, 64, 64)]  # asked once, on the first plane, and remembered for the same data
+    # Without the data, or with fixed settings, the network is counted.
+    assert estimate_seconds(plan, cpu) == pytest.approx(run_seconds(plan, cal))
+    assert network_for(plan_for(model, data.shape), data) == (True, "") and len(asked) == 1
+
+
+def test_without_a_decision_in_the_auto_module_the_network_is_assumed_to_run(model, monkeypatch):
+    monkeypatch.delattr(auto, "network_decision", raising=False)
+    data = np.zeros((2, 48, 48), np.uint16)
+    plan = plan_for(model, data.shape, adaptive=True)
+    assert network_for(plan, data) == (True, "")
+    assert estimate_text(plan, torch.device("cpu"), source=data).startswith("rough estimate: at most")
+
+
+def test_calibrate_for_measures_the_plans_model_precision_and_graph_mode(model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(estimate_module, "calibrate", lambda *args, **kwargs: calls.append((args, kwargs)))
+    plan = plan_for(model, (2, 64, 64), precision="float32", cuda_graphs="off")
+
+    calibrate_for(plan, torch.device("cpu"), loaded=model)
+
+    [(args, kwargs)] = calls
+    assert args == ("real-noise", torch.device("cpu"), "float32")  # the plan's model spec
+    assert kwargs == {"cuda_graphs": "off", "loaded": model}
+
+
+def test_the_eta_of_a_run_starts_from_its_estimate(model):
+    plan = plan_for(model, (2, 64, 64))
+    cal = calibrated(plan)
+    tracker = eta_tracker(plan, torch.device("cpu"))
+    assert tracker.estimate == pytest.approx(run_seconds(plan, cal))
+    assert tracker.update(elapsed=1.0, fraction=0.5) == pytest.approx(run_seconds(plan, cal) / 2)

@@ -1,25 +1,54 @@
-"""A rough run time, shown before Run: the plan's filling work times a measured speed.
+"""A rough run time, shown before Run: the plan's filling work times a speed.
 
-The work of a run is counted in megapixel-iterations: one filling iteration
-(forward and backward pass) over one megapixel of tile. Its cost was
-measured on a 2-core CPU and on one NVIDIA H100 (the only GPU measured so
-far); other devices get no figure.
+Where this machine's speed was measured (:func:`calibrate_for`, cached per
+device, precision and model; see :mod:`napari_mpid.core.timing`), the run's
+plan is timed with it, start-up and the auto preset's mix included. With the
+auto preset and the layer's data at hand, the first plane is asked whether
+the network will run at all (:func:`~napari_mpid.core.timing.network_decision`):
+if not, the planes cost only the blur mix.
+
+Otherwise the work is counted in megapixel-iterations (one filling
+iteration, forward and backward pass, over one megapixel of tile) at the
+speeds measured on a 2-core CPU and on one NVIDIA H100; other devices get no
+figure until calibrated.
 """
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
+import numpy as np
 import torch
 
+from ..core.checkpoints import LoadedModel
 from ..core.engine import CONTEXT_CROP, CONTEXT_PASSES
 from ..core.plan import Plan
+from ..core.timing import (
+    MIX_FALLBACK,
+    Calibration,
+    EtaTracker,
+    calibrate,
+    calibration_key,
+    decision_plane,
+    first_part,
+    load_calibration,
+    network_decision,
+    run_seconds,
+)
 
 __all__ = [
     "CPU_SECONDS_PER_MEGAPIXEL",
     "CUDA_SECONDS",
+    "EtaTracker",
+    "calibrate_for",
+    "calibration_for",
     "estimate_seconds",
     "estimate_text",
+    "eta_tracker",
     "format_duration",
     "megapixel_iterations",
+    "network_for",
     "unit_iterations",
 ]
 
@@ -71,8 +100,89 @@ def unit_iterations(plan: Plan) -> float:
     return len(plan.series) * p.iterations + len(plan.planes) * CONTEXT_PASSES * _FORWARD_SHARE
 
 
-def estimate_seconds(plan: Plan, device: torch.device) -> float | None:
-    """Rough seconds the run of ``plan`` takes on ``device``; None where no speed was measured (MPS)."""
+def calibration_for(plan: Plan, device: torch.device) -> Calibration | None:
+    """This machine's cached speed for the plan's device, precision, model and CUDA-graph mode, if measured."""
+    p = plan.params
+    return load_calibration(calibration_key(device, p.precision, p.model, p.cuda_graphs))
+
+
+def calibrate_for(plan: Plan, device: torch.device, loaded: LoadedModel | None = None) -> Calibration:
+    """Measure and cache the speed a run of ``plan`` on ``device`` would fill at (about a second on a CPU).
+
+    Runs a few real filling steps: call it from a worker thread, not the
+    GUI thread. ``loaded`` is the plan's model already loaded (it is copied,
+    never changed).
+    """
+    p = plan.params
+    return calibrate(p.model, device, p.precision, cuda_graphs=p.cuda_graphs, loaded=loaded)
+
+
+#: The last answer of :func:`network_for` from data: (weak reference to the data, its key, the answer).
+_last_decision: list[Any] = []
+
+
+def network_for(plan: Plan, source: Any = None) -> tuple[bool, str]:
+    """Whether the run of ``plan`` runs the network, and why ("" when nothing says otherwise).
+
+    Only the auto preset may leave the network out: always with network
+    "never" (or 0 iterations); with network "auto", where the noise of
+    ``source`` (the layer's data) says so, asked on the plane the engine asks
+    first (:func:`~napari_mpid.core.timing.decision_plane`; read and scaled
+    once per data and normalisation, the answer is kept for the next call).
+    Without ``source`` the network is assumed to run.
+    """
+    p = plan.params
+    if not p.adaptive:
+        return True, ""
+    use = getattr(p, "network_use", getattr(p, "network", "auto"))
+    if use == "never":
+        return False, "network 'never': the mix of blurs alone"
+    if use == "always" or source is None:
+        return True, ""
+    number = decision_plane(plan)
+    key = (tuple(np.shape(source)), plan.axes, p.normalization, plan.planes[number])
+    if _last_decision:
+        ref, last_key, answer = _last_decision
+        if last_key == key and ref() is source:
+            return answer
+    try:
+        answer = network_decision(first_part(source, plan, number))
+    except Exception:  # an estimate must never stop the widget; assume the costlier run
+        answer = (True, "")
+    try:
+        ref = weakref.ref(source)
+    except TypeError:  # objects without weak references are asked again next time
+        return answer
+    _last_decision[:] = [ref, key, answer]
+    return answer
+
+
+def eta_tracker(plan: Plan, device: torch.device, source: Any = None) -> EtaTracker:
+    """An :class:`~napari_mpid.core.timing.EtaTracker` for a run, started from this module's estimate."""
+    return EtaTracker(estimate_seconds(plan, device, source=source))
+
+
+def estimate_seconds(
+    plan: Plan,
+    device: torch.device,
+    *,
+    calibration: Calibration | None = None,
+    source: Any = None,
+) -> float | None:
+    """Rough seconds the run of ``plan`` takes on ``device``; None where no speed is known (an uncalibrated MPS).
+
+    ``calibration`` defaults to this machine's cached one (:func:`calibration_for`).
+    With ``source`` (the data to denoise) and the auto preset, a run whose
+    first plane does not need the network is timed as the blur mix alone.
+    """
+    network = network_for(plan, source)[0]
+    calibration = calibration or calibration_for(plan, device)
+    if calibration is not None:
+        return run_seconds(plan, calibration, network=network)
+    if not network:
+        rate = MIX_FALLBACK[1] if plan.series and not plan.params.static_scene else MIX_FALLBACK[0]
+        filled = len(plan.series) if plan.params.static_scene else len(plan.planes)
+        return filled * plan.parts * plan.height * plan.width / 1e6 * rate
     if device.type == "cuda":
         floor, per_megapixel = CUDA_SECONDS.get(plan.params.cuda_graphs, CUDA_SECONDS["auto"])
         return max(unit_iterations(plan) * floor, megapixel_iterations(plan) * per_megapixel)
@@ -91,21 +201,41 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate_text(plan: Plan, device: torch.device) -> str:
-    """The widget's estimate line, e.g. "rough estimate: ~12 min of filling on cpu (bfloat16) ...".
+def estimate_text(
+    plan: Plan,
+    device: torch.device,
+    *,
+    calibration: Calibration | None = None,
+    source: Any = None,
+) -> str:
+    """The widget's estimate line, e.g. "rough estimate: ~12 min on cpu (float32), at this machine's speed (...)".
 
     With the auto preset, planes filled alone are counted at all their
-    iterations, which they may not need: the line says "at most".
+    iterations, which they may not need: the line says "at most". When the
+    first plane of ``source`` does not need the network, the line says so and
+    counts the blur mix only.
 
-    Only the filling is counted: loading the model and the first iterations
-    (which set up the CPU kernels) add seconds that matter for small inputs only.
+    Uncalibrated (:func:`calibrate_for` never ran for this device, precision
+    and model), the figure comes from speeds measured elsewhere, and only the
+    filling is counted: loading the model and the first iterations (which
+    set up the CPU kernels) add seconds that matter for small inputs only.
     """
-    seconds = estimate_seconds(plan, device)
+    runs, why = network_for(plan, source)
+    calibration = calibration or calibration_for(plan, device)
+    seconds = estimate_seconds(plan, device, calibration=calibration, source=source)
     where = f"{device} ({plan.params.precision})"
     if seconds is None:
         return f"rough estimate: none for {where}: its speed was not measured yet"
-    speed = "H100 speed" if device.type == "cuda" else "2-core CPU speed"
+    if not runs:
+        measured = "this machine's measured speed" if calibration is not None else "a 2-core CPU's speed"
+        return (
+            f"rough estimate: ~{format_duration(seconds)} on {where}, at {measured}; the network does not run ({why})"
+        )
     # The auto preset stops a plane's filling once its held-out score stops improving (on FMD
     # crops after 72-200 of its 200 iterations): its T iterations are the most it runs.
     bound = "at most " if plan.params.adaptive and (not plan.series or plan.params.static_scene) else "~"
+    if calibration is not None:
+        day = calibration.measured.split("T")[0]
+        return f"rough estimate: {bound}{format_duration(seconds)} on {where}, at this machine's speed (measured {day})"
+    speed = "H100 speed" if device.type == "cuda" else "2-core CPU speed"
     return f"rough estimate: {bound}{format_duration(seconds)} of filling on {where} + start-up ({speed})"
