@@ -71,6 +71,15 @@ __all__ = ["Job", "Outcome", "Prepared", "RunOptions", "plan_jobs", "print_summa
 FORMATS = {"tif": ".tif", "ome.zarr": ".ome.zarr"}
 #: What a folder given as input contributes: image files and OME-Zarr stores.
 INPUT_SUFFIXES = (*TIFF_SUFFIXES, *PLAIN_SUFFIXES, *BIO_SUFFIXES)
+#: Image file suffixes napari-mpid does not write: an output path ending in one
+#: of them is a file name the user expects, never a folder to create.
+UNWRITABLE_SUFFIXES = (
+    *PLAIN_SUFFIXES,
+    *BIO_SUFFIXES,
+    *(".btf", ".tf2", ".tf8", ".gif", ".webp", ".jp2", ".j2k", ".jxl", ".avif", ".heic", ".tga", ".pgm", ".ppm"),
+    *(".npy", ".npz", ".h5", ".hdf5", ".n5", ".mrc", ".dv", ".ics", ".ids", ".nrrd", ".nii", ".klb", ".dcm"),
+    *(".svs", ".ndpi", ".scn", ".fits", ".stk", ".zvi", ".sld"),
+)
 
 
 @dataclass
@@ -170,8 +179,21 @@ def plan_jobs(items: list[str], output: str, noise_map: str | None = None, fmt: 
     the single-file form, where ``--noise-map`` names a file too. Otherwise
     ``-o`` (and ``--noise-map``) name folders, and every input ``a.tif`` gives
     ``OUTDIR/a.tif`` (or ``a.ome.zarr``) and ``NOISEDIR/a_noise_map.tif``.
+
+    Raises
+    ------
+    ValueError
+        ``-o`` or ``--noise-map`` ending in an image suffix that cannot be
+        written (e.g. ``result.png``: a file the user expects, not a folder),
+        a file name for several inputs, an unknown format, an empty glob or folder.
     """
     out = Path(output)
+    for option, path in (("-o", out), ("--noise-map", Path(noise_map) if noise_map else None)):
+        if path is not None and path.suffix.lower() in UNWRITABLE_SUFFIXES:
+            raise ValueError(
+                f"{option} {path.name}: napari-mpid cannot write {path.suffix.lower()} files; an output must end "
+                "in .tif, .tiff or .ome.zarr, or name a folder"
+            )
     inputs = collect_inputs(items)
     file_output = out.suffix.lower() in OUTPUT_SUFFIXES and not (out.is_dir() and not is_zarr_path(out))
     if len(inputs) == 1 and file_output:

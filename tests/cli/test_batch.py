@@ -73,6 +73,27 @@ def test_noise_map_path_is_checked_before_any_compute(stack, tmp_path, capsys, n
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob("*.journal"))
 
 
+@pytest.mark.parametrize(
+    "option, name, inputs",
+    [("-o", "result.png", 1), ("-o", "result.JPG", 1), ("-o", "result.czi", 2), ("--noise-map", "noise.png", 2)],
+)
+def test_an_output_named_like_an_image_we_cannot_write_is_refused(
+    stack, tmp_path, capsys, no_compute, option, name, inputs
+):
+    """``-o result.png`` wrote a folder result.png/ holding stack.tif, with exit status 0."""
+    sources = [stack] + ([tmp_path / "second.tif"] if inputs > 1 else [])
+    if inputs > 1:
+        _stack(sources[1], seed=1)
+    out = tmp_path / ("result" if option != "-o" else name)
+    extra = ["--noise-map", str(tmp_path / name)] if option == "--noise-map" else []
+
+    code = main(["denoise", *map(str, sources), "-o", str(out), *extra, *TINY])
+
+    error = _one_error_line(capsys)
+    assert code == 2 and f"{option} {name}: napari-mpid cannot write" in error and "must end in .tif" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in sources)
+
+
 def test_output_may_not_be_the_input(stack, capsys, no_compute):
     before = stack.read_bytes()
 
