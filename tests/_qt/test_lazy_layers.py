@@ -95,7 +95,7 @@ def test_multiscale_layer_is_denoised_at_full_resolution_into_multiscale_results
     viewer.add_image(levels, name="pyramid", multiscale=True, axis_labels=("z", "y", "x"), contrast_limits=(0, 80))
     widget.image.value = viewer.layers["pyramid"]
     assert widget.axes.value == "ZYX"
-    assert "2 plane(s) of 96x96" in widget.axes_status.value
+    assert "2 planes of 96x96 pixels" in widget.axes_status.value
 
     run_to_end(qtbot, widget)
 

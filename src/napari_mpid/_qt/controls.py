@@ -1,16 +1,20 @@
 """magicgui controls built from the fields of :class:`~napari_mpid.core.params.FillParams`.
 
 Every control takes its type, bounds, choices, default and tooltip from the
-dataclass field and its ``metadata``; nothing here repeats a parameter's
-range or help text. Only the presentation differs per field: a label
-(:data:`LABELS`), what a spin box shows at the value that means "decide
-automatically" (:data:`SPECIAL_TEXT`), a model picker with a file chooser,
-a device list limited to what this machine has.
+dataclass field, its ``metadata`` and the class docstring (the one-line help,
+then the field's paragraph under "Attributes"); nothing here repeats a
+parameter's range or help text. Only the presentation differs per field: a
+label in the paper's terms (:data:`LABELS`), what a spin box shows at the
+value that means "decide automatically" (:data:`SPECIAL_TEXT`), a model
+picker with a file chooser, a device list limited to what this machine has.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import textwrap
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox, Widget
@@ -29,8 +33,12 @@ __all__ = [
     "WholeNumberBox",
     "device_tooltip",
     "field_control",
+    "field_docs",
+    "field_tooltip",
     "fill_fields",
     "label_of",
+    "narrow_combo",
+    "wrap_tooltip",
 ]
 
 #: Entry of the model list that reveals the checkpoint file picker.
@@ -39,8 +47,10 @@ CHECKPOINT_CHOICE = "checkpoint file..."
 MODEL_DEFAULT_TEXT = "model's own"
 #: What a control shows at the value that lets the run decide.
 AUTOMATIC_TEXT = "automatic"
-#: Labels that differ from the field name with spaces.
+#: Labels that differ from the field name with spaces (the paper's terms where it has one).
 LABELS = {
+    "beta": "beta (EMA weight)",
+    "iterations": "iterations T",
     "context": "neighbour planes",
     "context_axis": "neighbours along",
     "static_scene": "repeated exposures (static scene)",
@@ -60,6 +70,46 @@ SPECIAL_TEXT = {
 def fill_fields() -> dict[str, dataclasses.Field]:
     """The fields of FillParams by name, in declaration order."""
     return {f.name: f for f in dataclasses.fields(FillParams)}
+
+
+@functools.cache
+def field_docs() -> dict[str, str]:
+    """Each FillParams field's paragraph of the class docstring's "Attributes" section, as one line."""
+    lines = inspect.cleandoc(FillParams.__doc__ or "").splitlines()
+    docs: dict[str, list[str]] = {}
+    names: list[str] = []
+    inside = False
+    for i, line in enumerate(lines):
+        underlined = i + 1 < len(lines) and lines[i + 1].strip() and set(lines[i + 1].strip()) == {"-"}
+        if underlined:  # a section header: only "Attributes" is read
+            inside, names = line.strip() == "Attributes", []
+        elif not inside or set(line.strip()) <= {"-"}:
+            continue
+        elif not line.startswith(" "):  # "name : type" (or "a, b : type")
+            names = [n.strip() for n in line.split(":")[0].split(",")]
+            for name in names:
+                docs[name] = []
+        else:
+            for name in names:
+                docs[name].append(line.strip())
+    return {name: " ".join(words) for name, words in docs.items()}
+
+
+def wrap_tooltip(text: str, width: int = 80) -> str:
+    """``text`` with its lines wrapped at ``width`` characters: Qt does not wrap plain-text tooltips."""
+    wrap = textwrap.TextWrapper(width, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(wrap.fill(line) if line else "" for line in text.splitlines())
+
+
+def field_tooltip(f: dataclasses.Field, help_text: str | None = None) -> str:
+    """A control's tooltip: the field's help (or ``help_text``), then its docstring paragraph.
+
+    The help line is kept whole so that it can be found in the tooltip; the
+    longer paragraph is wrapped.
+    """
+    first = help_text or f.metadata["help"]
+    doc = field_docs().get(f.name, "")
+    return f"{first}\n\n{wrap_tooltip(doc)}" if doc else first
 
 
 def _decimals(*values: float) -> int:
@@ -105,7 +155,7 @@ def field_control(
         Overrides the field's help text (which it should extend, not replace).
     """
     name = f.name
-    tip = tooltip or f.metadata["help"]
+    tip = tooltip or field_tooltip(f)
     label = label_of(name)
     kind = field_kind(f)
     if kind == "bool":
@@ -211,7 +261,7 @@ class ModelPicker(Container):
     """
 
     def __init__(self, f: dataclasses.Field) -> None:
-        tip = f.metadata["help"]
+        tip = field_tooltip(f)
         #: Model specs set programmatically (e.g. "random-init:1:single"), listed after the bundled ones.
         self.specs: list[str] = []
         # Choices from a callable, so that napari's reset_choices (on every layer change) keeps the specs.
@@ -232,6 +282,7 @@ class ModelPicker(Container):
         )
         super().__init__(name="model", widgets=[self.choice, self.file], labels=False, tooltip=tip)
         self.margins = (0, 0, 0, 0)
+        narrow_combo(self.choice)
         self.choice.changed.connect(self._on_choice)
 
     def _on_choice(self, value: str) -> None:
@@ -259,6 +310,15 @@ class ModelPicker(Container):
             self.choice.value = spec
 
 
+def narrow_combo(combo: Widget, characters: int = 8) -> None:
+    """Let a combo box be narrower than its longest entry (a long layer name must not widen the dock)."""
+    from qtpy.QtWidgets import QComboBox
+
+    native = combo.native
+    native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    native.setMinimumContentsLength(characters)
+
+
 def device_tooltip(help_text: str, devices: list[str]) -> str:
     """The device field's help plus why a GPU may be missing from the list."""
     lines = [help_text, "Only devices usable on this machine are listed."]
@@ -273,4 +333,4 @@ def device_tooltip(help_text: str, devices: list[str]) -> str:
             f"No CUDA GPU: {reason}. Install a CUDA build of PyTorch from pytorch.org "
             "and check `nvidia-smi` to use an NVIDIA GPU."
         )
-    return "\n".join(lines)
+    return wrap_tooltip("\n".join(lines))

@@ -14,7 +14,16 @@ from ..core.axes import AXIS_LETTERS, axes_from_labels, resolve_axes
 from ..core.engine import DenoiseResult, InputError
 from .stores import PlaneStore, pyramid
 
-__all__ = ["full_resolution", "guess_axes", "layer_geometry", "noise_limits", "publish", "result_names"]
+__all__ = [
+    "first_sentence",
+    "full_resolution",
+    "guess_axes",
+    "layer_geometry",
+    "noise_limits",
+    "publish",
+    "result_names",
+    "result_summary",
+]
 
 
 def full_resolution(layer: Any) -> Any:
@@ -44,6 +53,24 @@ def guess_axes(layer: Any) -> str:
 def result_names(input_name: str) -> tuple[str, str]:
     """Names of the denoised and noise-map layers of an input layer."""
     return f"{input_name} denoised", f"{input_name} noise map"
+
+
+def result_summary(result: DenoiseResult) -> str:
+    """What a run did, in plain words: the result's own summary, or planes, time and device.
+
+    Results of engines without ``summary()`` get the short form.
+    """
+    summary = getattr(result, "summary", None)
+    if callable(summary):
+        return str(summary())
+    planes = "1 plane" if result.planes == 1 else f"{result.planes} planes"
+    return f"Denoised {planes} in {result.seconds:.0f} s on {result.device}."
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to its first full stop followed by a space (decimals like 0.5 stay whole)."""
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
 
 
 def layer_geometry(layer: Any) -> dict[str, Any]:
@@ -137,13 +164,15 @@ def publish(viewer: Any, source: Any, result: DenoiseResult) -> tuple[Any, Any]:
 
     Both take the input layer's geometry (scale, translate, units, axis
     labels) and rgb flag, and record every parameter of the run in their
-    metadata. Existing layers of these names are updated in place, so running
-    again does not add copies. Results written into :class:`PlaneStore`
+    metadata, with what was done in plain words ("summary"). Existing
+    layers of these names are updated in place, so running again does not
+    add copies. Results written into :class:`PlaneStore`
     arrays (lazy inputs) are shown through dask, as levels of a multiscale
     layer when the input is multiscale.
     """
     denoised_name, noise_name = result_names(source.name)
     meta = {**result.metadata(), "source_layer": source.name}
+    meta.setdefault("summary", result_summary(result))
     common = {**layer_geometry(source), "rgb": bool(source.rgb)}
     limits = tuple(float(v) for v in source.contrast_limits)
     denoised = _set_or_add(

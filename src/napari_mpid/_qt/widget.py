@@ -1,21 +1,28 @@
 """The "Zero-shot denoise" dock widget: a thin layer over :func:`napari_mpid.api.denoise_iter`.
 
-The controls are built from the fields of
-:class:`~napari_mpid.core.params.FillParams` (see :mod:`.controls`). Before
-a run, the run's plan (planes, neighbour planes, tiles) is shown under the
-axes and a rough time under the settings. Run reads the layer's data on the
-main thread (an in-memory array is copied; a lazy one, dask, zarr or the
-highest level of a multiscale layer, is passed as it is and read plane by
-plane by the worker, its results written into on-disk stores), builds a
-FillParams and runs the engine's generator in a ``thread_worker``. Only the
-worker's ``yielded`` and ``returned`` callbacks touch layers, progress also
-goes to napari's activity dock, and Cancel (``worker.quit()``) stops it
-between two filling iterations without leaving a partial layer behind.
+Top to bottom: the image and its axes, with a line saying what a run would
+do; the preset and the device, with a rough time; Run, Cancel, the progress
+bar and the status line; the paper's filling parameters ("MPI settings");
+the neighbour-plane settings ("Stack", shown only for images with a Z, T or
+Q axis); everything else under "advanced settings", collapsed. The controls
+are built from the fields of :class:`~napari_mpid.core.params.FillParams`
+(see :mod:`.controls`). The whole column scrolls, and its texts wrap, so
+that the dock stays narrow and the canvas keeps most of the window.
+
+Run reads the layer's data on the main thread (an in-memory array is copied;
+a lazy one, dask, zarr or the highest level of a multiscale layer, is passed
+as it is and read plane by plane by the worker, its results written into
+on-disk stores), builds a FillParams and runs the engine's generator in a
+``thread_worker``. Only the worker's ``yielded`` and ``returned`` callbacks
+touch layers, progress also goes to napari's activity dock, and Cancel
+(``worker.quit()``) stops it between two filling iterations without leaving
+a partial layer behind. A warning is shown once, as a napari notification,
+however many times the run raised or recorded it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,38 +33,43 @@ from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils import cancelable_progress
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
 
 from ..core.checkpoints import CheckpointError, LoadedModel, load_model
 from ..core.devices import DeviceError, available_devices, resolve_device
 from ..core.engine import DenoiseResult, InputError, Progress, denoise_planes, resolve_axes
 from ..core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
 from ..core.plan import Plan, make_plan
-from .controls import ModelPicker, device_tooltip, field_control, fill_fields
+from .controls import (
+    ModelPicker,
+    device_tooltip,
+    field_control,
+    field_tooltip,
+    fill_fields,
+    narrow_combo,
+    wrap_tooltip,
+)
 from .estimate import estimate_text
-from .layers import axes_help, full_resolution, guess_axes, publish, result_names
+from .layers import axes_help, first_sentence, full_resolution, guess_axes, publish, result_names, result_summary
 from .stores import PlaneStore, is_in_memory
 
-__all__ = ["ADVANCED", "MAIN", "DenoiseWidget", "progress_text"]
+__all__ = ["ADVANCED", "MAIN", "MPI_SETTINGS", "STACK", "STACK_AXES", "DenoiseWidget", "preset_help", "progress_text"]
 
 #: Errors that mean "the input or a setting is wrong": shown as one line, no traceback.
 USER_ERRORS = (InputError, DeviceError, CheckpointError, ParameterError)
 CUSTOM = "custom"
-#: Fields always shown, in this order; every other FillParams field is under "advanced".
-MAIN = (
-    "iterations",
-    "beta",
-    "adaptive",
-    "mask_ratio",
-    "model",
-    "pd_factor",
-    "device",
-    "seed",
-    "context",
-    "context_axis",
-    "static_scene",
-)
-#: Fields shown under "advanced" (hidden until asked for), in FillParams order.
-ADVANCED = tuple(name for name in fill_fields() if name not in MAIN)
+#: The paper's filling parameters, always shown under "MPI settings", in this order.
+MPI_SETTINGS = ("beta", "mask_ratio", "iterations")
+#: Neighbour-plane fields, under "Stack": shown only when the image has one of :data:`STACK_AXES`.
+STACK = ("context", "context_axis", "static_scene")
+#: Axes along which planes can be neighbours or repeated exposures.
+STACK_AXES = "ZTQ"
+#: Fields always shown: the device beside the preset, then the groups above.
+MAIN = ("device", *MPI_SETTINGS, *STACK)
+#: Fields under "advanced settings" (collapsed until asked for): these first, the rest in FillParams order.
+ADVANCED = ("model", "pd_factor", "seed", "adaptive")
+ADVANCED += tuple(name for name in fill_fields() if name not in MAIN + ADVANCED)
 #: Iterations between two live previews (for about 20 previews per plane).
 PREVIEWS_PER_PLANE = 20
 #: Steps of the progress bars (the widget's and the activity dock's).
@@ -115,6 +127,61 @@ def progress_text(step: Progress) -> str:
     return f"{planes}/{step.planes}{colour}{tile}, iteration {step.iteration}/{step.iterations}{eta}"
 
 
+def preset_help() -> str:
+    """The preset control's tooltip, with each preset's settings read from :data:`PRESETS`."""
+    auto, fast, quality, cpu = (PRESETS[name] for name in ("auto", "fast", "quality", "cpu"))
+    return wrap_tooltip(
+        "How to denoise.\n"
+        f"auto (the default): decides for every plane, from its own noise, how many pixels to hide, when to "
+        f"stop (at most T={auto.iterations} iterations) and how to mix the network's result with the image "
+        "and its blurs (and, in stacks, the neighbour planes). It keeps the integrated intensity of small "
+        "bright spots (97-100 % for 3x3 spots).\n"
+        f"fast (T={fast.iterations}, beta {fast.beta:.2f}) and quality (T={quality.iterations}, beta "
+        f"{quality.beta:.2f}): the paper's iterative filling. cpu (T={cpu.iterations}, learning rate "
+        f"{cpu.learning_rate:g}): the fast preset's quality in fewer iterations.\n"
+        "Spots: fast, quality and cpu dim small bright spots (a 3x3 spot keeps about half its peak and "
+        "60-80 % of its integrated intensity); to count or measure spots, use auto.\n"
+        "Changing iterations, beta or an advanced setting switches to custom."
+    )
+
+
+def _wrapping_label(name: str, tooltip: str | None = None) -> Label:
+    """A full-width text that wraps: its width comes from the dock, never the other way round."""
+    label = Label(name=name, value="", tooltip=tooltip)
+    native = label.native
+    native.setWordWrap(True)
+    policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    policy.setHeightForWidth(True)
+    native.setSizePolicy(policy)
+    return label
+
+
+def _header(text: str) -> Label:
+    """The bold title of a group of controls."""
+    label = Label(name=text.lower().replace(" ", "_") + "_title", value=text)
+    label.native.setStyleSheet("font-weight: bold; margin-top: 6px;")
+    return label
+
+
+def _group(name: str, widgets: list[Any]) -> Container:
+    group = Container(name=name, widgets=widgets, labels=True)
+    group.margins = (0, 0, 0, 0)
+    return group
+
+
+class _LayoutWatcher(QObject):
+    """Calls ``fit`` whenever the watched widget's layout is redone (a group shown, the style applied)."""
+
+    def __init__(self, parent: QObject, fit: Callable[[], None]) -> None:
+        super().__init__(parent)
+        self.fit = fit
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:
+            self.fit()
+        return False
+
+
 class DenoiseWidget(Container):
     """Zero-shot denoising of an image layer with MPI (masked pre-training + iterative filling).
 
@@ -125,7 +192,7 @@ class DenoiseWidget(Container):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer = napari_viewer
         #: The running (or last) worker; tests connect to its signals.
         self.worker: GeneratorWorker | None = None
@@ -133,24 +200,20 @@ class DenoiseWidget(Container):
         self._activity: cancelable_progress | None = None
         self._setting_preset = False
         self._planning_model: tuple[str, LoadedModel] | None = None
+        #: Whether the image has a stack axis (the "Stack" group is shown and used).
+        self._stacked = False
+        #: Warnings of the current run already shown.
+        self._warned: set[str] = set()
         fields = fill_fields()
 
         self.image = create_widget(
             annotation=Image,
             name="image",
-            label="input image",
+            label="image",
             options={"tooltip": "Image layer to denoise (of a multiscale layer, its highest resolution)."},
         )
-        self.preset = ComboBox(
-            name="preset",
-            label="preset",
-            choices=[*PRESETS, CUSTOM],
-            tooltip="Named settings of iterations, beta, learning rate and adaptive: fast (T=200, beta=0.90), "
-            "quality (T=1000, beta=0.99), cpu (T=150, beta=0.90, lr 0.003: the fast "
-            "preset's quality in fewer iterations) or "
-            "auto (the default: adaptive, at most T=200: mask ratio from each plane's noise, stopping on a held-out "
-            "score, blend with a self-calibrated blur); editing one switches to custom.",
-        )
+        narrow_combo(self.image)
+        self.preset = ComboBox(name="preset", label="preset", choices=[*PRESETS, CUSTOM], tooltip=preset_help())
         devices = available_devices()
         #: One control per FillParams field, by field name.
         self.controls: dict[str, Any] = {}
@@ -158,12 +221,13 @@ class DenoiseWidget(Container):
             if name == "model":
                 control = ModelPicker(f)
             elif name == "device":
-                control = field_control(f, choices=tuple(devices), tooltip=device_tooltip(f.metadata["help"], devices))
+                tip = device_tooltip(field_tooltip(f), devices)
+                control = field_control(f, choices=tuple(devices), tooltip=tip)
             else:
                 control = field_control(f)
             self.controls[name] = control
-        self.axes = LineEdit(name="axes", label="axes", tooltip=axes_help())
-        self.axes_status = Label(name="axes_status", label=" ")
+        self.axes = LineEdit(name="axes", label="axes", tooltip=wrap_tooltip(axes_help()))
+        self.axes_status = _wrapping_label("axes_status")
         self.show_advanced = CheckBox(name="show_advanced", text="advanced settings", value=False)
         self.live_preview = CheckBox(
             name="live_preview",
@@ -171,25 +235,51 @@ class DenoiseWidget(Container):
             tooltip="Show the running average of the current plane while filling "
             "(a temporary layer, removed when the run ends).",
         )
-        self.estimate = Label(name="estimate", label=" ", value="")
-        self.estimate.tooltip = (
-            "The filling work of these settings on the selected layer times the speed measured on "
-            "a 2-core CPU (about 3.3 s per megapixel and iteration in bfloat16, 7.2 s in float32); "
-            "more cores are faster. No figure for GPUs yet."
+        self.estimate = _wrapping_label(
+            "estimate",
+            tooltip=wrap_tooltip(
+                "How long the run may take: the work of these settings on the selected layer times a "
+                "measured speed (this machine's once measured, else that of a 2-core CPU or of one "
+                "NVIDIA H100). A rough figure: other work on the machine slows a run down."
+            ),
         )
         self.run_button = PushButton(name="run", text="Run")
         self.cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
-        self.progress = ProgressBar(name="progress", label="progress", min=0, max=STEPS, value=0)
-        self.status = Label(name="status", label=" ", value="")
-        self.status.native.setWordWrap(True)  # the auto preset's choices can be long
+        self.progress = ProgressBar(name="progress", min=0, max=STEPS, value=0)
+        self.status = _wrapping_label("status")
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
 
-        self.extend([self.image, self.axes, self.axes_status, self.preset])
-        self.extend([self.controls[n] for n in MAIN])
-        self.extend([self.show_advanced, *(self.controls[n] for n in ADVANCED), self.live_preview])
-        self.extend([self.estimate, buttons, self.progress, self.status])
-        self.native.setMinimumWidth(340)
+        inputs = _group("inputs", [self.image, self.axes])
+        setup = _group("setup", [self.preset, self.controls["device"]])
+        #: The paper's parameters (always shown) and the neighbour-plane ones (stacks only).
+        self.mpi_group = _group("mpi_settings", [self.controls[n] for n in MPI_SETTINGS])
+        self.stack_title = _header("Stack")
+        self.stack_group = _group("stack", [self.controls[n] for n in STACK])
+        #: Everything else, hidden until "advanced settings" is ticked.
+        self.advanced = _group("advanced", [*(self.controls[n] for n in ADVANCED), self.live_preview])
+        groups = (inputs, setup, self.mpi_group, self.stack_group, self.advanced)
+        body = Container(
+            name="body",
+            labels=False,
+            widgets=[
+                inputs,
+                self.axes_status,
+                setup,
+                self.estimate,
+                buttons,
+                self.progress,
+                self.status,
+                _header("MPI settings"),
+                self.mpi_group,
+                self.stack_title,
+                self.stack_group,
+                self.show_advanced,
+                self.advanced,
+            ],
+        )
+        self.append(body)
+        self._scroll_body(body, groups)
         self._on_show_advanced(False)
 
         self.image.changed.connect(self._on_image)
@@ -208,11 +298,47 @@ class DenoiseWidget(Container):
         # Closing the dock while a run is going must not leave the thread computing.
         self.native.destroyed.connect(self._quit_worker)
 
+    # -- layout --------------------------------------------------------------------
+
+    def _scroll_body(self, body: Container, groups: tuple[Container, ...]) -> None:
+        """Put the column in a scroll area: opened "advanced settings" must not make the window taller."""
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body.native.layout().addStretch(1)  # controls stay together at the top of a tall dock
+        scroll.setWidget(body.native)  # takes it out of this container's layout
+        self.native.layout().addWidget(scroll)
+        self.margins = (0, 0, 0, 0)
+        self._scroll = scroll
+        self._row_labels = [
+            w._labeled_widget()._label_widget.native for g in groups for w in g if w._labeled_widget() is not None
+        ]
+        body.native.installEventFilter(_LayoutWatcher(scroll, self._fit))
+        self._fit()
+
+    def _fit(self) -> None:
+        """One label column for all groups, and a scroll area as wide as its content's minimum.
+
+        Measured whenever the layout changes: napari's style sheet, applied
+        when the widget is docked, changes the font. A scroll area's own
+        minimum width ignores its content, which would then be squeezed.
+        """
+        widest = max(label.sizeHint().width() for label in self._row_labels)
+        for label in self._row_labels:
+            label.setMinimumWidth(widest)
+        content = self._scroll.widget()
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self._scroll.setMinimumWidth(content.minimumSizeHint().width() + bar)
+
     # -- controls ------------------------------------------------------------------
 
     def _on_show_advanced(self, shown: bool) -> None:
-        for name in ADVANCED:
-            self.controls[name].visible = shown
+        self.advanced.visible = shown
+
+    def _show_stack_group(self, stacked: bool) -> None:
+        self._stacked = stacked
+        self.stack_title.visible = self.stack_group.visible = stacked
 
     def _on_preset(self, name: str) -> None:
         if name == CUSTOM:
@@ -242,22 +368,27 @@ class DenoiseWidget(Container):
     def _describe(self) -> str | None:
         """Show what a run would do (planes, neighbours, rough time); return the axes, None if they are wrong.
 
-        The axes line says how many planes of which size will be filled and,
-        from the run's plan, where the neighbour planes come from; the
-        estimate line gives a rough time. A wrong axes string or a setting
-        the data does not allow (e.g. a context axis it lacks) is shown in
-        red instead.
+        The axes line says how many planes of which size will be denoised
+        and, from the run's plan, whether each plane is denoised with its
+        neighbours; the estimate line gives a rough time. A wrong axes string
+        or a setting the data does not allow (e.g. a neighbour axis it lacks)
+        is shown in red instead. The "Stack" group is shown when the axes
+        have a stack axis of more than one plane.
         """
         layer = self.image.value
         if layer is None:
             self.axes_status.value = self.estimate.value = ""
+            self._show_stack_group(False)
             return None
         shape = tuple(np.shape(full_resolution(layer)))
+        typed = self.axes.value.strip().upper()
         try:
-            axes = resolve_axes(shape, self.axes.value.strip().upper() or None, layer.rgb)
+            axes = resolve_axes(shape, typed or None, layer.rgb)
         except InputError as exc:
+            self._show_stack_group(any(a in STACK_AXES for a in typed))
             self._show_problem(str(exc))
             return None
+        self._show_stack_group(any(a in STACK_AXES and n > 1 for n, a in zip(shape, axes)))
         summary = self._axes_summary(shape, axes)
         self.axes_status.value, self.estimate.value = summary, ""
         try:
@@ -288,33 +419,46 @@ class DenoiseWidget(Container):
 
     @staticmethod
     def _axes_summary(shape: tuple[int, ...], axes: str, parts: int = 1) -> str:
-        """ "N plane(s) of HxW", and how colours are filled (``parts``: 3 for RGB with a 1-channel model)."""
+        """ "N planes of HxW pixels", and how colours are denoised (``parts``: 3 for RGB with a 1-channel model)."""
         planes = int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"], dtype=np.int64))
         colour = ""
         if "S" in axes:
-            colour = " (RGB, colours filled one by one)" if parts > 1 else " (RGB, filled together)"
-        return f"{planes} plane(s) of {shape[axes.index('Y')]}x{shape[axes.index('X')]}{colour}"
+            colour = ", RGB: colours denoised one by one" if parts > 1 else ", RGB: colours denoised together"
+        count = "1 plane" if planes == 1 else f"{planes} planes"
+        return f"{count} of {shape[axes.index('Y')]}x{shape[axes.index('X')]} pixels{colour}"
 
     @staticmethod
     def _context_summary(plan: Plan, *, automatic: bool) -> str:
         """Where the neighbour planes come from, as the plan resolved them."""
         p = plan.params
         if p.static_scene:
-            return f"; static scene: the {len(plan.series[0])} planes along {p.context_axis} denoised as their mean"
+            return (
+                f"; repeated exposures: the {len(plan.series[0])} planes along {p.context_axis} are averaged "
+                "and the mean denoised"
+            )
         if not plan.series:
-            return "; each plane filled alone" if len(plan.planes) > 1 else ""
-        how = " (automatic)" if automatic else ""
-        return f"; neighbours{how}: {p.context} plane(s) on each side along {p.context_axis}"
+            return "; each plane denoised on its own" if len(plan.planes) > 1 else ""
+        how = " (chosen automatically)" if automatic else ""
+        planes = "1 neighbour plane" if p.context == 1 else f"{p.context} neighbour planes"
+        return f"; each plane denoised with {planes} on each side along {p.context_axis}{how}"
 
     def params(self) -> FillParams:
         """The FillParams the controls describe.
+
+        The "Stack" group's fields keep their defaults while the group is
+        hidden (the image has no stack axis): a hidden setting must not
+        change a run.
 
         Raises
         ------
         ParameterError
             If a value is invalid (e.g. no checkpoint file chosen).
         """
-        return FillParams(**{name: control.value for name, control in self.controls.items()})
+        values = {name: control.value for name, control in self.controls.items()}
+        if not self._stacked:
+            defaults = FillParams()
+            values.update({name: getattr(defaults, name) for name in STACK})
+        return FillParams(**values)
 
     # -- running ---------------------------------------------------------------------
 
@@ -349,6 +493,14 @@ class DenoiseWidget(Container):
             out, noise_out = PlaneStore(np.shape(data), axes, "denoised"), PlaneStore(np.shape(data), axes, "noise")
         preview_every = max(1, params.iterations // PREVIEWS_PER_PLANE) if self.live_preview.value else None
         worker = thread_worker(_run, start_thread=False)(image, params, axes, preview_every, out, noise_out)
+        # Warnings raised in the thread come here instead of straight to the notifications, so
+        # that one also recorded in the result (or raised once per plane) is shown only once.
+        try:
+            worker.warned.disconnect()
+        except (TypeError, RuntimeError):  # nothing was connected
+            pass
+        worker.warned.connect(self._on_warned)
+        self._warned = set()
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.aborted.connect(self._on_aborted)
@@ -359,6 +511,7 @@ class DenoiseWidget(Container):
         self._set_running(True)
         self.progress.value = 0
         self.status.value = f"starting on {params.device}..."
+        self.status.tooltip = None
         self._close_activity()
         # Its cancel button only sets ``is_canceled`` (the callback is for iterating bars): see _on_progress.
         self._activity = cancelable_progress(total=STEPS, desc=f"Zero-shot denoise: {layer.name}")
@@ -423,10 +576,20 @@ class DenoiseWidget(Container):
         if self._source is not None and self._preview_name() in self.viewer.layers:
             self.viewer.layers.remove(self._preview_name())
 
+    def _warn(self, message: str) -> None:
+        """Show a warning of the current run, unless it was already shown."""
+        if message not in self._warned:
+            self._warned.add(message)
+            show_warning(f"Zero-shot denoise: {message}")
+
+    def _on_warned(self, shown: tuple) -> None:
+        # The arguments of warnings.showwarning: (message, category, filename, lineno, ...).
+        self._warn(str(shown[0]))
+
     def _on_returned(self, outcome: DenoiseResult | _Failed) -> None:
         self._remove_preview()
         if isinstance(outcome, _Failed):
-            self.status.value = "failed"
+            self.status.value = "failed: see the message at the bottom right"
             show_error(f"Zero-shot denoise: {outcome.message}")
             return
         if self._source is None or self._source not in self.viewer.layers:
@@ -435,14 +598,14 @@ class DenoiseWidget(Container):
             return
         publish(self.viewer, self._source, outcome)
         for message in outcome.warnings:
-            show_warning(f"Zero-shot denoise: {message}")
+            self._warn(message)
         self.progress.value = STEPS
-        done = f"done in {outcome.seconds:.1f} s on {outcome.device}"
-        # What the auto preset chose and why (also in the result layers' metadata, "notes").
-        chosen = [n for n in outcome.metadata()["notes"] if n.startswith("auto:")]
-        self.status.value = "\n".join([done, *chosen])
-        self.status.tooltip = "\n".join(outcome.metadata()["notes"]) or None
-        show_info(f"Zero-shot denoise: {self._source.name} done in {outcome.seconds:.1f} s")
+        # What was done, in plain words: the first sentence here, the whole when hovering
+        # (and in the result layers' metadata, "summary").
+        summary = result_summary(outcome)
+        self.status.value = first_sentence(summary)
+        self.status.tooltip = wrap_tooltip(summary)
+        show_info(f"Zero-shot denoise: {self._source.name}: {summary}")
 
     def _on_aborted(self) -> None:
         self._remove_preview()
@@ -453,7 +616,7 @@ class DenoiseWidget(Container):
         # napari's worker already reports the exception (with traceback) to
         # the notification manager: an unexpected error is a bug to report.
         self._remove_preview()
-        self.status.value = f"error: {type(exc).__name__}"
+        self.status.value = f"failed with an unexpected error ({type(exc).__name__}): please report it"
 
     def _on_finished(self) -> None:
         self._close_activity()
