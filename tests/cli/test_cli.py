@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_mpid.cli import main
 from napari_mpid.io import read_image, write_tiff
@@ -134,6 +135,26 @@ def test_bad_input_gives_one_line_error_and_no_output(tmp_path, capsys, tiny_mod
     assert code == 2
     assert err.startswith("napari-mpid: error:") and message in err and len(err.splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+class _Pickled:
+    """A Python object in a model file."""
+
+
+def test_a_model_file_that_is_not_a_checkpoint_is_one_plain_line(tmp_path, capsys):
+    model, image, out = tmp_path / "model.pt", tmp_path / "in.tif", tmp_path / "out.tif"
+    torch.save({"model": _Pickled()}, model)  # a pickled object: torch.load(weights_only=True) refuses it
+    tifffile.imwrite(image, np.ones((64, 64), np.uint8))
+
+    code = main(["denoise", str(image), "-o", str(out), "--model", str(model), "-q"])
+
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err == (
+        f"napari-mpid: error: cannot read checkpoint {model}: it is not a napari-mpid or MPI checkpoint "
+        "(those are PyTorch files of tensors and plain values)"
+    )
+    assert not out.exists()
 
 
 def test_demo_reports_psnr(tmp_path, tiny_model, capsys):

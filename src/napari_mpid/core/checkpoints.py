@@ -119,13 +119,27 @@ def architecture_from_state(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     return {"channels": channels, "multi_channel_mask": multi, "width": width, "scales": scales}
 
 
+#: What every file that is not a checkpoint is told (torch's own message is about its
+#: ``weights_only`` option, which is not the user's problem: the file is not a model).
+_NOT_A_CHECKPOINT = "it is not a napari-mpid or MPI checkpoint"
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
-    except Exception as exc:  # pickle errors, truncated files, foreign formats
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"cannot read checkpoint {path}: it is a folder, not a checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    except Exception:  # pickle errors, truncated files, foreign formats, pickled objects
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {_NOT_A_CHECKPOINT} (those are PyTorch files of tensors and plain values)"
+        ) from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: {_NOT_A_CHECKPOINT} (it holds a {type(raw).__name__}, not a dictionary)")
+    return raw
 
 
 def load_model(
@@ -172,7 +186,7 @@ def load_model(
             path, expected = Path(spec).expanduser(), None
         else:
             raise
-    sha = file_sha256(path) if path.exists() else ""
+    sha = file_sha256(path) if path.is_file() else ""
     if verify and expected is not None and sha != expected:
         raise CheckpointError(
             f"bundled model {spec!r} failed its SHA-256 check ({path.name}: expected {expected[:12]}..., "
@@ -189,8 +203,11 @@ def load_model(
             raise CheckpointError(f"{path}: not an MPI skip-network checkpoint ({exc})") from None
         meta = {"format": "MPI reference (Ma et al. 2024)"}
     else:
-        raise CheckpointError(f"{path}: neither a napari-mpid checkpoint nor an MPI reference checkpoint")
-    arch = architecture_from_state(state)
+        raise CheckpointError(f"{path}: {_NOT_A_CHECKPOINT} (neither 'format' nor 'params' in it)")
+    try:
+        arch = architecture_from_state(state)
+    except (KeyError, AttributeError, IndexError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {_NOT_A_CHECKPOINT} (no skip-network weights: {exc})") from None
     meta.setdefault("architecture", arch)
     net = SkipNetwork(arch["channels"], arch["multi_channel_mask"], arch["width"], arch["scales"])
     try:
