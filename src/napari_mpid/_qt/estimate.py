@@ -49,6 +49,7 @@ __all__ = [
     "format_duration",
     "megapixel_iterations",
     "network_for",
+    "table_seconds",
     "unit_iterations",
 ]
 
@@ -183,6 +184,11 @@ def estimate_seconds(
         rate = MIX_FALLBACK[1] if plan.series and not plan.params.static_scene else MIX_FALLBACK[0]
         filled = len(plan.series) if plan.params.static_scene else len(plan.planes)
         return filled * plan.parts * plan.height * plan.width / 1e6 * rate
+    return table_seconds(plan, device)
+
+
+def table_seconds(plan: Plan, device: torch.device) -> float | None:
+    """The filling time of ``plan`` at the fixed speeds measured elsewhere (2-core CPU, H100); None for others."""
     if device.type == "cuda":
         floor, per_megapixel = CUDA_SECONDS.get(plan.params.cuda_graphs, CUDA_SECONDS["auto"])
         return max(unit_iterations(plan) * floor, megapixel_iterations(plan) * per_megapixel)
