@@ -60,6 +60,21 @@ def test_static_scene_writes_the_denoised_mean_of_the_exposures_to_every_plane(z
     assert "static scene" in tifffile.TiffFile(out).imagej_metadata.get("Info", "")
 
 
+def test_metadata_records_the_context_that_was_used(zyx_stack, tmp_path, tiny_model):
+    """--context 5 on 3 planes uses 2 neighbours per side (all there are); the metadata said 5."""
+    path, _ = zyx_stack
+    out = tmp_path / "context.tif"
+
+    assert (
+        main(["denoise", str(path), "-o", str(out), "--context", "5", "--iterations", "2", "--model", tiny_model, "-q"])
+        == 0
+    )
+
+    metadata = read_image(out).metadata
+    assert metadata["param_context"] == 2
+    assert any(note.startswith("context 2: 3 planes along Z") for note in metadata["notes"])
+
+
 def test_denoise_can_keep_the_input_dtype(zyx_stack, tmp_path, tiny_model):
     path, _ = zyx_stack
     out = tmp_path / "out16.tif"

@@ -338,6 +338,13 @@ def _context(
             "context filling of RGB data needs a 3-channel model (e.g. model 'pixel-independent'); "
             "the 1-channel model fills colours one by one"
         )
+    if requested > length - 1:
+        # Farther neighbours than the stack is long would only repeat planes (reflected at the ends).
+        notes.append(
+            f"context {length - 1}: {length} planes along {axis} give at most {length - 1} neighbour(s) "
+            f"on each side ({requested} asked)"
+        )
+        requested = length - 1
     return requested, axis, _series(axes, planes, axis)
 
 
