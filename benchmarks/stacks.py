@@ -133,7 +133,9 @@ def run_method(item: dict, params, model) -> tuple[list[float], float, dict]:
     only = item["scored"] if params.context == 0 and not params.static_scene else None
     result = run_to_end(denoise_planes(item["noisy"], params, axes=axes, model=model, noise_map=False, planes=only))
     seconds = time.perf_counter() - start
-    meta = {k: v for k, v in result.metadata().items() if k.startswith("param_") or k == "notes"}
+    meta = {
+        k: v for k, v in result.metadata().items() if k.startswith("param_") or k in ("notes", "summary", "produced_by")
+    }
     meta["auto_choices"] = [{k: v for k, v in c.items() if k != "fusion_weights"} for c in result.choices]
     # Does the fitted network use the neighbours? Norm of the first layers' weights on the
     # neighbour channels relative to those on the plane and its mask (0 at the start).
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="real-noise")
     parser.add_argument("--context", type=int, help="default: automatic")
     parser.add_argument("--iterations", type=int)
+    parser.add_argument("--network", choices=("auto", "always", "never"), help="auto preset: when the network runs")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--beta", type=float)
     parser.add_argument("--mask-ratio", type=float)
@@ -189,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         ("learning_rate", args.lr),
         ("beta", args.beta),
         ("mask_ratio", args.mask_ratio),
+        ("network", args.network),
     ):
         if value is not None:
             changes[name] = value

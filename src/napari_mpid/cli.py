@@ -40,6 +40,7 @@ _OPTION_NAMES = {
     "memory_limit": "--memory-limit",
     "static_scene": "--static-scene",
     "adaptive": "--adaptive",
+    "network": "--network",
 }
 
 

@@ -30,6 +30,7 @@ import torch
 from .noise import NoiseEstimate
 
 __all__ = [
+    "FAMILIES",
     "HOLDOUT_FRACTION",
     "NEIGHBOUR_SIGMAS",
     "REGISTER_MIN",
@@ -41,8 +42,10 @@ __all__ = [
     "choose_filling",
     "combine",
     "correlated_field",
+    "family_of",
     "holdout_mask",
     "neighbour_candidates",
+    "network_decision",
     "noise_autocorrelation",
     "plane_mix",
     "signal_dependent",
@@ -97,6 +100,57 @@ def choose_filling(noise: NoiseEstimate, model_ratio: float) -> tuple[dict[str, 
         return {"mask_ratio": model_ratio}, f"correlated noise (lag-1 {noise.correlation:.2f}): mask {model_ratio:.2f}"
     ratio = min(model_ratio, 0.5)
     return {"mask_ratio": ratio}, f"nearly independent noise (lag-1 {noise.correlation:.2f}): mask {ratio:.2f}"
+
+
+def network_decision(part: np.ndarray, noise: NoiseEstimate | None = None) -> tuple[bool, str]:
+    """Whether the network is worth running on a plane, from its noise alone; returns (run it, why).
+
+    The final mix (:func:`combine`) weighs the network's filling against
+    blurs of the plane, the noisy pixel and other planes of a stack, so the
+    network only pays for its run time where it earns weight there. Two
+    kinds of noise decide it before the costly part:
+
+    - Spatially correlated noise (lag-1 correlation >= :data:`CORRELATED`,
+      wide-field cameras) and pixel-independent noise whose level follows
+      the signal (:func:`signal_dependent`: Poisson-Gaussian shot noise, the
+      fluorescence confocal and two-photon case): on such planes the mix of
+      blurs and neighbour means is a near-optimal linear filter of smooth
+      structure, and the filling gets weight close to zero.
+    - Noise of one level everywhere (read-noise-limited cameras, or
+      Gaussian noise added by software) on textured content: blurs remove
+      little noise without removing structure, and the filling earns most
+      of the weight.
+
+    docs/benchmarks.md ("The network's value and cost") lists what the
+    network adds per benchmark family under both kinds of noise. ``part``
+    is ``(C, H, W)`` in [0, 1]; ``noise`` is its estimate when already known.
+    """
+    part = np.asarray(part)
+    if noise is None:
+        from .noise import estimate_noise_channels
+
+        noise = estimate_noise_channels(part)
+    if noise.correlation >= CORRELATED:
+        return False, f"spatially correlated noise (lag-1 {noise.correlation:.2f}): blur mix only"
+    if signal_dependent(np.asarray(noise.variance(part.reshape(-1)))):
+        return False, "noise that grows with the signal (shot noise): blur mix only"
+    return True, "noise of one level over the plane: network filling joins the mix"
+
+
+#: Candidate name prefixes -> the family a result's summary credits them to.
+_FAMILIES = (
+    ("filling", "network"),
+    ("context prediction", "network"),
+    ("noisy", "noisy pixel"),
+    ("blur", "blurs"),
+)
+#: Every family, in the order summaries list them.
+FAMILIES = ("network", "neighbour planes", "blurs", "noisy pixel")
+
+
+def family_of(candidate: str) -> str:
+    """The family of a candidate of :func:`combine` ("network", "neighbour planes", "blurs", "noisy pixel")."""
+    return next((family for prefix, family in _FAMILIES if candidate.startswith(prefix)), "neighbour planes")
 
 
 def holdout_mask(shape: tuple[int, int, int, int], generator: torch.Generator, device) -> torch.Tensor:
@@ -200,6 +254,19 @@ class Combination:
     evidence: float = 0.0
     #: Whether the held-out mix replaced the plane's own (all-pixel) mix.
     held_out_used: bool = False
+
+    def shares(self) -> dict[str, float]:
+        """Fraction of the result each candidate family produced (:data:`FAMILIES`), summing to 1.
+
+        From the weights at the plane's mean intensity (the intensity terms
+        average to zero over the plane); the offset is no candidate.
+        """
+        totals = dict.fromkeys(FAMILIES, 0.0)
+        for name, w in self.weights.items():
+            if not name.endswith(" x intensity"):
+                totals[family_of(name)] += abs(w)
+        whole = sum(totals.values())
+        return {k: v / whole for k, v in totals.items()} if whole > 0 else totals
 
     def describe(self) -> str:
         # The intensity terms are per unit of intensity, not comparable with the weights.

@@ -26,7 +26,17 @@ import torch
 from torch.nn import functional as F
 
 from .assemble import Outputs, check_finite, merge_parts, split_parts
-from .auto import CORRELATED, HOLDOUT_FRACTION, EarlyStop, choose_filling, combine, neighbour_candidates
+from .auto import (
+    CORRELATED,
+    FAMILIES,
+    HOLDOUT_FRACTION,
+    Combination,
+    EarlyStop,
+    choose_filling,
+    combine,
+    neighbour_candidates,
+    network_decision,
+)
 from .axes import AXIS_LETTERS, resolve_axes
 from .checkpoints import LoadedModel, load_model
 from .context import ContextFiller, PlaneCache
@@ -106,10 +116,11 @@ class Progress:
         """Fraction of the whole run done, in [0, 1]."""
         if self.total:
             return min(1.0, self.done / self.total)
-        per_tile = self.iterations
+        per_tile = max(self.iterations, 1)  # iterations 0: the auto preset's mix alone
         per_part = self.tiles * per_tile
         per_plane = self.parts * per_part
-        within = (self.part - 1) * per_part + (self.tile - 1) * per_tile + self.iteration
+        step = per_tile if self.event == "plane" else self.iteration  # a finished plane counts whole
+        within = (self.part - 1) * per_part + (self.tile - 1) * per_tile + step
         done = (self.plane - 1) * per_plane + self.group * within
         return done / (self.planes * per_plane)
 
@@ -158,6 +169,46 @@ class DenoiseResult:
     fitted: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     choices: list[dict[str, Any]] = field(default_factory=list)
 
+    def produced_by(self) -> dict[str, float]:
+        """Percent of the result each family produced (network, neighbour planes, blurs, noisy pixel).
+
+        The mean over planes and parts of the final mix's shares
+        (:meth:`~napari_mpid.core.auto.Combination.shares`); the paper's
+        presets are the network's filling alone.
+        """
+        if not self.choices:
+            return {family: (100.0 if family == "network" else 0.0) for family in FAMILIES}
+        return {
+            family: round(100 * float(np.mean([c.get("shares", {}).get(family, 0.0) for c in self.choices])), 1)
+            for family in FAMILIES
+        }
+
+    def summary(self) -> str:
+        """What was done, in plain words: planes, time, device, noise before and after, what produced the result."""
+        count = f"{self.planes} plane{'s' if self.planes != 1 else ''}"
+        text = f"Denoised {count} in {self.seconds:.0f} s on {self.device}."
+        shares = self.produced_by()
+        made = ", ".join(f"{k} {_percent(v)}" for k, v in shares.items() if v > 0)
+        if not self.choices:
+            return f"{text} The paper's iterative filling: {made}."
+        ran = sum(1 for c in self.choices if c.get("network", True))
+        if ran == 0:
+            text += " No network: the filter mix did the work."
+        else:
+            where = "every plane" if ran == len(self.choices) else f"{ran} of {len(self.choices)} planes"
+            text += f" Network filling on {where}."
+            if shares["network"] == 0:
+                made = f"network 0 %, {made}"
+        before = float(np.sqrt(np.mean([c["noise_sigma"] ** 2 for c in self.choices])))
+        after = float(np.sqrt(np.mean([c.get("estimated_error", 0.0) for c in self.choices])))
+        text += f" Produced by: {made}."
+        if before > 0:
+            text += (
+                f" Estimated noise {100 * before:.2g} % of the intensity range before, "
+                f"{100 * after:.2g} % after ({20 * np.log10(before / max(after, 1e-12)):.1f} dB less)."
+            )
+        return text
+
     def metadata(self) -> dict[str, Any]:
         """Flat, JSON-friendly record of the run (for layer metadata and TIFF tags)."""
         from .. import __version__
@@ -173,6 +224,8 @@ class DenoiseResult:
             "seconds": round(self.seconds, 2),
             "planes": self.planes,
             "intensity_scales": [list(s) for s in self.scales],
+            "summary": self.summary(),
+            "produced_by": self.produced_by(),
             "notes": list(self.notes) + _summarize(self.choices),
             "warnings": list(self.warnings),
             **({"auto_choices": list(self.choices)} if self.choices else {}),
@@ -180,23 +233,45 @@ class DenoiseResult:
 
 
 def _summarize(choices: list[dict[str, Any]]) -> list[str]:
-    """One note per auto-preset run: what was chosen, over how many planes."""
+    """One note per auto-preset run: the noise, where the network ran and what the mix used, over all planes."""
     if not choices:
         return []
-    if len(choices) == 1:
-        c = choices[0]
-        return [
-            f"auto: noise {c['noise_sigma']:.3g} (lag-1 correlation {c['noise_correlation']:.2f}); {c['reason']}; "
-            f"stopped at iteration {max(c['stopped_at'])}; result: {c['blend']}"
-        ]
-    weights = [c["blend_weight"] for c in choices]  # the filling's (or context prediction's) weight
-    ratios = sorted({c["mask_ratio"] for c in choices})
-    stops = [s for c in choices for s in c["stopped_at"]]
-    return [
-        f"auto: {len(choices)} planes/parts; mask ratio {', '.join(f'{r:.2f}' for r in ratios)}; "
-        f"stopped at iterations {min(stops)}-{max(stops)}; filling weight in the blend {min(weights):.1f}-"
-        f"{max(weights):.1f} (per plane in auto_choices)"
-    ]
+    ran = [c for c in choices if c.get("network", True)]
+    sigmas = [c["noise_sigma"] for c in choices]
+    text = f"auto: {len(choices)} plane(s)/part(s); noise {min(sigmas):.3g}-{max(sigmas):.3g} (RMS, scaled units)"
+    text += f"; network on {len(ran)} of {len(choices)}"
+    if ran:
+        stops = [t for c in ran for t in c["stopped_at"]]
+        ratios = sorted({c["mask_ratio"] for c in ran})
+        text += f" (mask ratio {', '.join(f'{r:.2f}' for r in ratios)}"
+        text += f", stopped at iterations {min(stops)}-{max(stops)})" if stops else ")"
+    reasons = sorted({c["network_reason"] for c in choices if "network_reason" in c})
+    if reasons:
+        text += f" [{'; '.join(reasons)}]"
+    return [text + " (per plane in auto_choices)"]
+
+
+def _percent(value: float) -> str:
+    return f"{value:.0f} %" if value >= 1 or value == 0 else "<1 %"
+
+
+def wants_network(params: FillParams, part: np.ndarray, noise: NoiseEstimate) -> tuple[bool, str]:
+    """Whether an auto-preset run fills this part with the network (see :attr:`FillParams.network_use`)."""
+    use = params.network_use
+    if use == "never":
+        return False, "network off (iterations 0)" if params.iterations == 0 else "network off (network 'never')"
+    if use == "always":
+        return True, "network on (network 'always')"
+    return network_decision(part, noise)
+
+
+def _record(choice: dict[str, Any], how: Combination, network: str | None) -> dict[str, Any]:
+    """``choice`` completed with how the final mix came out (weights, shares of each family, estimated error)."""
+    choice["blend_weight"] = round(how.weights[network], 3) if network else 0.0
+    choice["blend"] = how.describe()
+    choice["shares"] = {k: round(v, 4) for k, v in how.shares().items()}
+    choice["estimated_error"] = round(max(how.held_out_error, 0.0), 8)
+    return choice
 
 
 class _PlaneFiller:
@@ -244,9 +319,15 @@ class _PlaneFiller:
             self.filler.mask_ratio = changes["mask_ratio"]
             hold_gen = torch.Generator().manual_seed(plane_seed(p.seed, number, part_no, _HOLDOUT_TILE))
             held = (torch.rand(part.shape[1:], generator=hold_gen) < HOLDOUT_FRACTION).numpy()
+            network, network_why = wants_network(p, part, noise)
             choice = {"plane": number, "part": part_no, "noise_sigma": round(noise.sigma, 5),
                       "noise_correlation": round(noise.correlation, 3), "mask_ratio": changes["mask_ratio"],
-                      "reason": why, "stopped_at": []}  # fmt: skip
+                      "reason": why, "network": network, "network_reason": network_why,
+                      "stopped_at": []}  # fmt: skip
+            if not network:
+                out, how = combine(part, {}, held, noise)
+                self.choices.append(_record(choice, how, None))
+                return out
         for k, tile in enumerate(tiles):
             piece = part[(slice(None), *tile.slices)]
             gen = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k))
@@ -281,8 +362,7 @@ class _PlaneFiller:
             out, how = combine(part, {"filling": (out, slope)}, held, noise)
             if slopes:
                 choice["filled_slope"] = round(slope, 4)
-            choice.update(blend_weight=round(how.weights["filling"], 3), blend=how.describe())
-            self.choices.append(choice)
+            self.choices.append(_record(choice, how, "filling"))
         return out
 
     def gray_in_colour_network(self, part: np.ndarray) -> bool:
@@ -408,17 +488,22 @@ def _denoise(
     elif plan.series:
         fitted = dict(fitted or {})
         yield from _context_mode(run, model, fitted)
-    elif plan.stack > 1:
+    elif plan.stack > 1 and not plan.params.adaptive:
+        # Stack mode fills planes with the paper's loop only; the auto preset's
+        # per-plane choices (hold-out, stopping, mix) need one plane at a time.
         yield from _stack_mode(run)
     else:
         yield from _plane_by_plane(run)
 
     p = plan.params
     warnings = list(run.warnings)
-    if run.outside:
+    networked = not p.adaptive or any(c.get("network", True) for c in run.filler.choices)
+    if run.outside and networked:
+        # Only the network works in [0, 1]; the mix of blurs and planes is linear and keeps every value.
         warnings.append(
-            f"{run.outside} pixel value(s) lie outside the fitted intensity range ({p.normalization}); "
-            "the network cannot reproduce them exactly (use normalization='minmax' to include every value)"
+            f"{run.outside} pixel(s) lie beyond the intensity range the network works in "
+            f"(normalization '{p.normalization}'), so the network may dim them; if they are bright "
+            "structures you want to measure, run again with normalization 'minmax'"
         )
     return DenoiseResult(
         denoised=outputs.denoised,
@@ -630,7 +715,17 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
     fit_unit = 1.0
     plane_unit = CONTEXT_PASSES / 3 * (sub_h * sub_w) / (crop * crop)
     todo_series = [(k, series) for k, series in enumerate(plan.series) if wanted.intersection(series)]
-    total = sum((0 if k in fitted else p.iterations) * fit_unit for k, _ in todo_series) + len(wanted) * plane_unit
+    # Whether each series runs the network, from the noise of its middle plane (as the mask ratio).
+    decisions: dict[int, tuple[NoiseEstimate, bool, str]] = {}
+    if p.adaptive:
+        for k, series in todo_series:
+            _, plane, scale = run.read(series[len(series) // 2], count=False)
+            middle = np.asarray(scale.forward(split_parts(plane, plan)[0]), dtype=np.float32)
+            noise = estimate_noise_channels(middle)
+            decisions[k] = (noise, *wants_network(p, middle, noise))
+    network = {k: not p.adaptive or decisions[k][1] for k, _ in todo_series}
+    total = sum((0 if k in fitted or not network[k] else p.iterations) * fit_unit for k, _ in todo_series)
+    total += len(wanted) * plane_unit
     done, position = 0.0, 0
     budget = int(min(2**30, max(64 * 2**20, 0.25 * memory_budget(p, filler.device)[0])))
 
@@ -657,12 +752,13 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
 
         if p.adaptive:
             # The mask ratio of the whole stack, from the noise of its middle plane.
-            middle = planes[len(series) // 2]
-            noise = estimate_noise_channels(filler.from_batch(middle, middle.shape[1], plan.height, plan.width))
+            noise, _, network_why = decisions[k]
             changes, why = choose_filling(noise, p.mask_ratio)
             cfiller.mask_ratio = changes["mask_ratio"]
-            plan.notes.append(f"auto, stack {k + 1}: {why}")
-        if k in fitted:
+            plan.notes.append(f"auto, stack {k + 1}: {network_why}" + (f"; {why}" if network[k] else ""))
+        if not network[k]:
+            pass
+        elif k in fitted:
             cfiller.network.load_state_dict(fitted[k])
         else:
             gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, series[0], part=_FIT_PART))
@@ -676,7 +772,9 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
             index, plane, scale = run.read(number)
             gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number))
             hold = holdout(j) if p.adaptive else None
-            if not tiles or len(tiles) == 1:
+            if not network[k]:
+                batch = None
+            elif not tiles or len(tiles) == 1:
                 batch = cfiller.predict(planes, j, gen, holdout=hold)
             else:
                 batch = torch.zeros_like(planes[j])
@@ -687,7 +785,7 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
                     )
                     batch[(slice(None), slice(None), *region)] += part * torch.from_numpy(weights[t_no]).to(part)
             noisy = scale.forward(split_parts(plane, plan)[0])
-            result = filler.from_batch(batch, noisy.shape[0], plan.height, plan.width)
+            result = None if batch is None else filler.from_batch(batch, noisy.shape[0], plan.height, plan.width)
             if p.adaptive:
 
                 def plane_at(i: int, planes=planes, c=noisy.shape[0]) -> np.ndarray:
@@ -702,7 +800,7 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
 
                 result = _finish_context(
                     filler, noisy, result, held_out(number), number, cfiller.mask_ratio, plane_at, len(series), j,
-                    plan.context, probe, planes.twin,
+                    plan.context, probe, planes.twin, decisions[k][2],
                 )  # fmt: skip
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
             done += plane_unit
@@ -713,7 +811,7 @@ def _context_mode(run: _Run, model: LoadedModel, fitted: dict[int, dict[str, tor
 def _finish_context(
     filler: _PlaneFiller,
     noisy: np.ndarray,
-    result: np.ndarray,
+    result: np.ndarray | None,
     held: np.ndarray,
     number: int,
     mask_ratio: float,
@@ -723,33 +821,36 @@ def _finish_context(
     context: int,
     probe: Callable[[NoiseEstimate], float],
     twin: Callable[[int, int], bool] | None = None,
+    network_reason: str = "",
 ) -> np.ndarray:
     """Auto preset, context filling: mix the prediction with means of the other planes, fuse with the noisy pixel.
 
-    ``plane_at(i)`` gives plane i of the series (``count`` planes) in [0, 1].
+    ``result`` is None where the network did not run: the means and the
+    plane's blurs are mixed alone. ``plane_at(i)`` gives plane i of the series (``count`` planes) in [0, 1].
     Under spatially correlated noise the prediction follows the plane's own
     noise with a slope that ``probe(noise)`` measures; it is otherwise
     J-invariant. ``twin(i, j)`` says whether plane j copies plane i (left
     out of the neighbour means). See :func:`~napari_mpid.core.auto.combine`.
     """
     noise = estimate_noise_channels(noisy)
-    slope = probe(noise) if noise.correlation >= CORRELATED else 0.0
+    network = result is not None
+    slope = probe(noise) if network and noise.correlation >= CORRELATED else 0.0
     others = neighbour_candidates(plane_at, count, index, context, twin)
-    out, how = combine(noisy, {"context prediction": (result, slope)}, held, noise, independent=others)
-    filler.choices.append(
-        {
-            "plane": number,
-            "part": 0,
-            "noise_sigma": round(noise.sigma, 5),
-            "noise_correlation": round(noise.correlation, 3),
-            "mask_ratio": mask_ratio,
-            "reason": "context filling",
-            "stopped_at": [filler.params.iterations],
-            **({"filled_slope": round(slope, 4)} if noise.correlation >= CORRELATED else {}),
-            "blend_weight": round(how.weights["context prediction"], 3),
-            "blend": how.describe(),
-        }
-    )
+    candidates = {"context prediction": (result, slope)} if network else {}
+    out, how = combine(noisy, candidates, held, noise, independent=others)
+    choice = {
+        "plane": number,
+        "part": 0,
+        "noise_sigma": round(noise.sigma, 5),
+        "noise_correlation": round(noise.correlation, 3),
+        "mask_ratio": mask_ratio,
+        "reason": "context filling" if network else "neighbour planes",
+        "network": network,
+        "network_reason": network_reason,
+        "stopped_at": [filler.params.iterations] if network else [],
+        **({"filled_slope": round(slope, 4)} if network and noise.correlation >= CORRELATED else {}),
+    }
+    filler.choices.append(_record(choice, how, "context prediction" if network else None))
     return out
 
 

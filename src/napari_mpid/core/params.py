@@ -18,6 +18,7 @@ __all__ = [
     "CONTEXT_AXES",
     "DEFAULT_MODEL",
     "DEFAULT_PRESET",
+    "NETWORK_USE",
     "NORMALIZATIONS",
     "PRESETS",
     "PRESET_FIELDS",
@@ -38,6 +39,8 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 CUDA_GRAPHS = ("auto", "off")
 #: Where the neighbour planes of context filling come from.
 CONTEXT_AXES = ("auto", "Z", "T", "Q")
+#: When the auto preset runs the network, see :func:`napari_mpid.core.auto.network_decision`.
+NETWORK_USE = ("auto", "always", "never")
 #: Intensity scaling policies, see :mod:`napari_mpid.core.normalization`.
 NORMALIZATIONS = ("auto", "percentile", "minmax", "dtype", "none")
 
@@ -64,7 +67,9 @@ class FillParams:
     ----------
     iterations : int
         Fine-tuning steps T per plane. More steps average more predictions but
-        a network fine-tuned too long starts to reproduce the noise.
+        a network fine-tuned too long starts to reproduce the noise. 0 runs
+        no network at all (auto preset only: the mix of blurs, neighbour
+        planes and the noisy pixel alone; same as ``network="never"``).
     beta : float
         Weight of the exponential running average of the predictions for
         dropped pixels (0.90 for the fast preset, 0.99 for quality). Higher
@@ -138,11 +143,20 @@ class FillParams:
         improving (``iterations`` is then the most it runs), and blend the
         result with the Gaussian blur that a self-supervised score prefers.
         Choices and reasons are in the result's metadata.
+    network : str
+        When the auto preset runs the network: "auto" (default) only on
+        planes whose noise says it will earn weight in the final mix (noise
+        of one level everywhere; not on shot-noise-limited or spatially
+        correlated noise, where the blur mix does the work in a fraction of
+        the time), "always" on every plane, "never" (the mix alone). The
+        paper's presets (fast, quality, cpu) always run it.
     """
 
     iterations: int = field(
         default=200,
-        metadata=_meta("Fine-tuning iterations T per plane.", min=1, max=100_000),
+        metadata=_meta(
+            "Fine-tuning iterations T per plane (0 = no network: the auto preset's mix alone).", min=0, max=100_000
+        ),
     )
     beta: float = field(
         default=0.90,
@@ -151,7 +165,7 @@ class FillParams:
     mask_ratio: float | None = field(
         default=None,
         metadata=_meta(
-            "Fraction of pixels dropped per iteration (0 < p < 1); default: the model's own "
+            "Fraction of pixels dropped per iteration, 0.01 to 0.99; default: the model's own "
             "(0.85 real-noise, 0.30 pixel-independent).",
             min=0.01,
             max=0.99,
@@ -229,6 +243,13 @@ class FillParams:
         default=False,
         metadata=_meta("Choose mask ratio, stopping and a blur blend per plane from its noise (auto preset)."),
     )
+    network: str = field(
+        default="auto",
+        metadata=_meta(
+            "When the auto preset runs the network: auto (where the noise says it earns its time), always, never.",
+            choices=NETWORK_USE,
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -255,6 +276,13 @@ class FillParams:
             raise ParameterError(f"cuda_graphs must be one of {', '.join(CUDA_GRAPHS)}, got {self.cuda_graphs!r}")
         if self.precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.network not in NETWORK_USE:
+            raise ParameterError(f"network must be one of {', '.join(NETWORK_USE)}, got {self.network!r}")
+        if not self.adaptive and (self.iterations == 0 or self.network == "never"):
+            raise ParameterError(
+                "iterations 0 / network 'never' leave nothing to do with the paper's filling (fast, quality, cpu "
+                "presets); use the auto preset, which then runs its mix of blurs and neighbour planes alone"
+            )
         if self.context_axis not in CONTEXT_AXES:
             raise ParameterError(f"context_axis must be one of {', '.join(CONTEXT_AXES)}, got {self.context_axis!r}")
         if self.static_scene and self.context:
@@ -270,6 +298,13 @@ class FillParams:
             )
         if not self.model:
             raise ParameterError("model must name a bundled model or a checkpoint path")
+
+    @property
+    def network_use(self) -> str:
+        """How the run uses the network: "auto", "always" or "never" (``iterations`` 0 means never)."""
+        if not self.adaptive:
+            return "always"
+        return "never" if self.iterations == 0 else self.network
 
     def replace(self, **changes: Any) -> FillParams:
         """Return a copy with some fields changed (validated again)."""

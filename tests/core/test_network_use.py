@@ -1,0 +1,144 @@
+"""The auto preset runs the network only where it earns its time, and says what produced each result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_mpid.core.auto import FAMILIES, Combination, combine, family_of, network_decision
+from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.noise import correlated_noise, estimate_noise_channels
+from napari_mpid.core.params import ParameterError, preset
+
+from .helpers import filaments, run
+
+MODEL = "random-init:1:single"
+
+
+def _shot_noise_plane(size: int = 96, seed: int = 0) -> np.ndarray:
+    """Bright blobs over a dark background with Poisson-Gaussian noise, in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    clean = np.full((size, size), 0.05)
+    for cy, cx in rng.uniform(10, size - 10, (12, 2)):
+        clean += 0.6 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 20.0)
+    return np.clip(rng.poisson(clean * 60) / 60 + rng.normal(0, 0.01, clean.shape), 0, None)
+
+
+def _gaussian_texture_plane(size: int = 96, seed: int = 0) -> np.ndarray:
+    """Dense filaments with Gaussian noise of one level everywhere, in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return filaments(size, seed) + rng.normal(0, 0.08, (size, size))
+
+
+def test_shot_noise_and_correlated_noise_skip_the_network_constant_noise_runs_it():
+    shot = _shot_noise_plane()[None]
+    rng = np.random.default_rng(1)
+    correlated = (filaments(96) + 0.05 * correlated_noise((96, 96), 0.6, rng))[None]
+    constant = _gaussian_texture_plane()[None]
+
+    assert network_decision(shot) == (False, "noise that grows with the signal (shot noise): blur mix only")
+    run_it, why = network_decision(correlated)
+    assert not run_it and "correlated" in why
+    run_it, why = network_decision(constant, estimate_noise_channels(constant))
+    assert run_it and "one level" in why
+
+
+def test_shares_credit_every_candidate_to_its_family_and_sum_to_one():
+    how = Combination(
+        {"filling": 0.2, "noisy": 0.1, "blur 1": 0.3, "all others, blur 0.5": 0.4, "noisy x intensity": 5.0},
+        offset=0.01,
+        held_out_error=1e-4,
+    )
+
+    shares = how.shares()
+
+    assert list(shares) == list(FAMILIES)
+    assert shares == pytest.approx({"network": 0.2, "neighbour planes": 0.4, "blurs": 0.3, "noisy pixel": 0.1})
+    assert family_of("context prediction") == "network"
+    assert family_of("neighbours 1, registered") == "neighbour planes"
+
+
+def test_combine_without_a_network_candidate_is_the_plane_mix_with_no_network_share():
+    plane = _shot_noise_plane()[None]
+    held = np.random.default_rng(0).random(plane.shape[1:]) < 0.04
+
+    _, how = combine(plane, {}, held, estimate_noise_channels(plane))
+
+    assert not how.held_out_used
+    assert how.shares()["network"] == 0.0
+    assert sum(how.shares().values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("changes", [{"iterations": 0}, {"network": "never"}, {"network": "auto"}])
+def test_auto_without_the_network_runs_no_iteration_and_says_so(changes):
+    plane = (_shot_noise_plane() * 1000).astype(np.uint16)
+    params = preset("auto", model=MODEL, device="cpu", **changes)
+
+    steps, result = run(denoise_planes(plane, params))
+
+    assert [s.event for s in steps] == ["plane"]
+    assert steps[-1].fraction == 1.0
+    (choice,) = result.choices
+    assert choice["network"] is False and choice["stopped_at"] == []
+    assert result.produced_by()["network"] == 0.0
+    assert sum(result.produced_by().values()) == pytest.approx(100.0, abs=0.2)
+    assert "No network: the filter mix did the work." in result.summary()
+    assert result.metadata()["summary"] == result.summary()
+    assert not result.warnings  # values beyond the network's range do not matter to the mix
+    assert np.isfinite(result.denoised).all() and result.denoised.std() < plane.std()
+
+
+def test_a_plane_whose_noise_wants_the_network_is_filled_and_credited():
+    plane = _gaussian_texture_plane(64).astype(np.float32)
+    params = preset("auto", iterations=4, model=MODEL, device="cpu")
+
+    steps, result = run(denoise_planes(plane, params))
+
+    assert any(s.event == "iteration" for s in steps)
+    (choice,) = result.choices
+    assert choice["network"] is True and choice["stopped_at"] == [4]
+    assert set(choice["shares"]) == set(FAMILIES)
+    assert "network" in result.summary() and "No network" not in result.summary()
+
+
+def test_network_always_fills_planes_the_decision_would_skip():
+    plane = (_shot_noise_plane(64) * 1000).astype(np.uint16)
+    params = preset("auto", iterations=3, network="always", model=MODEL, device="cpu")
+
+    _, result = run(denoise_planes(plane, params))
+
+    assert result.choices[0]["network"] is True
+    assert result.choices[0]["network_reason"] == "network on (network 'always')"
+
+
+def test_the_papers_presets_refuse_to_run_without_the_network():
+    with pytest.raises(ParameterError, match="iterations 0"):
+        preset("fast", iterations=0)
+    with pytest.raises(ParameterError, match="auto preset"):
+        preset("quality", network="never")
+
+
+def test_stacks_without_the_network_use_their_neighbour_planes():
+    rng = np.random.default_rng(3)
+    clean = np.stack([filaments(64, 9)] * 4) + 0.1
+    stack = rng.poisson(clean * 80) / 80.0
+    params = preset("auto", model=MODEL, device="cpu", context=1, network="never")
+
+    steps, result = run(denoise_planes(stack.astype(np.float32), params, axes="ZYX"))
+
+    assert {s.stage for s in steps} == {"predict"}
+    assert len(result.choices) == 4
+    assert all(c["network"] is False for c in result.choices)
+    assert result.produced_by()["neighbour planes"] > 0
+    assert ((result.denoised - clean) ** 2).mean() < ((stack - clean) ** 2).mean() / 4
+
+
+def test_the_auto_preset_keeps_its_per_plane_choices_when_stack_planes_is_set():
+    # Stack mode fills with the paper's loop only; it used to take over auto runs too.
+    stack = np.stack([_gaussian_texture_plane(48, s) for s in range(3)]).astype(np.float32)
+    params = preset("auto", iterations=2, model=MODEL, device="cpu", context=0, stack_planes=2)
+
+    _, result = run(denoise_planes(stack, params, axes="ZYX"))
+
+    assert sorted(c["plane"] for c in result.choices) == [0, 1, 2]
