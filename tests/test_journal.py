@@ -46,6 +46,21 @@ def test_a_changed_input_or_setting_is_named(tmp_path):
         journal.check(fingerprint(source, data + 1, planes), {"iterations": 2})
 
 
+def test_a_journal_with_relative_output_paths_matches_them_made_absolute(tmp_path, monkeypatch):
+    """Journals written before outputs were recorded absolute still resume from the same folder."""
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"pixels")
+    data = np.arange(3 * 4 * 4).reshape(3, 4, 4)
+    planes = [(i, slice(None), slice(None)) for i in range(3)]
+    monkeypatch.chdir(tmp_path)
+    journal = Journal("out.tif")
+    journal.create({"input": fingerprint(source, data, planes), "settings": {"outputs": ["out.tif"]}})
+
+    journal.check(fingerprint(source, data, planes), {"outputs": [str(tmp_path / "out.tif")]})
+    with pytest.raises(JournalMismatch, match="outputs"):
+        journal.check(fingerprint(source, data, planes), {"outputs": [str(tmp_path / "other.tif")]})
+
+
 def test_layout_array_reads_and_writes_planes_of_a_folded_transposed_store():
     ours = np.arange(2 * 3 * 4 * 5 * 3).reshape(2, 3, 4, 5, 3).astype(np.float32)  # axes "CQYXS"
     layout = Layout("CQYXS", ours.shape, (1, 0, 4, 2, 3), (1, 2, 1, 1), "QCYX")  # stored (q, c*s, y, x)

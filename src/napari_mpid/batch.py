@@ -62,6 +62,7 @@ from .outputs import (
     discard,
     finalize,
     open_array,
+    partial_path,
     plan_output,
 )
 
@@ -323,7 +324,8 @@ def _settings(options: RunOptions, job: Job, plan: Any, out_dtype: np.dtype) -> 
             "params": options.params.to_dict(),
             "axes": plan.axes,
             "dtype": out_dtype.str,
-            "outputs": [str(p) for p in job.outputs],
+            # Absolute: the same output spelled relative to another folder is the same run.
+            "outputs": [os.path.abspath(p) for p in job.outputs],
         }
     )
 
@@ -359,9 +361,10 @@ def prepare(job: Job, options: RunOptions, model: Any, device: Any) -> Prepared 
         axes = options.axes.upper() if options.axes else image.axes
         plan = make_plan(image.shape, image.dtype, options.params, model, device, axes=axes)
         out_dtype = np.dtype(np.float32) if options.dtype == "float32" or image.dtype.kind == "f" else image.dtype
-        specs = [plan_output(job.output, plan.shape, plan.axes, out_dtype, image.scale, image.unit)]
+        where = [Path(os.path.abspath(p)) for p in job.outputs]  # workers and a resume may run elsewhere
+        specs = [plan_output(where[0], plan.shape, plan.axes, out_dtype, image.scale, image.unit)]
         if job.noise_map:
-            specs.append(plan_output(job.noise_map, plan.shape, plan.axes, np.float32, image.scale, image.unit))
+            specs.append(plan_output(where[1], plan.shape, plan.axes, np.float32, image.scale, image.unit))
         settings = _settings(options, job, plan, out_dtype)
         source_print = fingerprint(job.input, image.data, [plan.key(p) for p in plan.planes])
         total = len(plan.planes)
@@ -372,6 +375,8 @@ def prepare(job: Job, options: RunOptions, model: Any, device: Any) -> Prepared 
             resolved = FillParams(**header["resolved"])
             plan = make_plan(image.shape, image.dtype, resolved, model, device, axes=axes)
             specs = [OutputSpec(**s) for s in header["outputs"]]
+            for spec, path in zip(specs, where):  # journals may hold paths relative to another folder
+                spec.path, spec.partial = str(path), str(partial_path(path))
             scales = {int(k): IntensityScale(float(lo), float(hi)) for k, (lo, hi) in header["scales"].items()}
             notes = list(header.get("notes", []))
             committing = header.get("state") == "committing"

@@ -201,7 +201,9 @@ class Journal:
                 f"the input changed since the interrupted run ({', '.join(changed)} differ; journal {self.folder}); "
                 "use --overwrite to start over"
             )
-        before = header.get("settings", {})
+        before = dict(header.get("settings", {}))
+        if isinstance(before.get("outputs"), list):  # written relative to the folder the run started in
+            before["outputs"] = [os.path.abspath(p) for p in before["outputs"]]
         diffs = [
             f"{k}: {before.get(k)!r} -> {settings.get(k)!r}"
             for k in sorted(set(before) | set(settings))

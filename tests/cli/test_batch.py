@@ -279,6 +279,32 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, capsys, monkeypatc
     assert not (tmp_path / "out.tif.journal").exists() and not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.parametrize("first, then", [("absolute", "relative"), ("relative", "absolute")])
+def test_resume_takes_the_same_output_spelled_relative_or_absolute(tmp_path, capsys, monkeypatch, first, then):
+    """A run started with -o /abs/dir/out.tif was refused on resume with -o out.tif from /abs/dir."""
+    (tmp_path / "data").mkdir()
+    source = tmp_path / "data" / "stack.tif"
+    _stack(source, planes=3)
+    reference = tmp_path / "reference.tif"
+    assert main(["denoise", str(source), "-o", str(reference), *TINY]) == 0
+    monkeypatch.chdir(tmp_path / "data")
+    spelled = {"absolute": str(tmp_path / "data" / "out.tif"), "relative": "out.tif"}
+
+    with monkeypatch.context() as m:
+        _interrupt_after_first_plane(m)
+        assert main(["denoise", "stack.tif", "-o", spelled[first], *TINY]) == 130
+    capsys.readouterr()
+    if then == "relative":  # and from the parent folder too
+        monkeypatch.chdir(tmp_path)
+        spelled["relative"] = "data/out.tif"
+
+    assert main(["denoise", str(source), "-o", spelled[then], "--resume", *TINY[:-1]]) == 0, capsys.readouterr().err
+    assert "1 planes from the journal" in capsys.readouterr().out
+    out = tmp_path / "data" / "out.tif"
+    np.testing.assert_array_equal(read_image(out).data, read_image(reference).data)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.tif", "stack.tif"]
+
+
 def test_a_crash_between_the_renames_is_completed_by_resume(tmp_path, capsys, monkeypatch):
     import napari_mpid.batch as batch
     import napari_mpid.outputs as outputs
