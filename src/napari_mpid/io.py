@@ -326,14 +326,20 @@ def _check_extent(path: Path, series: Any, shape: tuple[int, ...], dtype: np.dty
                 f"{_bytes_text(size)}",
             )
         return
-    # Compressed or scattered: the first and last planes' data must lie in the file.
+    # Compressed or scattered: the first and last planes' data must lie in their file
+    # (an OME series may span several files).
     pages = series.pages
     for page in (pages[0], pages[-1]) if len(pages) else ():
         if page is None:
             continue
+        handle = getattr(getattr(page, "parent", None), "filehandle", None)
+        limit = int(handle.size) if handle is not None else size
+        where = "" if handle is None or Path(handle.path).name == path.name else f" {Path(handle.path).name}"
         ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts) if n]
-        if ends and max(ends) > size:
-            raise _damaged(path, f"its pixel data run to byte {max(ends)} but the file holds {_bytes_text(size)}")
+        if ends and max(ends) > limit:
+            raise _damaged(
+                path, f"its pixel data run to byte {max(ends)} but the file{where} holds {_bytes_text(limit)}"
+            )
 
 
 def _open_tiff(path: Path) -> ImageData:
