@@ -24,10 +24,14 @@ both without a clean reference:
    simulated with :func:`correlated_noise`, benchmarks/noise_estimate.py);
    where the patches hold more than
    :data:`SPECTRAL_FLOOR` of the blocks' level, the noise is taken as
-   pixel-independent, with the patch variance (or the blocks' level if
-   lower). One plane cannot tell weakly correlated noise from texture: on
-   FMD confocal crops the blocks measure a lag-1 of 0.07-0.31 in single
-   captures and 0.27-0.58 in means of 8, which only texture explains.
+   pixel-independent, with the patch variance. The blocks' level is no
+   bound there: it can read low as well as high (the quietest quarter of
+   an intensity bin is calibrated on noise of one level, and shot noise
+   varies within a bin; docs/benchmarks.md, "Noise estimate", has the
+   figures on FMD). One plane cannot tell weakly correlated noise from
+   texture: on FMD confocal crops the blocks measure a lag-1 of 0.07-0.31
+   in single captures and 0.27-0.58 in means of 8, which only texture
+   explains.
 
 Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py).
 """
@@ -40,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NoiseEstimate", "estimate_noise", "estimate_noise_channels"]
+__all__ = ["NoiseEstimate", "block_estimate", "estimate_noise", "estimate_noise_channels", "patch_noise_variance"]
 
 BLOCK = 8
 #: Terms of the quadratic surface removed from every block.
@@ -132,6 +136,31 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
     data = np.asarray(plane, dtype=np.float64)
     if data.ndim != 2 or min(data.shape) < 4 * BLOCK:
         raise ValueError(f"need a 2D plane of at least {4 * BLOCK}x{4 * BLOCK} pixels, got {data.shape}")
+    blocks = block_estimate(data)
+    correlation, level = blocks.correlation, blocks.sigma**2
+    patches = patch_noise_variance(data)
+    if patches > SPECTRAL_FLOOR * level:
+        # Correlated noise strong enough to matter leaves less than this in the
+        # patches: the noise is (close to) white, and the blocks' correlation
+        # and part of their variance were texture.
+        correlation, total = 0.0, patches
+    else:
+        total = level
+    scale = total / level if level > 0 else 1.0
+    return NoiseEstimate(
+        float(np.sqrt(total if level > 0 else level)),
+        float(correlation),
+        float(blocks.gain * scale),
+        float(blocks.offset * scale),
+        float(blocks.floor * scale),
+    )
+
+
+def block_estimate(data: np.ndarray) -> NoiseEstimate:
+    """Steps 1-4 of :func:`estimate_noise`: the noise-level line and correlation of the flattest blocks alone.
+
+    ``data`` is a float64 ``(H, W)`` plane of at least 32x32 pixels.
+    """
     means, residual = _detrend(_blocks(data))
     # Removing a 6-parameter surface from 64 values leaves 58 degrees of freedom.
     variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - _TERMS)
@@ -161,17 +190,6 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
     # The line can dip below zero in the dark; the darkest flat blocks measure the floor.
     floor = float(np.percentile(v[m <= np.percentile(m, 25)], 25)) if len(v) >= 4 else float(np.min(v))
     level = float(np.maximum(gain * data + offset, floor).mean())
-    patches = patch_noise_variance(data)
-    if patches > SPECTRAL_FLOOR * level:
-        # Correlated noise strong enough to matter leaves less than this in the
-        # patches: the noise is (close to) white, and the blocks' correlation
-        # and part of their variance were texture.
-        correlation, total = 0.0, min(patches, level)
-    else:
-        total = level
-    if level > 0:
-        scale = total / level
-        gain, offset, floor, level = gain * scale, offset * scale, floor * scale, total
     return NoiseEstimate(float(np.sqrt(level)), float(correlation), float(gain), float(offset), floor)
 
 
