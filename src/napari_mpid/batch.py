@@ -135,6 +135,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     device: str = ""
     model: str = ""
+    #: What was done and what produced the result, in plain words (:meth:`DenoiseResult.summary`).
+    summary: str = ""
 
 
 # --- inputs, outputs -----------------------------------------------------------------------
@@ -524,6 +526,7 @@ def run_prepared(prep: Prepared, options: RunOptions, model: Any, device: Any) -
         warnings=list(result.warnings) if result is not None else [],
         device=meta.get("device", ""),
         model=meta.get("model", ""),
+        summary=result.summary() if result is not None and result.planes else "",
     )
 
 
@@ -642,5 +645,7 @@ def print_summary(outcomes: list[Outcome], file: Any = None) -> None:
         if o.status == "done":
             extra = f" ({o.computed} planes computed, {o.resumed} from the journal, {o.seconds:.1f} s)"
             print(f"  done     {o.job.input} -> {o.job.output}{extra}", file=file)
+            if o.summary:
+                print(f"           {o.summary}", file=file)
         else:
             print(f"  {o.status:<8} {o.job.input}: {o.reason}", file=file)

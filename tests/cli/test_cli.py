@@ -240,3 +240,32 @@ def test_pretrain_command_resumes(tmp_path, capsys):
     assert raw["training"]["step"] == 4 and raw["metadata"]["crops_seen"] == 8
     assert raw["metadata"]["data"]["folders"][0]["images"] == 21
     assert (tmp_path / "m.weights.pt").exists()
+
+
+def test_the_summary_says_in_plain_words_what_produced_each_result(tmp_path, tiny_model, capsys):
+    # Shot noise over bright blobs: the auto preset skips the network. Gaussian noise of one
+    # level over texture: it fills with the network. Each file's summary says which.
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[:64, :64]
+    blobs = 0.05 + sum(0.6 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 20.0) for cy, cx in rng.uniform(8, 56, (8, 2)))
+    shot = (rng.poisson(blobs * 60) * 10 + 100).astype(np.uint16)
+    texture = (np.sin(x / 2.0) * np.cos(y / 3.0) * 0.2 + 0.5 + rng.normal(0, 0.08, (64, 64))).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    write_tiff(tmp_path / "in" / "shot.tif", shot, "YX")
+    write_tiff(tmp_path / "in" / "texture.tif", texture, "YX")
+
+    code = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iterations", "3", "--model",
+                 tiny_model, "-q"])  # fmt: skip
+
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+
+    def summary_of(name: str) -> str:
+        done = next(i for i, line in enumerate(lines) if line.strip().startswith("done") and f"{name} ->" in line)
+        return lines[done + 1].strip()
+
+    shot_line, texture_line = summary_of("shot.tif"), summary_of("texture.tif")
+    assert "No network: the filter mix did the work." in shot_line and "network" not in shot_line.split("work.")[1]
+    assert "Network filling on every plane." in texture_line
+    assert "Produced by:" in shot_line and "Produced by:" in texture_line
