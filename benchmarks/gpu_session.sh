@@ -25,29 +25,28 @@ step() {  # step SECONDS NAME COMMAND...: run with a time limit, log to $R/NAME.
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; python3 -c "import torch; print(torch.__version__)"; nproc; } | tee "$R/machine.txt"
 pack
 # 1. The core tests that use CUDA when it is there (CUDA graphs, also of the held-out
-#    filling of the auto preset since session 5; context filling; stack mode).
+#    filling of the auto preset; context filling; stack mode).
 step 100 tests python3 -m pytest -q -p no:cacheprovider tests/core/test_cuda_graphs.py \
-    tests/core/test_context.py tests/core/test_stacked.py
-# 2. Issue 12 on the GPU: the noise ladder at defaults (auto) beside the fast preset; since
-#    session 5 auto's filling is captured as a CUDA graph (session 5 measured 3-5 s per crop
-#    for auto against 0.6 s for fast, eagerly).
-for level in raw avg2 avg4 avg8; do
-  step 80 "ladder_$level" python3 benchmarks/ladder.py --levels $level --presets auto fast --device "$DEVICE" \
-      --threads "$T" "${LIM[@]}" --json "$R/ladder_$level.json"
-done
-# 3. Issue 10 on the GPU: the Z-stacks at defaults (time and PSNR), then the FMD stacks.
+    tests/core/test_context.py tests/core/test_stacked.py tests/core/test_network_use.py
+# 2. What the network adds and costs (docs/benchmarks.md, "The network's value and cost"):
+#    FMDD's 12 first full images at defaults (the network decision; target <= 1 s per image
+#    on a GPU), with the network on every plane, and the paper's fast preset; then CSet9,
+#    where the network runs by default.
+step 150 fmdd_network python3 benchmarks/network_value.py fmdd --captures 1 --variants auto always fast \
+    --device "$DEVICE" --threads "$T" "${LIM[@]}" --json "$R/network_value_fmdd12.json"
+step 60 cset9_network python3 benchmarks/network_value.py cset9 --variants auto never fast --device "$DEVICE" \
+    --threads "$T" "${LIM[@]}" --json "$R/network_value_cset9.json"
+# 3. The noise ladder with the network on every crop (the defaults skip it on FMD).
+step 80 ladder_always python3 benchmarks/network_value.py ladder --variants auto always --device "$DEVICE" \
+    --threads "$T" "${LIM[@]}" --json "$R/network_value_ladder.json"
+# 4. The stacks at defaults (time and PSNR), then with the network on every series.
 for s in neuron pollen; do
-  step 90 "stacks_$s" python3 benchmarks/stacks.py $s --preset auto --device "$DEVICE" --threads "$T" \
+  step 60 "stacks_$s" python3 benchmarks/stacks.py $s --preset auto --device "$DEVICE" --threads "$T" \
       --json "$R/stacks_${s}_auto.json"
+  step 60 "stacks_${s}_always" python3 benchmarks/stacks.py $s --preset auto --network always --device "$DEVICE" \
+      --threads "$T" --json "$R/stacks_${s}_always.json"
 done
-for s in unrelated static drift; do
-  step 80 "stacks_$s" python3 benchmarks/stacks.py $s --preset auto --device "$DEVICE" --threads "$T" \
-      "${LIM[@]}" --json "$R/stacks_${s}_auto.json"
-done
-# Session 6: repeated exposures averaged and denoised as one plane (static_scene).
-step 60 "stacks_static_scene" python3 benchmarks/stacks.py static --preset auto --static-scene --device "$DEVICE" \
-    --threads "$T" "${LIM[@]}" --json "$R/stacks_static_scene_auto.json"
-# 4. Speed rows not measured yet: stacks of 32 at 256/512 (a stack of 32 planes of 1024x1024
+# 5. Speed rows not measured yet: stacks of 32 at 256/512 (a stack of 32 planes of 1024x1024
 #    in one batch does not fit 80 GB), single 1024x1024 planes.
 step 70 speed python3 benchmarks/speed.py --device "$DEVICE" --sizes 256 512 --iterations 30 --rounds 2 \
     --variants "fp32 channels_last graph" --stacks 32 --stack-variants "fp32 channels_last graph" \

@@ -14,4 +14,5 @@ cp "$S"/data/eval/fmd_test_mix/raw/*.png "$E"/raw/            # all 4 captures: 
 cp "$S"/data/eval/fmd_test_mix/gt/*_1.png "$E"/gt/
 for level in avg2 avg4 avg8; do cp "$S"/data/eval/fmd_test_mix/$level/*_1.png "$E"/$level/; done
 cp "$S"/data/eval/zstacks/*.tif .device/eval/zstacks/
+mkdir -p .device/eval/cset9 && cp "$S"/data/eval/cset9/*.png .device/eval/cset9/   # network_value.py cset9
 du -sh .device
