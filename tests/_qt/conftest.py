@@ -6,6 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from napari_mpid._qt import estimate as estimate_module
+from napari_mpid.core.cache import CACHE_ENV
+from napari_mpid.core.timing import Calibration
+
 # Tiny networks gain nothing from intra-op threads, and on a busy machine
 # thread contention makes each iteration hundreds of times slower.
 torch.set_num_threads(1)
@@ -14,6 +18,37 @@ torch.set_num_threads(1)
 TEST_MODEL = "random-init:1:single"
 #: Generous: the first run of a process builds the network (about 1-2 s).
 RUN_TIMEOUT_MS = 60_000
+
+
+#: The speeds every widget test runs at (see ``measured_speed``): bf16 twice as fast as float32.
+SPEEDS = {"step_overhead": 0.01, "mix_per_megapixel": 3.0, "stack_mix_per_megapixel": 9.0, "startup": 0.5}
+MEASURED = "2026-03-04T05:06:07"
+
+
+def fake_calibration(key: str) -> Calibration:
+    """The calibration ``measured_speed`` answers for ``key``."""
+    per_megapixel = 20.0 if "| bfloat16 |" in key else 40.0
+    return Calibration(key, step_per_megapixel=per_megapixel, measured=MEASURED, **SPEEDS)
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """A cache folder of the test's own: no test reads or writes the user's calibrations."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def measured_speed(monkeypatch):
+    """Every device, precision and model counts as calibrated, at :data:`SPEEDS`.
+
+    The widget would otherwise time real filling steps in a thread whenever
+    its settings change (seconds on a busy machine) and its estimates would
+    depend on this machine. Tests of the calibration itself undo this
+    (``monkeypatch.setattr(estimate_module, "load_calibration", timing.load_calibration)``).
+    """
+    monkeypatch.setattr(estimate_module, "load_calibration", lambda key, cache=None: fake_calibration(key))
 
 
 @pytest.fixture

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
+from napari_mpid._qt import estimate as estimate_module
 from napari_mpid._qt import widget as widget_module
 from napari_mpid._qt.controls import AUTOMATIC_TEXT, MODEL_DEFAULT_TEXT, field_docs, fill_fields
+from napari_mpid.core import timing
+from napari_mpid.core.devices import resolve_device
 from napari_mpid.core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams
 
-from .conftest import TEST_MODEL, run_to_end
+from .conftest import TEST_MODEL, fake_calibration, run_to_end
 
 
 @pytest.fixture
@@ -71,16 +77,115 @@ def test_a_rough_time_estimate_is_shown_before_run_and_follows_the_settings(view
     _, widget = viewer_with_widget
     widget.controls["precision"].value = "bfloat16"
     widget.controls["iterations"].value = 100
-    assert "rough" in widget.estimate.value and "cpu (bfloat16)" in widget.estimate.value
-    assert "at most 2 s" in widget.estimate.value  # the auto preset (adaptive) may stop early
+    # Shot noise (the Poisson stack): the auto preset's mix alone, 2 planes of 48x48 at 3 s per
+    # megapixel after 0.5 s of start-up, whatever the iterations.
+    text = widget.estimate.value
+    assert text.startswith("rough estimate: ~1 s on cpu (bfloat16), at this machine's measured speed")
+    assert "the network does not run (noise that grows with the signal" in text
 
-    widget.controls["iterations"].value = 1000
-    # 2 planes of 48x48, 1000 iterations, ~3.3 s per megapixel and iteration in bf16 (2 CPU cores).
-    assert "at most 15 s" in widget.estimate.value
-    widget.controls["precision"].value = "float32"  # ~2.2x slower
-    assert "at most 33 s" in widget.estimate.value and "cpu (float32)" in widget.estimate.value
+    widget.controls["network"].value = "always"
+    # 2 planes x 100 iterations x (0.01 s + 20 s per megapixel x 48x48) + 0.5 s in bf16.
+    assert "at most 12 s on cpu (bfloat16)" in widget.estimate.value  # the auto preset may stop early
+    assert "at this machine's speed (measured 2026-03-04)" in widget.estimate.value
+    widget.controls["precision"].value = "float32"  # 40 s per megapixel
+    assert "at most 21 s on cpu (float32)" in widget.estimate.value
     widget.controls["adaptive"].value = False  # fixed settings run all their iterations
-    assert "~33 s" in widget.estimate.value
+    assert "~21 s" in widget.estimate.value
+    widget.controls["iterations"].value = 1000
+    assert "~3 min" in widget.estimate.value
+
+
+def key_of(plan, device) -> str:
+    p = plan.params
+    return timing.calibration_key(device, p.precision, p.model, p.cuda_graphs)
+
+
+def measure_with(monkeypatch, calibrate) -> list[str]:
+    """Start from an empty cache and measure with ``calibrate``; return the key of each measurement."""
+    monkeypatch.setattr(estimate_module, "load_calibration", timing.load_calibration)
+    asked = []
+
+    def measure(plan, device):
+        asked.append(key_of(plan, device))
+        return calibrate(plan, device)
+
+    monkeypatch.setattr(widget_module, "calibrate_for", measure)
+    return asked
+
+
+def test_without_a_cached_speed_the_widget_measures_it_once_in_a_thread_then_shows_it(
+    make_napari_viewer, qtbot, monkeypatch, stack
+):
+    def calibrate(plan, device):
+        calibration = fake_calibration(key_of(plan, device))
+        timing.save_calibration(calibration)  # into the test's own cache folder
+        return calibration
+
+    asked = measure_with(monkeypatch, calibrate)
+    device = resolve_device("auto")
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    widget = widget_module.DenoiseWidget(viewer)  # opens measuring the default settings' speed
+    widget.preset.value = "fast"  # the network runs: its speed shows in the estimate
+    widget.controls["precision"].value = "bfloat16"  # another key, measured after the first
+
+    assert widget.estimate.value == "rough estimate: calibrating on this machine..."
+    qtbot.waitUntil(lambda: "measured 2026-03-04" in widget.estimate.value, timeout=10_000)
+    # One at a time, each once (the two are the same where "auto" means bf16 on this CPU).
+    opened, chosen = (timing.calibration_key(device, precision, "real-noise") for precision in ("auto", "bfloat16"))
+    assert asked == list(dict.fromkeys([opened, chosen]))
+    assert widget.estimate.value.startswith("rough estimate: ~") and f"{device} (bfloat16)" in widget.estimate.value
+
+    measured = len(asked)
+    widget.controls["iterations"].value = 50  # the same device, precision and model: cached
+    widget.preset.value = "quality"
+    assert len(asked) == measured and "measured 2026-03-04" in widget.estimate.value
+    widget.controls["model"].value = TEST_MODEL  # another model: measured once more
+    assert widget.estimate.value == "rough estimate: calibrating on this machine..."
+    qtbot.waitUntil(lambda: "measured 2026-03-04" in widget.estimate.value, timeout=10_000)
+    assert len(asked) == measured + 1 and TEST_MODEL in asked[-1]
+    widget.controls["model"].value = "real-noise"
+    assert len(asked) == measured + 1 and "measured 2026-03-04" in widget.estimate.value
+
+
+def test_a_calibration_that_fails_is_not_retried_and_the_fixed_speeds_are_shown(
+    make_napari_viewer, qtbot, monkeypatch, stack
+):
+    def calibrate(plan, device):
+        raise RuntimeError("out of memory")
+
+    asked = measure_with(monkeypatch, calibrate)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="cells")
+    widget = widget_module.DenoiseWidget(viewer)
+    widget.preset.value = "fast"
+    widget.controls["device"].value = "cpu"
+
+    qtbot.waitUntil(lambda: not widget._calibrating, timeout=10_000)
+    assert "2-core CPU speed" in widget.estimate.value
+    measured = len(asked)
+    widget.controls["iterations"].value = 50
+    assert len(asked) == measured == len(set(asked)) and "2-core CPU speed" in widget.estimate.value
+
+
+def test_the_status_line_counts_down_from_the_estimate_shown_before_run(qtbot, viewer_with_widget, monkeypatch):
+    # A run estimated at an hour (its start-up alone): the first ETA says so, where the rate of
+    # its first step alone (a fraction of a second) said "ETA 0:00".
+    def slow(key, cache=None):
+        return dataclasses.replace(fake_calibration(key), startup=3600.0)
+
+    monkeypatch.setattr(estimate_module, "load_calibration", slow)
+    _, widget = viewer_with_widget
+    widget.controls["adaptive"].value = False
+    shown = []
+
+    worker = widget.run(start=False)
+    worker.yielded.connect(lambda _: shown.append(widget.status.value))
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.start()
+
+    minutes = re.search(r"ETA (\d+):\d\d", shown[0])
+    assert minutes is not None and int(minutes.group(1)) >= 30, shown[0]
 
 
 def test_mask_ratio_shows_the_models_own_ratio_until_set_and_survives_presets(viewer_with_widget):

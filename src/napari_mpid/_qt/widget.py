@@ -1,13 +1,15 @@
 """The "Zero-shot denoise" dock widget: a thin layer over :func:`napari_mpid.api.denoise_iter`.
 
 Top to bottom: the image and its axes, with a line saying what a run would
-do; the preset and the device, with a rough time; Run, Cancel, the progress
-bar and the status line; the paper's filling parameters ("MPI settings");
-the neighbour-plane settings ("Stack", shown only for images with a Z, T or
-Q axis); everything else under "advanced settings", collapsed. The controls
-are built from the fields of :class:`~napari_mpid.core.params.FillParams`
-(see :mod:`.controls`). The whole column scrolls, and its texts wrap, so
-that the dock stays narrow and the canvas keeps most of the window.
+do; the preset and the device, with a rough time (at this machine's speed,
+measured in a background thread once per device, precision and model); Run,
+Cancel, the progress bar and the status line; the paper's filling
+parameters ("MPI settings"); the neighbour-plane settings ("Stack", shown
+only for images with a Z, T or Q axis); everything else under "advanced
+settings", collapsed. The controls are built from the fields of
+:class:`~napari_mpid.core.params.FillParams` (see :mod:`.controls`). The
+whole column scrolls, and its texts wrap, so that the dock stays narrow and
+the canvas keeps most of the window.
 
 Run reads the layer's data on the main thread (an in-memory array is copied;
 a lazy one, dask, zarr or the highest level of a multiscale layer, is passed
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, ProgressBar, PushButton, create_widget
 from napari.layers import Image
-from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.qt.threading import FunctionWorker, GeneratorWorker, thread_worker
 from napari.utils import cancelable_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
@@ -41,6 +43,7 @@ from ..core.devices import DeviceError, available_devices, resolve_device
 from ..core.engine import DenoiseResult, InputError, Progress, denoise_planes, resolve_axes
 from ..core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
 from ..core.plan import Plan, make_plan
+from ..core.timing import Calibration, EtaTracker, calibration_key
 from .controls import (
     ModelPicker,
     device_tooltip,
@@ -50,7 +53,7 @@ from .controls import (
     narrow_combo,
     wrap_tooltip,
 )
-from .estimate import estimate_text
+from .estimate import calibrate_for, calibration_for, estimate_text, eta_tracker
 from .layers import axes_help, first_sentence, full_resolution, guess_axes, publish, result_names, result_summary
 from .stores import PlaneStore, is_in_memory
 
@@ -102,6 +105,14 @@ def _run(
         return _Failed(str(exc))
 
 
+def _calibrate(plan: Plan, device: torch.device) -> Calibration | None:
+    """The calibration worker's function: this machine's speed for ``plan``, None if it could not be measured."""
+    try:
+        return calibrate_for(plan, device)
+    except Exception:  # an estimate must never stop the widget: the fixed speeds are shown instead
+        return None
+
+
 def _format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "ETA --:--"
@@ -110,13 +121,13 @@ def _format_eta(seconds: float | None) -> str:
     return f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"ETA {rest // 60}:{rest % 60:02d}"
 
 
-def progress_text(step: Progress) -> str:
-    """The status line: plane i/N (and colour, tile), iteration t/T, and the ETA.
+def progress_text(step: Progress, eta: float | None) -> str:
+    """The status line: plane i/N (and colour, tile), iteration t/T, and ``eta`` (seconds left, None: unknown).
 
     Context filling says which stage it is in: fitting the stack's network
     (iteration t/T), then predicting plane i/N.
     """
-    eta = " · " + _format_eta(step.eta)
+    eta = " · " + _format_eta(eta)
     if step.stage == "fit":
         return f"fitting on the stack, iteration {step.iteration}/{step.iterations}{eta}"
     if step.stage == "predict":
@@ -204,6 +215,16 @@ class DenoiseWidget(Container):
         self._stacked = False
         #: Warnings of the current run already shown.
         self._warned: set[str] = set()
+        #: The time left in the current run, from the estimate and the rate measured since.
+        self._eta: EtaTracker | None = None
+        #: The running (or last) measurement of this machine's speed; tests connect to its signals.
+        self.calibration_worker: FunctionWorker | None = None
+        #: Set from start to ``finished`` (a worker's own ``is_running`` waits for its thread to start).
+        self._calibrating = False
+        #: Calibration keys already measured (or tried) by this widget: each is asked once.
+        self._calibrations_asked: set[str] = set()
+        #: A calibration was due while a run was going (it would have timed the run): asked after it.
+        self._calibration_deferred = False
         fields = fill_fields()
 
         self.image = create_widget(
@@ -238,9 +259,11 @@ class DenoiseWidget(Container):
         self.estimate = _wrapping_label(
             "estimate",
             tooltip=wrap_tooltip(
-                "How long the run may take: the work of these settings on the selected layer times a "
-                "measured speed (this machine's once measured, else that of a 2-core CPU or of one "
-                "NVIDIA H100). A rough figure: other work on the machine slows a run down."
+                "How long the run may take: the work of these settings on the selected layer times "
+                "this machine's speed, measured in a few seconds the first time a device, precision and "
+                "model are chosen, and remembered (if that fails, the speed of a 2-core CPU or of one "
+                "NVIDIA H100). With the auto preset, the first plane's noise says whether the network "
+                "runs at all. A rough figure: other work on the machine slows a run down."
             ),
         )
         self.run_button = PushButton(name="run", text="Run")
@@ -404,8 +427,44 @@ class DenoiseWidget(Container):
             return axes
         summary = self._axes_summary(shape, axes, plan.parts)
         self.axes_status.value = summary + self._context_summary(plan, automatic=params.context is None)
-        self.estimate.value = estimate_text(plan, device)
+        self.estimate.value = self._estimate(plan, device, full_resolution(layer))
         return axes
+
+    def _estimate(self, plan: Plan, device: torch.device, source: Any) -> str:
+        """The estimate line; without this machine's speed for the run, measure it first (in a thread)."""
+        if calibration_for(plan, device) is None and self._start_calibration(plan, device):
+            return "rough estimate: calibrating on this machine..."
+        return estimate_text(plan, device, source=source)
+
+    def _start_calibration(self, plan: Plan, device: torch.device) -> bool:
+        """Measure the speed of ``plan``'s runs in a worker thread, once per key; return whether one is running.
+
+        It runs a few real filling steps (seconds on a CPU), never on the GUI
+        thread and never during a run, which would slow both and cache a speed
+        that is too low. One at a time: a key still missing when the running
+        one returns is asked then (the estimate is redone on return).
+        """
+        if self._calibrating:
+            return True
+        p = plan.params
+        key = calibration_key(device, p.precision, p.model, p.cuda_graphs)
+        if key in self._calibrations_asked:  # measured, or it failed: the fixed speeds
+            return False
+        if self.worker is not None and self.worker.is_running:
+            self._calibration_deferred = True
+            return False
+        self._calibrations_asked.add(key)
+        worker = thread_worker(_calibrate, start_thread=False)(plan, device)
+        worker.finished.connect(self._on_calibrated)
+        self.calibration_worker = worker
+        self._calibrating = True
+        worker.start()
+        return True
+
+    def _on_calibrated(self) -> None:
+        # Measured (now in the cache) or failed (its key is not asked again): the estimate can be shown.
+        self._calibrating = False
+        self._describe()
 
     def _show_problem(self, message: str) -> None:
         self.axes_status.value = f"<span style='color:#e06c6c'>{message}</span>"
@@ -478,10 +537,11 @@ class DenoiseWidget(Container):
         try:
             params = self.params()
             axes = resolve_axes(np.shape(data), self.axes.value.strip().upper() or None, layer.rgb)
-            resolve_device(params.device)  # fail here, before a thread starts
+            device = resolve_device(params.device)  # fail here, before a thread starts
         except USER_ERRORS as exc:
             show_error(f"Zero-shot denoise: {exc}")
             return None
+        self._eta = self._eta_tracker(data, params, axes, device)
 
         if is_in_memory(data):
             # The worker never sees the layer: editing it during the run changes nothing.
@@ -519,6 +579,15 @@ class DenoiseWidget(Container):
             worker.start()
         return worker
 
+    def _eta_tracker(self, data: Any, params: FillParams, axes: str, device: torch.device) -> EtaTracker:
+        """The run's ETA, started from the estimate shown before Run (none if planning fails: the worker says why)."""
+        try:
+            model = self._model_for_planning(params)
+            plan = make_plan(np.shape(data), data.dtype, params, model, device, axes=axes)
+        except USER_ERRORS:
+            return EtaTracker(None)
+        return eta_tracker(plan, device, data)
+
     def cancel(self) -> None:
         """Stop the running worker after its current iteration; no layer is changed."""
         if self.worker is not None and self.worker.is_running:
@@ -527,9 +596,14 @@ class DenoiseWidget(Container):
             self.worker.quit()
 
     def _quit_worker(self) -> None:
-        # The Qt widgets may already be gone here: touch only the worker.
+        # The Qt widgets may already be gone here: touch only the workers.
         if self.worker is not None and self.worker.is_running:
             self.worker.quit()
+        if self.calibration_worker is not None:  # its few seconds end on their own; no estimate to redo
+            try:
+                self.calibration_worker.finished.disconnect(self._on_calibrated)
+            except (TypeError, RuntimeError):  # already disconnected
+                pass
 
     def _set_running(self, running: bool) -> None:
         self.run_button.enabled = not running
@@ -540,7 +614,8 @@ class DenoiseWidget(Container):
             self.cancel()
         value = round(step.fraction * STEPS)
         self.progress.value = value
-        self.status.value = progress_text(step)
+        eta = self._eta.update(step.elapsed, step.fraction) if self._eta is not None else step.eta
+        self.status.value = progress_text(step, eta)
         if step.preview is not None and self._source is not None:
             self._show_preview(step.preview)
         # Last: napari's activity bar processes pending events when it changes, so the
@@ -621,3 +696,6 @@ class DenoiseWidget(Container):
     def _on_finished(self) -> None:
         self._close_activity()
         self._set_running(False)
+        if self._calibration_deferred:
+            self._calibration_deferred = False
+            self._describe()
