@@ -27,7 +27,7 @@ Examples::
 
     python benchmarks/network_value.py fmdd --captures 1 --variants auto always --json bench_out/fmdd_12.json
     python benchmarks/network_value.py ladder --variants auto never --json bench_out/ladder_network.json
-    python benchmarks/network_value.py cset9 --variants auto never --json bench_out/cset9_network.json
+    python benchmarks/network_value.py cset9 --model pixel-independent --variants auto never --json bench_out/cset9.json
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N configurations / images only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="real-noise", help="cset9 was measured with pixel-independent")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -109,7 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         row["oracle blur"], row["oracle sigma"] = max((psnr(blur(unit, s), clean), s) for s in ORACLE)
         for variant in args.variants:
             name_of_preset, changes = VARIANTS[variant]
-            params = preset(name_of_preset, device=args.device, **changes)
+            params = preset(
+                name_of_preset,
+                device=args.device,
+                model=args.model,
+                precision=args.precision,
+                # as eval_quality.py: CSet9's noisy floats as they are (they leave [0, 1])
+                normalization="none" if args.dataset == "cset9" else "auto",
+                **changes,
+            )
             start = time.perf_counter()
             result = run_to_end(denoise_planes(noisy, params, axes=axes, noise_map=False))
             seconds = time.perf_counter() - start
