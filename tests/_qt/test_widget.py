@@ -528,3 +528,22 @@ def test_repeated_exposures_are_averaged_and_the_mean_denoised_into_every_plane(
     np.testing.assert_array_equal(denoised[0], denoised[1])
     np.testing.assert_allclose(denoised + noise, viewer.layers["cells"].data, atol=1e-3)
     assert viewer.layers["cells denoised"].metadata["param_static_scene"] is True
+
+
+def test_the_status_line_says_whether_the_network_ran_and_what_produced_the_result(qtbot, viewer_with_widget):
+    # Shot noise over blobs: the auto preset skips the network; Gaussian noise of one level
+    # over texture: it runs. The status line names the families of the final mix either way.
+    viewer, widget = viewer_with_widget
+    rng = np.random.default_rng(6)
+    y, x = np.mgrid[:64, :64]
+    blobs = 0.05 + sum(0.6 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 20.0) for cy, cx in rng.uniform(8, 56, (8, 2)))
+    texture = np.sin(x / 2.0) * np.cos(y / 3.0) * 0.2 + 0.5 + rng.normal(0, 0.08, (64, 64))
+    shown = {}
+    for name, data in (("shot", (rng.poisson(blobs * 60) * 10 + 100).astype(np.uint16)), ("flat", texture)):
+        widget.image.value = viewer.add_image(data.astype(np.float32) if name == "flat" else data, name=name)
+        run_to_end(qtbot, widget)
+        shown[name] = widget.status.value
+
+    assert shown["shot"].startswith("Denoised 1 plane in ") and "without the network: blurs" in shown["shot"]
+    assert "with the network on every plane: network" in shown["flat"]
+    assert all("%" in text and text.endswith(".") for text in shown.values())

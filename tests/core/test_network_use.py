@@ -83,7 +83,7 @@ def test_auto_without_the_network_runs_no_iteration_and_says_so(changes):
     assert choice["network"] is False and choice["stopped_at"] == []
     assert result.produced_by()["network"] == 0.0
     assert sum(result.produced_by().values()) == pytest.approx(100.0, abs=0.2)
-    assert "No network: the filter mix did the work." in result.summary()
+    assert "without the network: blurs" in result.summary().split(".")[0]
     assert result.metadata()["summary"] == result.summary()
     assert not result.warnings  # values beyond the network's range do not matter to the mix
     assert np.isfinite(result.denoised).all() and result.denoised.std() < plane.std()
@@ -99,7 +99,7 @@ def test_a_plane_whose_noise_wants_the_network_is_filled_and_credited():
     (choice,) = result.choices
     assert choice["network"] is True and choice["stopped_at"] == [4]
     assert set(choice["shares"]) == set(FAMILIES)
-    assert "network" in result.summary() and "No network" not in result.summary()
+    assert "with the network on every plane: network" in result.summary()
 
 
 def test_network_always_fills_planes_the_decision_would_skip():
