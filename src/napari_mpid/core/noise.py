@@ -12,7 +12,17 @@ both without a clean reference:
 3. A line ``variance = gain * mean + offset`` is fitted to those blocks
    (the Poisson-Gaussian noise-level function); the plane's noise level is
    the root of the mean predicted variance over all its pixels.
-4. The lag-1 correlation is measured on the residuals of the same flat blocks.
+4. The lag-1 and lag-2 correlations are measured on the residuals of the
+   same flat blocks. Detrending and the choice of the quietest blocks take
+   a share of the noise's variance and shorten its correlation, the more
+   so the farther the correlation reaches: a calibration simulated on
+   noise of known correlation (white noise blurred by [t, s, 1, s, t] along
+   each axis) turns the two measured correlations into the noise's true
+   lag-1 correlation and the share of its variance that the blocks kept,
+   which step 3 divides out. The lag-1 correlation alone was not enough:
+   noise whose correlation reaches two pixels (FMD wide-field B and R:
+   lag-2 0.21-0.25 at lag-1 0.61-0.64) read 20 % low with a one-parameter
+   calibration on [s, 1, s] (lag-2 0.12 at lag-1 0.6).
 5. Texture that a quadratic does not take out passes for noise in step 2 and
    for correlation in step 4; on weakly noisy, densely textured planes the
    level came out up to 1.8x too high (FMD confocal, mean of 8 captures).
@@ -33,7 +43,8 @@ both without a clean reference:
    in single captures and 0.27-0.58 in means of 8, which only texture
    explains.
 
-Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py).
+Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py),
+after the calibration is simulated once per process (0.6-1 s).
 """
 
 from __future__ import annotations
@@ -56,12 +67,15 @@ INTENSITY_BINS = 8
 PATCH = 6
 #: Patches entering that covariance at most (evenly strided on bigger planes).
 MAX_PATCHES = 1 << 16
-#: Correlated noise of lag-1 >~ 0.5 leaves less than this share of its variance in the
+#: Correlated noise of lag-1 >~ 0.55 leaves less than this share of its variance in the
 #: patches' smallest eigenvalues, and is measured by the blocks alone; a plane whose
-#: patches hold more is taken to have pixel-independent noise (FMD wide-field: 0.08-0.12,
-#: confocal 0.33-1.15, two-photon 0.62-0.88 from single captures to means of 8;
-#: benchmarks/noise_estimate.py).
-SPECTRAL_FLOOR = 0.2
+#: patches hold more is taken to have pixel-independent noise. FMD wide-field: 0.03-0.11;
+#: the lowest white-noise planes are densely textured, where the blocks' level holds
+#: texture: FMD confocal BPAE_G means of 16 (128x128 crops) 0.17-0.20, means of 8
+#: 0.30, the tests' filaments under noise of 0.005: 0.19 (benchmarks/noise_correlated.py).
+#: Noise reaching two pixels can leave as much (kernel [0.08, 0.38, 1, 0.38, 0.08]:
+#: 0.18-0.21) and is then taken for white noise: one plane does not tell them apart.
+SPECTRAL_FLOOR = 0.16
 
 
 @dataclass(frozen=True)
@@ -175,11 +189,11 @@ def block_estimate(data: np.ndarray) -> NoiseEstimate:
     chosen = np.unique(np.asarray(chosen))
     # Residual statistics of the chosen blocks are biased twice: the lowest
     # quarter of a bin's variances underestimates the noise variance even
-    # where every block is pure noise, and detrending shortens correlations.
-    # Both biases depend on the correlation; they are read off a table made
-    # by simulating the same procedure on noise of known correlation.
-    measured = _lag1(residual[chosen])
-    correlation, bias = _calibration(measured)
+    # where every block is pure noise, and detrending takes a share of the
+    # variance and shortens correlations. Both biases depend on how far the
+    # correlation reaches; they are read off a table made by simulating the
+    # same procedure on noise of known correlation.
+    correlation, bias = _calibration(*_lags(residual[chosen]))
     v, m = variances[chosen] / bias, means[chosen]
     if np.ptp(m) > 0 and len(chosen) >= 4:
         gain, offset = np.polyfit(m, v, 1, w=1.0 / np.maximum(v, 1e-12))
@@ -220,14 +234,17 @@ def patch_noise_variance(plane: np.ndarray, size: int = PATCH) -> float:
     return float(max(eigenvalues[-1], 0.0))
 
 
-def _lag1(residual: np.ndarray) -> float:
-    """Mean of the horizontal and vertical lag-1 correlations of block residuals."""
+def _lags(residual: np.ndarray) -> tuple[float, float]:
+    """Lag-1 and lag-2 correlations of block residuals, each the mean of the horizontal and vertical one."""
     norm = float((residual**2).sum())
     if norm <= 0:
-        return 0.0
-    horizontal = float((residual[:, :, 1:] * residual[:, :, :-1]).sum()) / norm
-    vertical = float((residual[:, 1:, :] * residual[:, :-1, :]).sum()) / norm
-    return (horizontal + vertical) / 2
+        return 0.0, 0.0
+    found = []
+    for d in (1, 2):
+        horizontal = float((residual[:, :, d:] * residual[:, :, :-d]).sum())
+        vertical = float((residual[:, d:, :] * residual[:, :-d, :]).sum())
+        found.append((horizontal + vertical) / (2 * norm))
+    return found[0], found[1]
 
 
 def correlated_noise(shape: tuple[int, ...], strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -240,34 +257,110 @@ def correlated_noise(shape: tuple[int, ...], strength: float, rng: np.random.Gen
     return noise / noise.std()
 
 
+#: The correlated noise the calibration simulates: white noise blurred along each axis by
+#: the kernel [t, s, 1, s, t] for s in ``_STRENGTHS`` and t in ``_REACHES`` (t < 0: lag-2
+#: below what [s, 1, s] gives). Beyond s = ``_FOLD`` + t the measured lag-1 stops rising
+#: with s and two kernels would measure alike: those are left out.
+_STRENGTHS = np.linspace(0.0, 0.6, 13)
+_REACHES = np.linspace(-0.1, 0.3, 9)
+_FOLD = 0.55
+#: Degree of the polynomials in the measured lag-1 and lag-2 that invert the calibration
+#: (largest error over the table: 2 % of the variance share, 0.006 in lag-1).
+_DEGREE = 3
+#: Spread of the noise variance from block to block in the calibration's simulation
+#: (standard deviation of its log). A real plane's noise level varies between blocks of
+#: one intensity bin (shot noise over the bin's range, camera noise that is not
+#: stationary), so its quietest quarter is quieter than stationary noise's: FMD
+#: wide-field noise (capture 1, measured against gt) keeps 0.61-0.63 of the mean block
+#: variance there, stationary Gaussian noise of the same spectrum 0.66-0.67; this spread
+#: reproduces the ratio (benchmarks/noise_correlated.py).
+LEVEL_SPREAD = 0.18
+
+
 @functools.cache
-def _calibration_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(measured residual lag-1, true lag-1, selection bias of the variance) for noise of rising correlation.
+def _calibration_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(measured residual lag-1, lag-2, true lag-1, selection bias of the variance) per simulated kernel.
 
-    Simulated once with a fixed seed: 4000 blocks of noise per strength of
-    the [s, 1, s] kernel, detrended and selected as :func:`estimate_noise` does.
+    Simulated once with a fixed seed: 4000 blocks of unit-variance noise
+    per kernel [t, s, 1, s, t], each scaled by a random level
+    (:data:`LEVEL_SPREAD`), detrended and selected as :func:`estimate_noise`
+    does. The same white noise serves every kernel, so the table is smooth
+    in s and t. A detrended block is linear in the 9 products of the
+    kernel's weights (1, s, t along each axis), so its 9 parts are detrended
+    once and each kernel costs only quadratic forms of them: the 111 kernels
+    take 0.6-1 s on one busy core.
     """
+    n = 4000
     rng = np.random.default_rng(0)
-    measured, true, bias = [], [], []
-    for strength in np.linspace(0.0, 0.6, 13):  # measured lag-1 rises monotonically up to 0.6
-        field = correlated_noise((40, BLOCK * 10, BLOCK * 10), float(strength), rng)
-        blocks = field.reshape(40, 10, BLOCK, 10, BLOCK).transpose(0, 1, 3, 2, 4).reshape(-1, BLOCK, BLOCK)
-        _, residual = _detrend(blocks)
-        variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - _TERMS)
-        keep = np.argsort(variances)[: int(len(variances) * FLAT_FRACTION)]
-        measured.append(_lag1(residual[keep]))
-        true.append(float(np.mean([np.mean(field[..., 1:] * field[..., :-1]), np.mean(field[:, 1:] * field[:, :-1])])))
-        bias.append(float(variances[keep].mean()))
-    return np.array(measured), np.array(true), np.array(bias)
+    white = rng.standard_normal((n, BLOCK + 4, BLOCK + 4))
+    level = np.exp(LEVEL_SPREAD * rng.standard_normal(n) - LEVEL_SPREAD**2 / 2)  # mean 1
+    groups = ((0,), (-1, 1), (-2, 2))  # the taps of weight 1, s and t
+
+    def taps(x: np.ndarray, axis: int, offsets: tuple[int, ...]) -> np.ndarray:
+        return sum(np.take(x, range(2 + o, 2 + o + BLOCK), axis=axis) for o in offsets)
+
+    rows = [taps(white, 1, g) for g in groups]
+    parts = np.stack([taps(r, 2, g) for r in rows for g in groups], axis=1).reshape(-1, BLOCK, BLOCK)
+    _, residual = _detrend(parts)
+    residual = residual.reshape(n, len(groups) ** 2, BLOCK, BLOCK)
+    gram = np.einsum("bkyx,blyx->bkl", residual, residual) * level[:, None, None]
+    lagged = [
+        (
+            np.einsum("bkyx,blyx->bkl", residual[..., d:], residual[..., :-d])
+            + np.einsum("bkyx,blyx->bkl", residual[:, :, d:], residual[:, :, :-d])
+        )
+        * level[:, None, None]
+        for d in (1, 2)
+    ]
+    keep_count = int(n * FLAT_FRACTION)
+    rows_out = []
+    for s, t in itertools.product(_STRENGTHS, _REACHES):
+        if s > _FOLD + t + 1e-9:
+            continue
+        norm = 1 + 2 * s * s + 2 * t * t  # the kernel's squared norm: unit-variance noise
+        weights = np.outer([1.0, s, t], [1.0, s, t]).ravel() / norm
+        squares = np.einsum("bkl,k,l->b", gram, weights, weights)
+        keep = np.argpartition(squares, keep_count)[:keep_count]
+        total = squares[keep].sum()
+        lag1, lag2 = (float(weights @ m[keep].sum(axis=0) @ weights) / (2 * total) for m in lagged)
+        true = (2 * s + 2 * s * t) / norm
+        rows_out.append((lag1, lag2, true, total / keep_count / (BLOCK * BLOCK - _TERMS)))
+    measured1, measured2, true, bias = np.array(rows_out).T
+    return measured1, measured2, true, bias
 
 
-def _calibration(measured: float) -> tuple[float, float]:
-    """True lag-1 correlation and variance bias for a measured residual lag-1 correlation."""
-    table_measured, table_true, table_bias = _calibration_table()
-    return (
-        float(np.interp(measured, table_measured, table_true)),
-        float(np.interp(measured, table_measured, table_bias)),
-    )
+def _terms(lag1: float, lag2: float) -> np.ndarray:
+    """Monomials of the measured lag-1 and lag-2 up to degree :data:`_DEGREE`."""
+    return np.array([lag1**i * lag2**j for i in range(_DEGREE + 1) for j in range(_DEGREE + 1 - i)])
+
+
+@functools.cache
+def _calibration_fit() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Polynomials (in the measured lag-1 and lag-2) of the true lag-1 and the log variance bias, and their domain.
+
+    A least-squares fit over the table: smooth between its kernels, where
+    looking up the nearest ones would step.
+    """
+    measured1, measured2, true, bias = _calibration_table()
+    design = np.stack([_terms(a, b) for a, b in zip(measured1, measured2)])
+    coefficients, *_ = np.linalg.lstsq(design, np.stack([true, np.log(bias)], axis=1), rcond=None)
+    box = np.array([[measured1.min(), measured2.min()], [measured1.max(), measured2.max()]])
+    return coefficients[:, 0], coefficients[:, 1], box
+
+
+def _calibration(lag1: float, lag2: float) -> tuple[float, float]:
+    """True lag-1 correlation and variance bias for the measured residual lag-1 and lag-2 correlations.
+
+    Measurements outside the table's range (texture reads as any
+    correlation) are brought to its edge, and the results kept within the
+    table's values.
+    """
+    true_fit, bias_fit, box = _calibration_fit()
+    _, _, table_true, table_bias = _calibration_table()
+    terms = _terms(float(np.clip(lag1, box[0, 0], box[1, 0])), float(np.clip(lag2, box[0, 1], box[1, 1])))
+    true = float(np.clip(terms @ true_fit, 0.0, table_true.max()))
+    bias = float(np.clip(np.exp(terms @ bias_fit), table_bias.min(), table_bias.max()))
+    return true, bias
 
 
 def estimate_noise_channels(part: np.ndarray) -> NoiseEstimate:
