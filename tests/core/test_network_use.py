@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_mpid.core.auto import FAMILIES, Combination, combine, family_of, network_decision
-from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.engine import _record, denoise_planes
 from napari_mpid.core.noise import correlated_noise, estimate_noise_channels
 from napari_mpid.core.params import ParameterError, preset
 
@@ -142,3 +142,16 @@ def test_the_auto_preset_keeps_its_per_plane_choices_when_stack_planes_is_set():
     _, result = run(denoise_planes(stack, params, axes="ZYX"))
 
     assert sorted(c["plane"] for c in result.choices) == [0, 1, 2]
+
+
+def test_a_filling_rejected_as_a_copy_of_the_plane_is_recorded_with_no_weight():
+    # A network that reproduces the plane (its noise included) is left out of the mix;
+    # recording that plane's choices used to fail with KeyError: 'filling'.
+    plane = _shot_noise_plane()[None]
+    held = np.random.default_rng(0).random(plane.shape[1:]) < 0.04
+    _, how = combine(plane, {"filling": plane.copy()}, held, estimate_noise_channels(plane))
+
+    choice = _record({}, how, "filling")
+
+    assert how.rejected == ("filling",)
+    assert choice["blend_weight"] == 0.0 and choice["shares"]["network"] == 0.0

@@ -272,7 +272,8 @@ def wants_network(params: FillParams, part: np.ndarray, noise: NoiseEstimate) ->
 
 def _record(choice: dict[str, Any], how: Combination, network: str | None) -> dict[str, Any]:
     """``choice`` completed with how the final mix came out (weights, shares of each family, estimated error)."""
-    choice["blend_weight"] = round(how.weights[network], 3) if network else 0.0
+    # A filling left out as a copy of the plane's noise (combine's rejected) has no weight at all.
+    choice["blend_weight"] = round(how.weights.get(network, 0.0), 3) if network else 0.0
     choice["blend"] = how.describe()
     choice["shares"] = {k: round(v, 4) for k, v in how.shares().items()}
     choice["estimated_error"] = round(max(how.held_out_error, 0.0), 8)
