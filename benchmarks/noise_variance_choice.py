@@ -5,8 +5,10 @@ Not a test: a measurement to run by hand and record in docs/benchmarks.md
 finds pixel-independent noise it takes the variance from the patches'
 covariance spectrum; until this comparison it took the smaller of that and
 the flat blocks' level. For every FMD image this script reports both
-against the variance measured with gt (gain and offset fitted to the raw
-capture, less gt's own 1/50 share of one capture's noise) and the PSNR of
+against the variance measured with gt (gain and offset fitted to the image;
+gt is the mean of 50 captures that include the image's, so for a mean of k
+captures the residual's variance is the noise's times (50 - k) / 50, as
+benchmarks/noise_correlated.py measures) and the PSNR of
 the auto preset's mix alone (no network) with each.
 
 Development subset: capture 1 (the FMDD 12 first captures and the ladder's
@@ -31,11 +33,11 @@ from napari_mpid.core.auto import combine
 from napari_mpid.core.noise import NoiseEstimate, block_estimate, estimate_noise
 
 
-def measured_variance(noisy: np.ndarray, clean: np.ndarray) -> float:
-    """Noise variance of ``noisy`` against gt, with gt's gain and offset fitted (FMD's brightness flickers)."""
+def measured_variance(noisy: np.ndarray, clean: np.ndarray, captures: int) -> float:
+    """Noise variance of ``noisy`` (a mean of ``captures``) against gt, with gt's gain and offset fitted."""
     design = np.stack([clean.ravel(), np.ones(clean.size)], axis=1)
     fitted = design @ np.linalg.lstsq(design, noisy.ravel(), rcond=None)[0]
-    return float(np.mean((noisy.ravel() - fitted) ** 2)) * 50 / 51
+    return float(np.mean((noisy.ravel() - fitted) ** 2)) * 50 / (50 - captures)
 
 
 def bounded_by_blocks(noisy: np.ndarray, found: NoiseEstimate) -> NoiseEstimate:
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             noisy, clean = read_unit(root / level / name), read_unit(root / "gt" / name)
             if crop:
                 noisy, clean = noisy[FMD_CROP], clean[FMD_CROP]
-            reference = measured_variance(noisy, clean)
+            reference = measured_variance(noisy, clean, 1 if level == "raw" else int(level[3:]))
             held = np.random.default_rng(0).random(noisy.shape) < 0.04
             row = {"image": f"{level}/{name}"}
             for rule, found in (("patches", estimate_noise(noisy)), ("bounded", None)):

@@ -153,10 +153,10 @@ def test_shot_noise_on_a_full_fmd_image_is_measured_within_15_percent():
     raw = np.asarray(Image.open(FMD / "raw" / "Confocal_FISH_1.png"), dtype=np.float64) / 255
     gt = np.asarray(Image.open(FMD / "gt" / "Confocal_FISH_1.png"), dtype=np.float64) / 255
     # Against gt with its gain and offset fitted (capture brightness flickers); gt
-    # is the mean of 50 captures, so it holds 1/50 of one capture's noise.
+    # is the mean of 50 captures including this one, which takes 1/50 of its noise.
     design = np.stack([gt.ravel(), np.ones(gt.size)], axis=1)
     fitted = design @ np.linalg.lstsq(design, raw.ravel(), rcond=None)[0]
-    measured = float(np.mean((raw.ravel() - fitted) ** 2)) * 50 / 51
+    measured = float(np.mean((raw.ravel() - fitted) ** 2)) * 50 / 49
 
     found = estimate_noise(raw)
 
