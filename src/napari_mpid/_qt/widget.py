@@ -143,15 +143,15 @@ def preset_help() -> str:
     auto, fast, quality, cpu = (PRESETS[name] for name in ("auto", "fast", "quality", "cpu"))
     return wrap_tooltip(
         "How to denoise.\n"
-        f"auto (the default): decides for every plane, from its own noise, how many pixels to hide, when to "
-        f"stop (at most T={auto.iterations} iterations) and how to mix the network's result with the image "
-        "and its blurs (and, in stacks, the neighbour planes). It keeps the integrated intensity of small "
-        "bright spots (97-100 % for 3x3 spots).\n"
+        "auto (the default): decides for every plane, from its own noise, whether the network runs (how "
+        f"many pixels it hides, when it stops: at most T={auto.iterations} iterations) and how to mix the "
+        "image, its blurs, the network's result and, in stacks, the neighbour planes. It keeps the "
+        "integrated intensity of small bright spots (within 5 % for 3x3 spots).\n"
         f"fast (T={fast.iterations}, beta {fast.beta:.2f}) and quality (T={quality.iterations}, beta "
         f"{quality.beta:.2f}): the paper's iterative filling. cpu (T={cpu.iterations}, learning rate "
         f"{cpu.learning_rate:g}): the fast preset's quality in fewer iterations.\n"
-        "Spots: fast, quality and cpu dim small bright spots (a 3x3 spot keeps about half its peak and "
-        "60-80 % of its integrated intensity); to count or measure spots, use auto.\n"
+        "Spots: fast, quality and cpu dim small bright spots (a 3x3 spot keeps 50-80 % of its peak and "
+        "75-90 % of its integrated intensity); to count or measure spots, use auto.\n"
         "Changing iterations, beta or an advanced setting switches to custom."
     )
 
