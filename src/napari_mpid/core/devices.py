@@ -73,7 +73,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     "auto" uses bf16 only where it was measured to be both faster and as
     accurate (docs/benchmarks.md): CPUs with native bf16 instructions
     (AVX-512 BF16 / AMX) through oneDNN. GPUs stay float32: on an H100, bf16
-    was no faster (docs/benchmarks.md, "GPU: the first figures").
+    was no faster (docs/benchmarks.md, "GPU (NVIDIA H100)", "Speed").
     """
     if precision != "auto":
         return precision
