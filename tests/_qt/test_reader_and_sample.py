@@ -64,3 +64,32 @@ def test_the_real_sample_opens_as_a_time_series_with_its_clean_reference(make_na
         assert layer.metadata["license"].startswith("MIT License")
     assert "mean of 50 captures" in clean.metadata["description"]
     assert "4 raw captures" in noisy.metadata["description"]
+
+
+def test_the_widget_denoises_the_real_sample_and_says_what_produced_the_result(make_napari_viewer, qtbot, fmd_cache):
+    # The first minute of a new user: open the real sample, press Run with the defaults.
+    from .conftest import TEST_MODEL, run_to_end
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-mpid", "fmd_two_photon")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-mpid", "Zero-shot denoise")
+    widget.image.value = viewer.layers["TwoPhoton_BPAE_G noisy"]
+    widget.controls["model"].value = TEST_MODEL
+    widget.controls["iterations"].value = 2
+    widget.controls["device"].value = "cpu"
+
+    run_to_end(qtbot, widget)
+
+    denoised = viewer.layers["TwoPhoton_BPAE_G noisy denoised"]
+    noisy, clean = viewer.layers["TwoPhoton_BPAE_G noisy"].data, viewer.layers["TwoPhoton_BPAE_G clean"].data
+    assert denoised.data.shape == noisy.shape and "TwoPhoton_BPAE_G noisy noise map" in viewer.layers
+    # Shot noise: the auto preset's mix does the work, without the network, and the
+    # status line says so.
+    assert widget.status.value.startswith("Denoised 4 planes in ")
+    assert "without the network: " in widget.status.value and "neighbour planes" in widget.status.value
+    assert denoised.metadata["produced_by"]["network"] == 0.0
+
+    def mse(x):
+        return float(np.mean((np.asarray(x, dtype=np.float64) - clean.astype(np.float64)) ** 2))
+
+    assert mse(denoised.data[0]) < mse(noisy[0]) / 3
