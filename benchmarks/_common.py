@@ -29,6 +29,8 @@ __all__ = [
     "SHARED",
     "eval_dir",
     "fmd_first_captures",
+    "gt_residual",
+    "mix_alone_psnr",
     "psnr",
     "psnr_gain_matched",
     "read_gray",
@@ -114,6 +116,27 @@ def psnr_gain_matched(estimate: np.ndarray, clean: np.ndarray, clip_first: bool 
     est = np.clip(estimate, 0.0, 1.0) if clip_first else estimate
     gain = float(np.sum(est * clean) / max(float(np.sum(est * est)), 1e-12))
     return psnr(gain * est, clean)
+
+
+def gt_residual(noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``noisy`` minus ``clean`` with the clean image's gain and offset fitted (FMD's brightness flickers), and that fit.
+
+    FMD's gt is the mean of 50 captures that include the image's own: for a
+    mean of k captures the residual holds ``(50 - k) / 50`` of its noise
+    variance (benchmarks/noise_correlated.py measures this).
+    """
+    design = np.stack([clean.ravel(), np.ones(clean.size)], axis=1)
+    fitted = (design @ np.linalg.lstsq(design, noisy.ravel(), rcond=None)[0]).reshape(noisy.shape)
+    return noisy - fitted, fitted
+
+
+def mix_alone_psnr(noisy: np.ndarray, clean: np.ndarray, noise: Any) -> float:
+    """PSNR of the auto preset's final mix alone (no candidate, no network) of a ``(H, W)`` plane with ``noise``."""
+    from napari_mpid.core.auto import combine
+
+    held = np.random.default_rng(0).random(noisy.shape) < 0.04
+    mixed, _ = combine(noisy[None], {}, held, noise)
+    return psnr(mixed[0], clean)
 
 
 def run_to_end(generator: Generator[Any, Any, _Result]) -> _Result:

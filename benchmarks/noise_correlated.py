@@ -48,11 +48,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from _common import FMD_CROP, eval_dir, psnr, read_unit
+from _common import FMD_CROP, eval_dir, gt_residual, mix_alone_psnr, read_unit
 
 from napari_mpid.core import noise
-from napari_mpid.core.auto import combine
-from napari_mpid.core.noise import NoiseEstimate, estimate_noise
+from napari_mpid.core.noise import estimate_noise
 
 LEVELS = {"raw": 1, "avg2": 2, "avg4": 4, "avg8": 8, "avg16": 16}
 #: The former decision between white and correlated noise.
@@ -92,23 +91,9 @@ def former_rule() -> Iterator[None]:
         noise._calibration, noise.SPECTRAL_FLOOR = saved
 
 
-def residual(noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``noisy`` minus gt with gt's gain and offset fitted (FMD's brightness flickers), and that fit."""
-    design = np.stack([clean.ravel(), np.ones(clean.size)], axis=1)
-    fitted = (design @ np.linalg.lstsq(design, noisy.ravel(), rcond=None)[0]).reshape(noisy.shape)
-    return noisy - fitted, fitted
-
-
 def patch_share(plane: np.ndarray) -> float:
     """Patch variance over the blocks' level: above ``SPECTRAL_FLOOR`` the noise is taken as white."""
     return noise.patch_noise_variance(plane) / max(noise.block_estimate(plane).sigma ** 2, 1e-30)
-
-
-def mix_psnr(plane: np.ndarray, clean: np.ndarray, found: NoiseEstimate) -> float:
-    """PSNR of the auto preset's mix alone (no candidates, no network) with the noise ``found``."""
-    held = np.random.default_rng(0).random(plane.shape) < 0.04
-    mixed, _ = combine(plane[None], {}, held, found)
-    return psnr(mixed[0], clean)
 
 
 def measure(root: Path, level: str, name: str, crop: bool) -> dict[str, object]:
@@ -117,7 +102,7 @@ def measure(root: Path, level: str, name: str, crop: bool) -> dict[str, object]:
     if crop:
         plane, clean = plane[FMD_CROP], clean[FMD_CROP]
     k = LEVELS[level]
-    measured = float(np.mean(residual(plane, clean)[0] ** 2)) * 50 / (50 - k)
+    measured = float(np.mean(gt_residual(plane, clean)[0] ** 2)) * 50 / (50 - k)
     with former_rule():
         old = estimate_noise(plane)
         old_share = patch_share(plane)
@@ -133,8 +118,8 @@ def measure(root: Path, level: str, name: str, crop: bool) -> dict[str, object]:
         "new correlation": new.correlation,
         "old patch share": old_share,
         "new patch share": patch_share(plane),
-        "old psnr": mix_psnr(plane, clean, old),
-        "new psnr": mix_psnr(plane, clean, new),
+        "old psnr": mix_alone_psnr(plane, clean, old),
+        "new psnr": mix_alone_psnr(plane, clean, new),
     }
 
 
@@ -182,7 +167,7 @@ def level_spread(root: Path) -> dict[str, object]:
     for channel in "BGR":
         name = f"WideField_BPAE_{channel}_1.png"
         noisy, clean = read_unit(root / "raw" / name), read_unit(root / "gt" / name)
-        res, fitted = residual(noisy, clean)
+        res, fitted = gt_residual(noisy, clean)
         # Divide by the noise-level line (variance against intensity) to leave its shape only.
         line = np.polyfit(fitted.ravel(), (res**2).ravel(), 1)
         field = res / np.sqrt(np.maximum(np.polyval(line, fitted), 1e-12))

@@ -27,17 +27,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from _common import FMD_CROP, eval_dir, psnr, read_unit
+from _common import FMD_CROP, eval_dir, gt_residual, mix_alone_psnr, read_unit
 
-from napari_mpid.core.auto import combine
 from napari_mpid.core.noise import NoiseEstimate, block_estimate, estimate_noise
-
-
-def measured_variance(noisy: np.ndarray, clean: np.ndarray, captures: int) -> float:
-    """Noise variance of ``noisy`` (a mean of ``captures``) against gt, with gt's gain and offset fitted."""
-    design = np.stack([clean.ravel(), np.ones(clean.size)], axis=1)
-    fitted = design @ np.linalg.lstsq(design, noisy.ravel(), rcond=None)[0]
-    return float(np.mean((noisy.ravel() - fitted) ** 2)) * 50 / (50 - captures)
 
 
 def bounded_by_blocks(noisy: np.ndarray, found: NoiseEstimate) -> NoiseEstimate:
@@ -70,14 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             noisy, clean = read_unit(root / level / name), read_unit(root / "gt" / name)
             if crop:
                 noisy, clean = noisy[FMD_CROP], clean[FMD_CROP]
-            reference = measured_variance(noisy, clean, 1 if level == "raw" else int(level[3:]))
-            held = np.random.default_rng(0).random(noisy.shape) < 0.04
+            captures = 1 if level == "raw" else int(level[3:])
+            reference = float(np.mean(gt_residual(noisy, clean)[0] ** 2)) * 50 / (50 - captures)
             row = {"image": f"{level}/{name}"}
-            for rule, found in (("patches", estimate_noise(noisy)), ("bounded", None)):
-                found = found or bounded_by_blocks(noisy, estimate_noise(noisy))
-                mixed, _ = combine(noisy[None], {}, held, found)
-                row[f"{rule} ratio"] = found.sigma**2 / reference
-                row[f"{rule} psnr"] = psnr(mixed[0], clean)
+            found = estimate_noise(noisy)
+            for rule, used in (("patches", found), ("bounded", bounded_by_blocks(noisy, found))):
+                row[f"{rule} ratio"] = used.sigma**2 / reference
+                row[f"{rule} psnr"] = mix_alone_psnr(noisy, clean, used)
             rows.append(row)
         gain = np.array([r["patches psnr"] - r["bounded psnr"] for r in rows])
         summary = {

@@ -9,6 +9,8 @@ import tifffile
 from napari_mpid import io
 from napari_mpid.io import read_image, write_tiff
 
+from .tiff_files import header_only_huge_tiff
+
 RUN = {"software": "napari-mpid test", "param_iterations": 2, "notes": ["a", "b"], "seed_text": "3", "scales": [[1, 2]]}
 
 
@@ -94,22 +96,12 @@ def _truncated_compressed(tmp_path):
     return _cut(tmp_path / "cut.tif", lambda n: n // 2)
 
 
-def _header_only_huge(tmp_path):
-    """A header that declares a 60000 x 60000 uint16 plane (7.2 GB) in an 8 KB file."""
-    path = tmp_path / "huge.tif"
-    tifffile.imwrite(path, np.zeros((64, 64), np.uint16), bigtiff=True, metadata=None)
-    with tifffile.TiffFile(path, mode="r+") as tif:
-        for code, value in ((256, 60000), (257, 60000), (278, 60000), (279, 60000 * 60000 * 2)):
-            tif.pages.first.tags[code].overwrite(value)  # width, length, rows per strip, strip bytes
-    return path
-
-
 @pytest.mark.parametrize(
     "make, detail",
     [
         (_truncated_imagej, "tifffile: invalid page offset"),
         (_truncated_compressed, "byte"),
-        (_header_only_huge, "60000x60000 uint16"),
+        (header_only_huge_tiff, "60000x60000 uint16"),
     ],
 )
 def test_a_truncated_tiff_is_refused_by_name_when_opened(tmp_path, capsys, make, detail):

@@ -8,6 +8,8 @@ import torch
 from napari_mpid.cli import main
 from napari_mpid.io import read_image, write_tiff
 
+from ..tiff_files import header_only_huge_tiff
+
 
 @pytest.fixture
 def zyx_stack(tmp_path):
@@ -94,16 +96,6 @@ def _nan_tiff(tmp_path):
     return tmp_path / "nan.tif"
 
 
-def _header_only_huge_tiff(tmp_path):
-    """A 60000 x 60000 plane declared by the header, its 7.2 GB of pixels absent (a truncated copy)."""
-    path = tmp_path / "huge.tif"
-    tifffile.imwrite(path, np.zeros((64, 64), np.uint16), bigtiff=True, metadata=None)
-    with tifffile.TiffFile(path, mode="r+") as tif:
-        for code, value in ((256, 60000), (257, 60000), (278, 60000), (279, 60000 * 60000 * 2)):
-            tif.pages.first.tags[code].overwrite(value)  # width, length, rows per strip, strip bytes
-    return path
-
-
 @pytest.mark.parametrize(
     "make_input, extra, message",
     [
@@ -111,7 +103,7 @@ def _header_only_huge_tiff(tmp_path):
         (lambda p: (p / "junk.tif").write_bytes(b"junk") and p / "junk.tif", [], "cannot read image"),
         (_nan_tiff, [], "NaN or infinite"),
         (lambda p: tifffile.imwrite(p / "small.tif", np.ones((16, 16), np.uint8)) or p / "small.tif", [], "too small"),
-        (_header_only_huge_tiff, [], "huge.tif: the file is truncated or damaged (its header declares 60000x60000"),
+        (header_only_huge_tiff, [], "huge.tif: the file is truncated or damaged (its header declares 60000x60000"),
         (
             lambda p: tifffile.imwrite(p / "ok.tif", np.ones((64, 64), np.uint8)) or p / "ok.tif",
             ["--axes", "ZYX"],

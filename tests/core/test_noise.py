@@ -144,19 +144,26 @@ def test_patch_variance_of_pure_white_noise():
 FMD = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval" / "fmd_test_mix"
 
 
+def _fmd_capture(name: str) -> tuple[np.ndarray, float]:
+    """A full raw FMD capture in [0, 1] and its noise variance measured against gt.
+
+    gt's gain and offset are fitted (capture brightness flickers); gt is the
+    mean of 50 captures including this one: var(raw - gt) = (1 - 1/50) var.
+    """
+    from PIL import Image
+
+    raw = np.asarray(Image.open(FMD / "raw" / name), dtype=np.float64) / 255
+    gt = np.asarray(Image.open(FMD / "gt" / name), dtype=np.float64) / 255
+    design = np.stack([gt.ravel(), np.ones(gt.size)], axis=1)
+    fitted = design @ np.linalg.lstsq(design, raw.ravel(), rcond=None)[0]
+    return raw, float(np.mean((raw.ravel() - fitted) ** 2)) * 50 / 49
+
+
 @pytest.mark.skipif(not FMD.exists(), reason="needs ../shared/data/eval (FMD test_mix)")
 def test_shot_noise_on_a_full_fmd_image_is_measured_within_15_percent():
     # The blocks' level read 0.75 of the variance measured against gt on this full
-    # 512x512 capture (its mix lost 1.7 dB for it); the patch spectrum reads 0.98.
-    from PIL import Image
-
-    raw = np.asarray(Image.open(FMD / "raw" / "Confocal_FISH_1.png"), dtype=np.float64) / 255
-    gt = np.asarray(Image.open(FMD / "gt" / "Confocal_FISH_1.png"), dtype=np.float64) / 255
-    # Against gt with its gain and offset fitted (capture brightness flickers); gt
-    # is the mean of 50 captures including this one, which takes 1/50 of its noise.
-    design = np.stack([gt.ravel(), np.ones(gt.size)], axis=1)
-    fitted = design @ np.linalg.lstsq(design, raw.ravel(), rcond=None)[0]
-    measured = float(np.mean((raw.ravel() - fitted) ** 2)) * 50 / 49
+    # 512x512 capture; the patch spectrum reads 0.98.
+    raw, measured = _fmd_capture("Confocal_FISH_1.png")
 
     found = estimate_noise(raw)
 
@@ -165,17 +172,10 @@ def test_shot_noise_on_a_full_fmd_image_is_measured_within_15_percent():
 
 @pytest.mark.skipif(not FMD.exists(), reason="needs ../shared/data/eval (FMD test_mix)")
 def test_correlated_noise_on_a_full_wide_field_fmd_image_is_measured_within_15_percent():
-    # Wide-field B noise reaches farther than [s, 1, s] (lag-1 0.61, lag-2 0.21 against
-    # gt; [s, 1, s] gives 0.12 at that lag-1): the one-correlation calibration read 0.78
-    # of its variance.
-    from PIL import Image
-
-    raw = np.asarray(Image.open(FMD / "raw" / "WideField_BPAE_B_1.png"), dtype=np.float64) / 255
-    gt = np.asarray(Image.open(FMD / "gt" / "WideField_BPAE_B_1.png"), dtype=np.float64) / 255
-    design = np.stack([gt.ravel(), np.ones(gt.size)], axis=1)
-    fitted = design @ np.linalg.lstsq(design, raw.ravel(), rcond=None)[0]
-    # gt is the mean of 50 captures that include this one: var(raw - gt) = (1 - 1/50) var.
-    measured = float(np.mean((raw.ravel() - fitted) ** 2)) * 50 / 49
+    # Wide-field B noise reaches farther than [s, 1, s] (lag-2 correlation about twice
+    # what [s, 1, s] gives at its lag-1): the one-correlation calibration read 0.78 of
+    # its variance.
+    raw, measured = _fmd_capture("WideField_BPAE_B_1.png")
 
     found = estimate_noise(raw)
 
