@@ -59,22 +59,18 @@ HOLDOUT_FRACTION = 0.04
 CORRELATED = 0.45
 #: Blurs of the noisy plane that :func:`combine` mixes in.
 COMBINE_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-#: Blurs of the means of other planes (:func:`neighbour_candidates`). 0.5 and 0.75 (added in
-#: session 5) let the mix reproduce a static series' best baseline, the mean of the frames
-#: blurred by 0.75 (their gain was measured in a replay that was not kept).
+#: Blurs of the means of other planes (:func:`neighbour_candidates`). 0.5 and 0.75 let the mix
+#: reproduce a static series' best baseline, the mean of the frames blurred by 0.75.
 NEIGHBOUR_SIGMAS = (0.5, 0.75, 1.0, 2.0)
 #: Other planes that registration would move by less than this (pixels, along Y or X) are
-#: used as they are. With the gate, drifting frames (1.5 and 1 px per frame) gain 1.3 dB in
-#: stage 1 and the still series and Z-stacks are unchanged (benchmarks/mix_family.py, rows
-#: "shipped" and "shipped, not registered"); without it, registering every neighbour cost
-#: static 0.08 and neuron 0.11 dB (small shifts, interpolation's smoothing; a development
-#: replay that was not kept).
+#: used as they are: interpolating a plane smooths it, which cost more than a sub-pixel
+#: misalignment on the still series and Z-stacks (a development replay, not kept). The gain of
+#: registration above the gate: docs/benchmarks.md, "Weight rules of stage 1" (mix_family.py).
 REGISTER_MIN = 0.5
 #: Terms of :func:`plane_mix` whose weight may change linearly with the local intensity
-#: (pixel-independent noise only). Session 5, stage 1 replayed without the network
-#: (benchmarks/mix_family.py): +0.35 dB on pollen, +0.27 on neuron, +0.03-0.14 on the FMD
-#: series and +0.05-0.13 on the noise ladder; varying every term instead gained a little more
-#: on the Z-stacks but lost 0.16 on drift, and its worst ladder image fell 0.35 dB further.
+#: (pixel-independent noise only): the noisy plane and one light and one strong blur.
+#: Varying every term instead fits the noise model's errors too (drift, single ladder
+#: images); docs/benchmarks.md, "Weight rules of stage 1" (benchmarks/mix_family.py).
 VARYING = ("noisy", "blur 1", "blur 2")
 #: Least ratio of the noise variance at the 90th and 10th percentile of a plane's pixels
 #: (from the noise-level line) for the weights to follow the intensity (:func:`signal_dependent`).
@@ -373,10 +369,10 @@ def _nonnegative_quadratic(gram: np.ndarray, linear: np.ndarray, free: int) -> n
     quadratic form: entries join the passive (unconstrained) set one at a
     time where the gradient says the objective would fall, and leave it when
     the unconstrained solution on that set would turn them negative. The
-    blurs of one plane are nearly collinear, so a coordinate descent (used
-    before session 5) could stop far from the minimum within any fixed
-    number of sweeps, the more so the further the plane's intensities are
-    from zero (on neuron planes scaled to [0, 1] it left 1.6 dB).
+    blurs of one plane are nearly collinear, so a coordinate descent could
+    stop far from the minimum within any fixed number of sweeps, the more so
+    the further the plane's intensities are from zero (docs/benchmarks.md,
+    "Weight rules of stage 1").
     """
     n = len(linear)
     constrained = np.arange(n) < free
@@ -418,11 +414,11 @@ def signal_dependent(pixel_variance: np.ndarray) -> bool:
     """Whether the noise-level line makes the noise variance differ enough across a plane to act on.
 
     The ratio of its 90th to its 10th percentile over the pixels must reach
-    :data:`SIGNAL_DEPENDENT`. Session 5: 2.8-186 on fluorescence (FMD
-    confocal and two-photon crops, neuron, pollen planes), 1.0-1.6 on CSet9
-    with constant Gaussian noise (benchmarks/noise_estimate.py), where the
-    line's small spurious slope misled the intensity-dependent weights
-    (kodim03 -0.7 dB).
+    :data:`SIGNAL_DEPENDENT`: fluorescence planes lie far above it and
+    constant Gaussian noise close to 1, where a small spurious slope of the
+    line would mislead the intensity-dependent weights (the spreads
+    measured by benchmarks/noise_estimate.py: docs/benchmarks.md, "Noise
+    estimate").
     """
     low = float(np.percentile(pixel_variance, 10))
     return low > 0 and float(np.percentile(pixel_variance, 90)) >= SIGNAL_DEPENDENT * low
@@ -522,10 +518,9 @@ def combine(
     answer, less Mallows' penalty for its weights, is measured in standard
     errors ``t`` of the per-pixel risk difference, and the result is
     ``s * mix + (1 - s) * plane`` with ``s = 1 - (evidence / t)^2`` (zero
-    below ``t = evidence``): a positive-part James-Stein shrinkage. On
-    FMD's 128x128 crops an unguarded held-out mixture lost 0.2-0.8 dB to the
-    plane's answer on average; the shrinkage gained 0.0-0.1 dB over a hard
-    two-standard-error gate (docs/benchmarks.md, "Noise ladder").
+    below ``t = evidence``): a positive-part James-Stein shrinkage, because
+    an unguarded mixture fitted on so few pixels does worse than the
+    plane's answer on average (docs/benchmarks.md, "Noise ladder").
 
     ``var`` is the mean noise variance from the noise-level function,
     bounded by the error against the plane of the best slope-0 candidate (a

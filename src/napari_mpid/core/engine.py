@@ -620,9 +620,8 @@ def _stack_mode(run: _Run) -> Generator[Progress, None, None]:
 
 #: ``static_scene``: a plane whose difference to the (brightness-matched) mean of its series
 #: exceeds this many times what its noise explains is reported: the scene may have moved
-#: (:func:`_static_excess`, the largest of a series; benchmarks/reference_limits.py, session 6):
-#: FMD's static series 1.00-1.46 (1.46: the one with a duplicated frame), drifting ones 1.12-3.30,
-#: unrelated frames 3.1-15.5, 4 neighbouring planes of the Z-stacks 1.00-2.25.
+#: (:func:`_static_excess`, the largest of a series). Between FMD's static series and its
+#: drifting ones; the ratios are in docs/benchmarks.md, "Stacks" (benchmarks/reference_limits.py).
 STATIC_EXCESS = 1.6
 
 

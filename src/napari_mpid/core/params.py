@@ -326,8 +326,7 @@ PRESET_FIELDS = ("iterations", "beta", "learning_rate", "adaptive")
 
 #: "fast" and "quality" are the paper's two settings (Sec. 4). "cpu" reaches
 #: the fast preset's quality in 25 % fewer iterations with a larger Adam step
-#: (FMD 128x128 crops, authors' weights: 31.87 dB vs 31.93 for fast; see
-#: docs/benchmarks.md), for machines without a GPU.
+#: (docs/benchmarks.md, "The `cpu` preset"), for machines without a GPU.
 PRESETS: dict[str, FillParams] = {
     "fast": FillParams(iterations=200, beta=0.90),
     "quality": FillParams(iterations=1000, beta=0.99),

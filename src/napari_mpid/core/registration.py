@@ -2,10 +2,9 @@
 
 Time series drift: the stage or the sample moves, and a frame's neighbours
 show its structures a pixel or two away. Means of misaligned neighbours are
-poor predictions of the frame (FMD frames drifting 1.5 px in Y and 1 px in
-X per frame: the stage-1 mix of the auto preset reaches 33.96 dB with them
-as they are, 35.28 with registered copies beside them; benchmarks/
-mix_family.py). :func:`estimate_shift` finds the translation that best
+poor predictions of the frame (docs/benchmarks.md, "Weight rules of stage
+1": FMD frames drifting 1.5 px in Y and 1 px in X per frame, with and
+without registered copies; benchmarks/mix_family.py). :func:`estimate_shift` finds the translation that best
 aligns two planes, to a twentieth of a pixel, from their cross-correlation
 (the peak of the FFT cross-correlation, refined by a discrete Fourier
 transform evaluated on a finer grid around it, after Guizar-Sicairos,
