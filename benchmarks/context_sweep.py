@@ -18,9 +18,10 @@ import torch
 from stacks import load, scores, to_unit
 
 from napari_mpid.api import load_model
-from napari_mpid.core.context import ContextFiller, PlaneCache
-from napari_mpid.core.devices import resolve_precision
-from napari_mpid.core.normalization import fit_scale
+from napari_mpid.core.fill.context import ContextFiller
+from napari_mpid.core.run.devices import resolve_precision
+from napari_mpid.core.run.normalization import fit_scale
+from napari_mpid.core.run.stack import PlaneCache
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
 """The widget's time estimate before a run against the run's actual time, on this machine.
 
-Not a test. Calibrates this machine once (:func:`napari_mpid.core.timing.calibrate`,
+Not a test. Calibrates this machine once (:func:`napari_mpid.core.engine.timing.calibrate`,
 into a temporary cache unless ``--cache`` is given, so the user's own cache is
 left alone), then for each case and preset: the estimate the widget would
 show (:func:`napari_mpid._qt.estimate.estimate_seconds` with the data, so the
 auto preset's network decision is asked on the first plane), the old fixed-table
 figure for comparison, the actual wall time of the run through
 :func:`napari_mpid.api.denoise_iter` (model loading included), and the total the
-running ETA (:class:`~napari_mpid.core.timing.EtaTracker`) predicted once 10 %
+running ETA (:class:`~napari_mpid.core.engine.timing.EtaTracker`) predicted once 10 %
 and 50 % of the run were done.
 
 Cases: a 256x256 plane, a 1024x1024 plane and an 8-plane 256x256 z-stack of the
@@ -38,12 +38,12 @@ import torch
 
 from napari_mpid._qt.estimate import estimate_seconds, network_for, table_seconds
 from napari_mpid.api import denoise_iter
-from napari_mpid.core import timing
 from napari_mpid.core.cache import CACHE_ENV
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.devices import resolve_device, resolve_precision
+from napari_mpid.core.engine import timing
+from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import preset
-from napari_mpid.core.plan import make_plan
+from napari_mpid.core.run.devices import resolve_device, resolve_precision
+from napari_mpid.core.run.plan import make_plan
 from napari_mpid.synthetic import fluorescence_stack
 
 #: Case name -> (planes, side, axes).

@@ -27,7 +27,7 @@ out as ``combine`` does):
   plane (an upper bound for its weights, Z-stacks only);
 - ``shipped, copies kept``: the shipped rule with duplicated frames kept
   in the neighbour means (the engine leaves them out, see
-  :meth:`~napari_mpid.core.context.PlaneCache.twin`);
+  :meth:`~napari_mpid.core.fill.context.PlaneCache.twin`);
 - ``shipped, not registered``: without the registered means of drifting
   neighbours (:data:`~napari_mpid.core.auto.REGISTER_MIN`).
 
@@ -51,19 +51,13 @@ from _common import FMD_CROP, ORACLE_SIGMAS, eval_dir, fmd_first_captures, psnr,
 from scipy.ndimage import gaussian_filter
 from stacks import load
 
-import napari_mpid.core.auto as auto
-from napari_mpid.core.auto import (
-    COMBINE_SIGMAS,
-    NOT_INDEPENDENT,
-    _convolve_separable,
-    _gaussian_kernel,
-    _nonnegative_quadratic,
-    blur_slope,
-    neighbour_candidates,
-    plane_mix,
-)
-from napari_mpid.core.context import PlaneCache
+import napari_mpid.core.auto.neighbours as auto_neighbours
+import napari_mpid.core.auto.risk as auto_risk
+from napari_mpid.core.auto import COMBINE_SIGMAS, blur_slope, neighbour_candidates, plane_mix
+from napari_mpid.core.auto.risk import NOT_INDEPENDENT, _nonnegative_quadratic
+from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.noise import estimate_noise
+from napari_mpid.core.run.stack import PlaneCache
 
 CROP = FMD_CROP
 RIDGE = 1e-3
@@ -82,9 +76,7 @@ def mixes(
     if not rules:
         return {"shipped": plane_mix(noisy[None], noise, variance, stacked)[0][0]}
     rho = max(noise.correlation, 0.0)
-    columns = (
-        [noisy] + [_convolve_separable(noisy, _gaussian_kernel(s)) for s in COMBINE_SIGMAS] + list(others.values())
-    )
+    columns = [noisy] + [convolve_separable(noisy, gaussian_kernel(s)) for s in COMBINE_SIGMAS] + list(others.values())
     slopes = np.array([1.0, *(blur_slope(s, rho) for s in COMBINE_SIGMAS), *([0.0] * len(others)), 0.0])
     x = noisy.ravel()
     design = np.stack([c.ravel() for c in columns] + [np.ones(x.size)], axis=1)
@@ -100,11 +92,11 @@ def mixes(
     out = {"shipped": plane_mix(noisy[None], noise, variance, stacked)[0][0]}
     out.update({k: (design @ w).reshape(noisy.shape) for k, w in weights.items()})
     # Every term follows the intensity: plane_mix with all its candidates' names in VARYING.
-    saved, auto.VARYING = auto.VARYING, ("noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *others)
+    saved, auto_risk.VARYING = auto_risk.VARYING, ("noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *others)
     try:
         out["all varying"] = plane_mix(noisy[None], noise, variance, stacked)[0][0]
     finally:
-        auto.VARYING = saved
+        auto_risk.VARYING = saved
     return out
 
 
@@ -136,12 +128,12 @@ def stacks(dataset: str) -> dict[str, float]:
 
 def _others(planes: np.ndarray, j: int, twin, register: bool) -> dict[str, np.ndarray]:
     """:func:`neighbour_candidates` of plane j (context 1), with or without the copies' test and registration."""
-    saved = auto.REGISTER_MIN
-    auto.REGISTER_MIN = saved if register else np.inf
+    saved = auto_neighbours.REGISTER_MIN
+    auto_neighbours.REGISTER_MIN = saved if register else np.inf
     try:
         found = neighbour_candidates(lambda i: planes[i][None], len(planes), j, 1, twin)
     finally:
-        auto.REGISTER_MIN = saved
+        auto_neighbours.REGISTER_MIN = saved
     return {k: c[0] for k, c in found.items()}
 
 

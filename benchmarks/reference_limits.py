@@ -56,7 +56,7 @@ from scipy.ndimage import gaussian_filter
 from stacks import load
 
 from napari_mpid.core.auto import plane_mix
-from napari_mpid.core.engine import _static_excess
+from napari_mpid.core.engine.modes import static_excess
 from napari_mpid.core.noise import estimate_noise
 
 CROP = FMD_CROP
@@ -108,7 +108,7 @@ def static_check() -> dict[str, list[float]]:
         for item in load(dataset):
             frames = item["noisy"].astype(np.float64) / 255.0
             mean = frames.mean(axis=0)
-            found.append(max(_static_excess([f[None]], [mean[None]], len(frames)) for f in frames))
+            found.append(max(static_excess([f[None]], [mean[None]], len(frames)) for f in frames))
         out[dataset] = found
     for name in ("neuron", "pollen"):
         (item,) = load(name)
@@ -116,7 +116,7 @@ def static_check() -> dict[str, list[float]]:
         planes /= planes.max()
         windows = [planes[i : i + 4] for i in range(0, len(planes) - 3, 8)]
         out[f"{name}, 4 neighbouring planes"] = [
-            max(_static_excess([p[None]], [w.mean(axis=0)[None]], 4) for p in w) for w in windows
+            max(static_excess([p[None]], [w.mean(axis=0)[None]], 4) for p in w) for w in windows
         ]
     print("static check", {k: [round(v, 2) for v in vs] for k, vs in out.items()}, flush=True)
     return out
@@ -128,7 +128,7 @@ def copies() -> dict[str, object]:
     others are from the threshold (their mean squared difference over the plane's noise variance)."""
     import torch
 
-    from napari_mpid.core.context import PlaneCache
+    from napari_mpid.core.run.stack import PlaneCache
 
     def check(planes: np.ndarray, pairs) -> tuple[list, float]:
         cache = PlaneCache(

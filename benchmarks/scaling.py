@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from _common import ANCHOR_CHECKPOINTS, eval_dir, psnr, read_gray, run_to_end
 
-from napari_mpid.core import normalization
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.params import preset
+from napari_mpid.core.run import normalization
 
 REF = ANCHOR_CHECKPOINTS / "imgnet_80_95_singlechannel_skip.pth"
 NAMES = ("Confocal_FISH_1.png", "WideField_BPAE_B_1.png", "TwoPhoton_MICE_1.png")
@@ -65,7 +65,7 @@ VARIANTS = {
 
 def run(model: str, variants: list[str], seeds: list[int], precision: str) -> dict:
     results = {}
-    from napari_mpid.core import scales
+    from napari_mpid.core.run import scales
 
     original = scales.scale_from_sample
 

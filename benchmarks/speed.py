@@ -33,11 +33,13 @@ from datetime import datetime, timezone
 import torch
 from torch.nn import functional as F
 
-from napari_mpid.core import filling, graphs, network
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.devices import resolve_device
-from napari_mpid.core.filling import IterativeFiller
-from napari_mpid.core.stacked import StackedFiller
+from napari_mpid.core.fill import graphs
+from napari_mpid.core.fill import single as filling
+from napari_mpid.core.fill.single import IterativeFiller
+from napari_mpid.core.fill.stacked import StackedFiller
+from napari_mpid.core.model import network
+from napari_mpid.core.model.checkpoints import load_model
+from napari_mpid.core.run.devices import resolve_device
 
 VARIANTS = {
     # The authors' arithmetic and PyTorch's stock reflection padding and 1x1 head.

@@ -47,8 +47,8 @@ from _common import ORACLE_SIGMAS, eval_dir, psnr, psnr_gain_matched, read_gray,
 from scipy.ndimage import gaussian_filter, shift
 
 from napari_mpid import __version__
-from napari_mpid.core import engine
 from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.engine import modes as engine
 from napari_mpid.core.params import PRESETS, preset
 
 #: Blur widths of the baselines.

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.torch_version import TorchVersion
 
-from napari_mpid.core.checkpoints import FORMAT, FORMAT_VERSION, file_sha256
+from napari_mpid.core.model.checkpoints import FORMAT, FORMAT_VERSION, file_sha256
 
 MODELS = Path(__file__).resolve().parents[1] / "src" / "napari_mpid" / "models"
 

@@ -98,13 +98,24 @@ def _jobs(inp: dict[str, Path], out: Path) -> dict[str, Callable[[], None]]:
         "auto": lambda: run(
             str(inp["stack"]), "-o", str(out / "auto.tif"), "--noise-map", str(out / "auto_noise.tif"), "-q"
         ),
-        "auto_network": lambda: run(str(inp["plane"]), "-o", str(out / "auto_network.tif"), "--network", "always", *FEW),
+        "auto_network": lambda: run(
+            str(inp["plane"]), "-o", str(out / "auto_network.tif"), "--network", "always", *FEW
+        ),
         "context": lambda: run(
             str(inp["stack"]), "-o", str(out / "context.tif"), "--preset", "fast", "--context", "1", *FEW
         ),
         "static": lambda: run(str(inp["stack"]), "-o", str(out / "static.tif"), "--static-scene", *FEW),
         "tiled": lambda: run(
-            str(inp["big"]), "-o", str(out / "tiled.tif"), "--preset", "fast", "--tile-size", "64", "--tile-overlap", "16", *FEW
+            str(inp["big"]),
+            "-o",
+            str(out / "tiled.tif"),
+            "--preset",
+            "fast",
+            "--tile-size",
+            "64",
+            "--tile-overlap",
+            "16",
+            *FEW,
         ),
         "rgb": lambda: run(str(inp["rgb"]), "-o", str(out / "rgb.tif"), "--preset", "fast", "--axes", "YXS", *FEW),
         "batch_resume": resume,

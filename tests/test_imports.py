@@ -18,7 +18,7 @@ def _modules_after(statement: str) -> set[str]:
     "statement",
     [
         "import napari_mpid",
-        "import napari_mpid.core.engine, napari_mpid.core.pretrain, napari_mpid.api, napari_mpid.cli",
+        "import napari_mpid.core.engine, napari_mpid.core.model.pretrain, napari_mpid.api, napari_mpid.cli",
     ],
 )
 def test_core_and_api_do_not_import_qt_or_napari(statement):

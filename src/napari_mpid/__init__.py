@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from napari_mpid.core.version import __version__
 
 __all__ = [
     "PRESETS",
@@ -31,8 +31,8 @@ _LAZY = {
     "FillParams": "napari_mpid.core.params",
     "PRESETS": "napari_mpid.core.params",
     "preset": "napari_mpid.core.params",
-    "Progress": "napari_mpid.core.engine",
-    "DenoiseResult": "napari_mpid.core.engine",
+    "Progress": "napari_mpid.core.results",
+    "DenoiseResult": "napari_mpid.core.results",
     "denoise": "napari_mpid.api",
     "denoise_iter": "napari_mpid.api",
     "load_model": "napari_mpid.api",

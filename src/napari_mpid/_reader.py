@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.axes import labels_for_axes
+from .core.run.axes import labels_for_axes
 from .io import BIO_SUFFIXES, TIFF_SUFFIXES, ImageData, read_image
 
 __all__ = ["BIO_SUFFIXES", "image_layer_kwargs", "napari_get_reader", "read_files"]

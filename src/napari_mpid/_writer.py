@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.axes import axes_from_labels, resolve_axes
+from .core.run.axes import axes_from_labels, resolve_axes
 from .core.errors import InputError
 from .io import write_tiff
 
@@ -14,7 +14,7 @@ __all__ = ["write_image"]
 
 
 def _axes(data: np.ndarray, meta: dict[str, Any]) -> str:
-    """Our axes for a layer: from its axis labels (:func:`~napari_mpid.core.axes.axes_from_labels`).
+    """Our axes for a layer: from its axis labels (:func:`~napari_mpid.core.run.axes.axes_from_labels`).
 
     Labels that do not name Y and X once each (napari's defaults "0", "1",
     ... or "-4", "-3", ...) fall back to a guess from the shape: leading plane

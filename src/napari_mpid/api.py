@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .core.checkpoints import LoadedModel
-from .core.checkpoints import load_model as _load_model
-from .core.devices import resolve_device
-from .core.engine import DenoiseResult, Progress, denoise_planes
-from .core.params import DEFAULT_PRESET, FillParams, preset
+from napari_mpid.core.engine import DenoiseResult, Progress, denoise_planes
+from napari_mpid.core.model.checkpoints import LoadedModel
+from napari_mpid.core.model.checkpoints import load_model as _load_model
+from napari_mpid.core.params import DEFAULT_PRESET, FillParams, preset
+from napari_mpid.core.run.devices import resolve_device
 
 __all__ = ["FillParams", "denoise", "denoise_iter", "load_model", "preset", "pretrain"]
 
@@ -132,14 +132,14 @@ def pretrain(
 ) -> Path:
     """Masked pre-training on folders of clean images; returns the weights file.
 
-    ``config`` takes the fields of :class:`napari_mpid.core.pretrain.PretrainConfig`
+    ``config`` takes the fields of :class:`napari_mpid.core.model.pretrain.PretrainConfig`
     (channels, multi_channel_mask, mask_ratio_min, mask_ratio_max, crop_size,
     batch_size, steps, ...). ``output`` receives a resumable checkpoint and
     ``<stem>.weights.pt`` the weights with their metadata, which
     :func:`load_model` and the plugin accept.
     """
-    from .core.pretrain import PretrainConfig
-    from .training import pretrain_iter
+    from napari_mpid.core.model.pretrain import PretrainConfig
+    from napari_mpid.training import pretrain_iter
 
     cfg = PretrainConfig(**config)
     bar = None

@@ -34,7 +34,7 @@ class Layout:
     Attributes
     ----------
     axes : str
-        Our axes (see :mod:`napari_mpid.core.axes`), one letter per dimension.
+        Our axes (see :mod:`napari_mpid.core.run.axes`), one letter per dimension.
     shape : tuple of int
         Our shape.
     order : tuple of int

@@ -7,7 +7,7 @@ many inputs (files, folders, globs) into an output folder
 1. every output path is checked before any compute (suffix, folder, writable,
    not an input, not another output);
 2. the input is opened lazily and validated against the parameters
-   (:func:`napari_mpid.core.plan.make_plan`), its intensity scales are fitted
+   (:func:`napari_mpid.core.run.plan.make_plan`), its intensity scales are fitted
    once (one pass over its planes, which also refuses NaN/Inf);
 3. the outputs are created under temporary names (``<name>.partial``) with
    their final shape, axes and pixel size, and a journal is started beside
@@ -286,7 +286,7 @@ class _FiniteChecked:
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        from .core.assemble import check_finite
+        from .core.run.assemble import check_finite
 
         plane = np.asarray(self.data[key])
         check_finite(plane, "the image")
@@ -338,10 +338,10 @@ def prepare(job: Job, options: RunOptions, model: Any, device: Any) -> Prepared 
     Returns an :class:`Outcome` ("skipped") when the outputs already exist.
     Raises the input's or the journal's errors (nothing is created then).
     """
-    from .core.normalization import IntensityScale
+    from .core.run.normalization import IntensityScale
     from .core.params import FillParams
-    from .core.plan import make_plan
-    from .core.scales import fit_scales
+    from .core.run.plan import make_plan
+    from .core.run.scales import fit_scales
 
     journal = Journal(job.output)
     if options.overwrite:
@@ -425,7 +425,7 @@ def finished_planes(progress: Any, todo: list[int]) -> list[int]:
 
 def metadata_for(prep: Prepared, model: Any, device: Any, result: Any = None) -> dict[str, Any]:
     """The run's metadata for the output files (also when every plane came from the journal)."""
-    from .core.devices import resolve_precision
+    from .core.run.devices import resolve_precision
     from .core.engine import DenoiseResult
 
     if result is None:
@@ -585,7 +585,7 @@ def run_jobs(
     KeyboardInterrupt propagates, leaving the journals for ``--resume``.
     """
     from .api import load_model
-    from .core.devices import resolve_device
+    from .core.run.devices import resolve_device
 
     device = resolve_device(options.params.device)
     model = load_model(options.params.model, options.params.device)

@@ -198,7 +198,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .core.checkpoints import _registry
+    from .core.model.checkpoints import _registry
 
     for name, entry in _registry().items():
         print(f"{name}\t{entry['file']}\tsha256={entry['sha256']}\t{entry.get('summary', '')}")

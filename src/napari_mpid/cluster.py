@@ -136,7 +136,7 @@ def fill_share(task: dict[str, Any]) -> dict[str, Any]:
 
     from .api import load_model
     from .core.engine import denoise_planes
-    from .core.normalization import IntensityScale
+    from .core.run.normalization import IntensityScale
     from .core.params import FillParams
     from .outputs import open_array
 

@@ -11,7 +11,7 @@ aicsimageio as a fallback, when one of them is installed.
 time straight from the file, a compressed one through tifffile's zarr store,
 OME-Zarr and bioio through their own lazy arrays. :func:`read_image` returns
 the same image as a numpy array. Axis letters are mapped to ours by
-:func:`napari_mpid.core.axes.normalize_axes` (tifffile's I, E, A, P, R, H, ...
+:func:`napari_mpid.core.run.axes.normalize_axes` (tifffile's I, E, A, P, R, H, ...
 become Q).
 
 Files written by napari-mpid carry the run's metadata (read back into
@@ -34,7 +34,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from .arrays import Layout, LayoutArray, MappedArray
-from .core.axes import default_axes, normalize_axes
+from .core.run.axes import default_axes, normalize_axes
 
 __all__ = [
     "BIO_SUFFIXES",
@@ -612,7 +612,7 @@ def read_training_image(path: str | Path) -> np.ndarray:
     it will see when denoising. Stacks yield their first plane only; use
     :func:`read_image` for more.
     """
-    from .core.normalization import fit_scale
+    from .core.run.normalization import fit_scale
 
     image = read_image(path)
     data = image.data

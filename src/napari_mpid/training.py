@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .core.devices import resolve_device
-from .core.pretrain import PretrainConfig, Pretrainer, PretrainProgress
-from .io import PLAIN_SUFFIXES, TIFF_SUFFIXES, read_training_image
+from napari_mpid.core.model.pretrain import PretrainConfig, Pretrainer, PretrainProgress
+from napari_mpid.core.run.devices import resolve_device
+from napari_mpid.io import PLAIN_SUFFIXES, TIFF_SUFFIXES, read_training_image
 
 __all__ = ["collect_images", "pretrain_iter"]
 

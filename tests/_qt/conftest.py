@@ -8,7 +8,7 @@ import torch
 
 from napari_mpid._qt import estimate as estimate_module
 from napari_mpid.core.cache import CACHE_ENV
-from napari_mpid.core.timing import Calibration
+from napari_mpid.core.engine.timing import Calibration
 
 # Tiny networks gain nothing from intra-op threads, and on a busy machine
 # thread contention makes each iteration hundreds of times slower.

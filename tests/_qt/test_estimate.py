@@ -19,10 +19,10 @@ from napari_mpid._qt.estimate import (
 )
 from napari_mpid.core import auto
 from napari_mpid.core.cache import CACHE_ENV
-from napari_mpid.core.checkpoints import load_model
+from napari_mpid.core.engine.timing import Calibration, calibration_key, run_seconds, save_calibration
+from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import FillParams
-from napari_mpid.core.plan import make_plan
-from napari_mpid.core.timing import Calibration, calibration_key, run_seconds, save_calibration
+from napari_mpid.core.run.plan import make_plan
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_mpid._qt.layers import guess_axes
-from napari_mpid.core.axes import axes_from_labels
+from napari_mpid.core.run.axes import axes_from_labels
 
 
 def _layer(shape, labels, rgb=False):

@@ -11,9 +11,9 @@ import pytest
 from napari_mpid._qt import estimate as estimate_module
 from napari_mpid._qt import widget as widget_module
 from napari_mpid._qt.controls import AUTOMATIC_TEXT, MODEL_DEFAULT_TEXT, field_docs, fill_fields
-from napari_mpid.core import timing
-from napari_mpid.core.devices import resolve_device
+from napari_mpid.core.engine import timing
 from napari_mpid.core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams
+from napari_mpid.core.run.devices import resolve_device
 
 from .conftest import TEST_MODEL, fake_calibration, run_to_end
 
@@ -244,7 +244,7 @@ def test_axes_line_says_where_the_neighbour_planes_come_from(viewer_with_widget)
 
 
 def test_device_list_offers_only_available_devices(viewer_with_widget):
-    from napari_mpid.core.devices import available_devices
+    from napari_mpid.core.run.devices import available_devices
 
     _, widget = viewer_with_widget
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.auto import EarlyStop, _convolve_separable, _gaussian_kernel
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.filling import IterativeFiller
+from napari_mpid.core.auto import EarlyStop
+from napari_mpid.core.fill.single import IterativeFiller
+from napari_mpid.core.filters import convolve_separable, gaussian_kernel
+from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.noise import NoiseEstimate
 
 
@@ -133,14 +134,14 @@ def test_combine_uses_a_held_out_prediction_only_with_evidence():
 
     result, how = combine(noisy[None], {"prediction": unrelated[None]}, held, noise)
     assert how.weights["prediction"] == 0.0 and "own mix" in how.describe() and not how.held_out_used
-    blurred = _convolve_separable(noisy, _gaussian_kernel(1.0))
+    blurred = convolve_separable(noisy, gaussian_kernel(1.0))
     assert np.mean((result[0] - clean) ** 2) <= 1.1 * np.mean((blurred - clean) ** 2)
 
 
 def test_the_non_negative_mix_is_exact_on_nearly_collinear_candidates():
     # Kuhn-Tucker conditions of min b'Gb/2 - b'h, b >= 0 (the last entry free): at the
     # minimum the gradient vanishes on the positive entries and points outwards elsewhere.
-    from napari_mpid.core.auto import _nonnegative_quadratic
+    from napari_mpid.core.auto.risk import _nonnegative_quadratic
 
     rng = np.random.default_rng(3)
     for _ in range(50):
@@ -177,6 +178,7 @@ def test_intensity_dependent_weights_help_where_shot_noise_grows_with_the_signal
     # follow the local intensity (heteroscedastic SURE, no clean data) must do better
     # than one set of weights for the whole plane.
     import napari_mpid.core.auto as auto
+    from napari_mpid.core.auto import risk
 
     rng = np.random.default_rng(11)
     y, x = np.mgrid[0:128, 0:128]
@@ -189,7 +191,7 @@ def test_intensity_dependent_weights_help_where_shot_noise_grows_with_the_signal
     variance = float(np.mean(clean / photons + 0.01**2))
     noise = NoiseEstimate(float(np.sqrt(variance)), 0.0, 1 / photons, 0.01**2, 0.01**2)
     varying, _, weights = auto.plane_mix(noisy[None], noise, variance)
-    monkeypatch.setattr(auto, "VARYING", ())
+    monkeypatch.setattr(risk, "VARYING", ())
     fixed, _, _ = auto.plane_mix(noisy[None], noise, variance)
     error = lambda estimate: float(np.mean((estimate[0] - clean) ** 2))  # noqa: E731
     assert "noisy x intensity" in weights

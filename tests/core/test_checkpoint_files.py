@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.checkpoints import CheckpointError, load_model
+from napari_mpid.core.model.checkpoints import CheckpointError, load_model
 
 
 class _Pickled:

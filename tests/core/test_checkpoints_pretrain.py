@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core import checkpoints
-from napari_mpid.core.checkpoints import CheckpointError, load_model, save_checkpoint
-from napari_mpid.core.network import SkipNetwork
-from napari_mpid.core.pretrain import PretrainConfig, Pretrainer, psnr_style_loss
+from napari_mpid.core.model import checkpoints
+from napari_mpid.core.model.checkpoints import CheckpointError, load_model, save_checkpoint
+from napari_mpid.core.model.network import SkipNetwork
+from napari_mpid.core.model.pretrain import PretrainConfig, Pretrainer, psnr_style_loss
 
 
 def test_checkpoint_round_trip_with_metadata(tmp_path):

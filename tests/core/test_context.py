@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.context import ContextFiller, neighbours
 from napari_mpid.core.engine import InputError, denoise_planes
-from napari_mpid.core.filling import forward
-from napari_mpid.core.network import network_input
+from napari_mpid.core.fill.context import ContextFiller
+from napari_mpid.core.fill.single import forward
+from napari_mpid.core.model.checkpoints import load_model
+from napari_mpid.core.model.network import network_input
 from napari_mpid.core.params import preset
+from napari_mpid.core.run.stack import neighbours
 
 from .helpers import filaments, run
 
@@ -104,7 +105,7 @@ def test_a_single_plane_with_context_is_refused():
 def test_context_prediction_follows_correlated_noise_of_its_own_plane_and_not_white_noise():
     # The held-out pixels stay hidden: under white noise nothing of their own noise reaches
     # them, under correlated noise their visible neighbours carry it (the slope combine() needs).
-    from napari_mpid.core.context import PlaneCache
+    from napari_mpid.core.run.stack import PlaneCache
 
     torch.manual_seed(0)
     model = load_model("real-noise", "cpu")  # a trained filler uses the pixels around a hidden one
@@ -155,7 +156,7 @@ def _textured_frames(count: int, noise: float, seed: int = 0) -> np.ndarray:
 
 
 def test_plane_cache_tells_a_copied_frame_from_an_independent_one():
-    from napari_mpid.core.context import PlaneCache
+    from napari_mpid.core.run.stack import PlaneCache
 
     frames = _textured_frames(4, 0.005)  # weak noise under dense texture: the hard case
     frames[2] = frames[0]
@@ -169,7 +170,7 @@ def test_plane_cache_tells_a_copied_frame_from_an_independent_one():
 def test_a_copied_frame_reaches_neither_the_network_nor_the_neighbour_means():
     # A network that sees an unmasked copy of the plane learns to copy its noise.
     from napari_mpid.core.auto import neighbour_candidates
-    from napari_mpid.core.context import PlaneCache
+    from napari_mpid.core.run.stack import PlaneCache
 
     frames = _textured_frames(4, 0.05, seed=1)
     frames[1] = frames[0]

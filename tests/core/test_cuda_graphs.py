@@ -11,11 +11,11 @@ import warnings
 import pytest
 import torch
 
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.filling import IterativeFiller
-from napari_mpid.core.graphs import GRAPH_WARMUP, cuda_graphs_supported, run_steps
+from napari_mpid.core.fill.graphs import GRAPH_WARMUP, cuda_graphs_supported, run_steps
+from napari_mpid.core.fill.single import IterativeFiller
+from napari_mpid.core.fill.stacked import StackedFiller
+from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import FillParams, ParameterError
-from napari_mpid.core.stacked import StackedFiller
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 

@@ -142,7 +142,7 @@ def test_pixel_shuffle_handles_sizes_not_divisible_by_the_factor(params):
 def test_large_planes_are_tiled_without_seams(params):
     # Each tile is fine-tuned on its own, so tiles disagree a little; blending
     # must spread that over the overlap instead of leaving a step at a tile edge.
-    from napari_mpid.core.tiling import axis_tiles
+    from napari_mpid.core.run.tiling import axis_tiles
 
     image = np.random.default_rng(8).normal(0.5, 0.05, (96, 200)).astype(np.float32)
     p = params.replace(tile_size=80, tile_overlap=24, iterations=3)
@@ -197,7 +197,7 @@ def test_metadata_records_the_stack_size_and_tile_size_used(params):
 
 
 def test_the_callers_model_is_neither_fine_tuned_nor_moved(params):
-    from napari_mpid.core.checkpoints import load_model
+    from napari_mpid.core.model.checkpoints import load_model
 
     model = load_model(params.model, "cpu")
     before = {k: v.clone() for k, v in model.network.state_dict().items()}

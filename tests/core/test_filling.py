@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.filling import IterativeFiller, draw_keep_mask, masked_loss
-from napari_mpid.core.shuffle import pixel_shuffle_merge, pixel_shuffle_split
+from napari_mpid.core.fill.shuffle import pixel_shuffle_merge, pixel_shuffle_split
+from napari_mpid.core.fill.single import IterativeFiller, masked_loss
+from napari_mpid.core.masks import draw_keep_mask
+from napari_mpid.core.model.checkpoints import load_model
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.85])
@@ -150,8 +151,8 @@ def test_bfloat16_first_prediction_is_close_to_float32():
 def test_gray_planes_in_a_per_channel_mask_network_share_one_mask(monkeypatch):
     # Gray enters a 3-channel network as three equal channels: independent
     # per-channel masks would show each dropped pixel in another channel.
-    from napari_mpid.core import filling
     from napari_mpid.core.engine import denoise_planes
+    from napari_mpid.core.fill import single as filling
     from napari_mpid.core.params import preset
 
     seen = []

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.filling import IterativeFiller
+from napari_mpid.core.fill.single import IterativeFiller
+from napari_mpid.core.model.checkpoints import load_model
 
 CASES = [
     ("golden_single_channel_mask85", "imgnet_80_95_singlechannel_skip.pth"),

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from napari_mpid.core.checkpoints import CheckpointError, load_model
-from napari_mpid.core.network import (
+from napari_mpid.core.model.checkpoints import CheckpointError, load_model
+from napari_mpid.core.model.network import (
     SkipNetwork,
     convert_reference_state_dict,
     network_input,

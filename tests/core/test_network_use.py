@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_mpid.core.auto import FAMILIES, Combination, combine, family_of, network_decision
-from napari_mpid.core.engine import _record, denoise_planes
+from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.engine.parts import record_choice
 from napari_mpid.core.noise import correlated_noise, estimate_noise_channels
 from napari_mpid.core.params import ParameterError, preset
 
@@ -151,7 +152,7 @@ def test_a_filling_rejected_as_a_copy_of_the_plane_is_recorded_with_no_weight():
     held = np.random.default_rng(0).random(plane.shape[1:]) < 0.04
     _, how = combine(plane, {"filling": plane.copy()}, held, estimate_noise_channels(plane))
 
-    choice = _record({}, how, "filling")
+    choice = record_choice({}, how, "filling")
 
     assert how.rejected == ("filling",)
     assert choice["blend_weight"] == 0.0 and choice["shares"]["network"] == 0.0

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.checkpoints import load_model
+from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import FillParams
-from napari_mpid.core.plan import make_plan
+from napari_mpid.core.run.plan import make_plan
 
 
 @pytest.mark.parametrize("planes, asked, used", [(3, 5, 2), (2, 3, 1), (3, 2, 2), (5, 1, 1)])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_mpid.core.auto import combine, neighbour_candidates
+from napari_mpid.core.auto.registration import estimate_shift, shift_plane
 from napari_mpid.core.noise import NoiseEstimate
-from napari_mpid.core.registration import estimate_shift, shift_plane
 
 from .helpers import filaments
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.checkpoints import load_model
 from napari_mpid.core.engine import denoise_planes
-from napari_mpid.core.filling import IterativeFiller
+from napari_mpid.core.fill.single import IterativeFiller
+from napari_mpid.core.fill.stacked import StackedFiller
+from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import preset
-from napari_mpid.core.stacked import StackedFiller
 
 
 def _run(gen):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core.devices import DeviceError, available_devices, resolve_device
-from napari_mpid.core.normalization import fit_scale
 from napari_mpid.core.params import FillParams, ParameterError, preset, preset_name
-from napari_mpid.core.tiling import Tile, blend_weights, plan_tiles
+from napari_mpid.core.run.devices import DeviceError, available_devices, resolve_device
+from napari_mpid.core.run.normalization import fit_scale
+from napari_mpid.core.run.tiling import Tile, blend_weights, plan_tiles
 
 
 @pytest.mark.parametrize("h, w, tile, overlap", [(300, 200, 128, 32), (4096, 4096, 1024, 64), (130, 129, 64, 16)])
@@ -32,7 +32,7 @@ def test_blending_an_identity_reproduces_the_plane():
 
 def _eager_blend_weights(tiles, height, width):
     """The weights as computed before they were lazy: every tile's ramps summed over the whole plane."""
-    from napari_mpid.core.tiling import _ramp
+    from napari_mpid.core.run.tiling import _ramp
 
     tops, lefts = sorted({u.top for u in tiles}), sorted({u.left for u in tiles})
     raw = []
@@ -81,8 +81,8 @@ def test_planning_a_huge_plane_allocates_nothing_per_pixel(side, tiny_model):
     import time
     import tracemalloc
 
-    from napari_mpid.core.checkpoints import load_model
-    from napari_mpid.core.plan import make_plan
+    from napari_mpid.core.model.checkpoints import load_model
+    from napari_mpid.core.run.plan import make_plan
 
     model = load_model(tiny_model, "cpu")
     params = FillParams(model=tiny_model, tile_size=512, context=0, stack_planes=1, device="cpu")
@@ -173,7 +173,7 @@ def test_unknown_preset():
 
 
 def test_precision_auto_resolves_per_device():
-    from napari_mpid.core.devices import resolve_precision
+    from napari_mpid.core.run.devices import resolve_precision
 
     assert resolve_precision("float32", torch.device("cpu")) == "float32"
     assert resolve_precision("bfloat16", torch.device("cpu")) == "bfloat16"

@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid.core import auto, timing
+from napari_mpid.core import auto
 from napari_mpid.core.cache import CACHE_ENV, user_cache_dir
-from napari_mpid.core.checkpoints import load_model
-from napari_mpid.core.params import FillParams
-from napari_mpid.core.plan import make_plan
-from napari_mpid.core.timing import (
+from napari_mpid.core.engine import timing
+from napari_mpid.core.engine.timing import (
     CACHE_FILE,
     Calibration,
     EtaTracker,
@@ -25,6 +23,9 @@ from napari_mpid.core.timing import (
     run_seconds,
     save_calibration,
 )
+from napari_mpid.core.model.checkpoints import load_model
+from napari_mpid.core.params import FillParams
+from napari_mpid.core.run.plan import make_plan
 
 CPU = torch.device("cpu")
 MODEL = "random-init:1:single"

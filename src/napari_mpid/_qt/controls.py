@@ -19,7 +19,7 @@ from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox, Widget
 
-from ..core.params import BUNDLED_MODELS, FillParams, field_kind
+from napari_mpid.core.params import BUNDLED_MODELS, FillParams, field_kind
 
 __all__ = [
     "AUTOMATIC_TEXT",

@@ -1,10 +1,10 @@
 """A rough run time, shown before Run: the plan's filling work times a speed.
 
 Where this machine's speed was measured (:func:`calibrate_for`, cached per
-device, precision and model; see :mod:`napari_mpid.core.timing`), the run's
+device, precision and model; see :mod:`napari_mpid.core.engine.timing`), the run's
 plan is timed with it, start-up and the auto preset's mix included. With the
 auto preset and the layer's data at hand, the first plane is asked whether
-the network will run at all (:func:`~napari_mpid.core.timing.network_decision`):
+the network will run at all (:func:`~napari_mpid.core.engine.timing.network_decision`):
 if not, the planes cost only the blur mix.
 
 Otherwise the work is counted in megapixel-iterations (one filling
@@ -21,10 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.checkpoints import LoadedModel
-from ..core.engine import CONTEXT_CROP, CONTEXT_PASSES
-from ..core.plan import Plan
-from ..core.timing import (
+from napari_mpid.core.engine import CONTEXT_CROP, CONTEXT_PASSES
+from napari_mpid.core.engine.timing import (
     MIX_FALLBACK,
     Calibration,
     EtaTracker,
@@ -36,6 +34,8 @@ from ..core.timing import (
     network_decision,
     run_seconds,
 )
+from napari_mpid.core.model.checkpoints import LoadedModel
+from napari_mpid.core.run.plan import Plan
 
 __all__ = [
     "CPU_SECONDS_PER_MEGAPIXEL",
@@ -128,7 +128,7 @@ def network_for(plan: Plan, source: Any = None) -> tuple[bool, str]:
     Only the auto preset may leave the network out: always with network
     "never" (or 0 iterations); with network "auto", where the noise of
     ``source`` (the layer's data) says so, asked on the plane the engine asks
-    first (:func:`~napari_mpid.core.timing.decision_plane`; read and scaled
+    first (:func:`~napari_mpid.core.engine.timing.decision_plane`; read and scaled
     once per data and normalisation, the answer is kept for the next call).
     Without ``source`` the network is assumed to run.
     """
@@ -159,7 +159,7 @@ def network_for(plan: Plan, source: Any = None) -> tuple[bool, str]:
 
 
 def eta_tracker(plan: Plan, device: torch.device, source: Any = None) -> EtaTracker:
-    """An :class:`~napari_mpid.core.timing.EtaTracker` for a run, started from this module's estimate."""
+    """An :class:`~napari_mpid.core.engine.timing.EtaTracker` for a run, started from this module's estimate."""
     return EtaTracker(estimate_seconds(plan, device, source=source))
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.axes import AXIS_LETTERS, axes_from_labels, resolve_axes
-from ..core.engine import DenoiseResult, InputError
-from .stores import PlaneStore, pyramid
+from napari_mpid._qt.stores import PlaneStore, pyramid
+from napari_mpid.core.engine import DenoiseResult, InputError
+from napari_mpid.core.run.axes import AXIS_LETTERS, axes_from_labels, resolve_axes
 
 __all__ = [
     "first_sentence",
@@ -34,11 +34,11 @@ def full_resolution(layer: Any) -> Any:
 def guess_axes(layer: Any) -> str:
     """Axes letters for an Image layer's data from its axis_labels and rgb flag.
 
-    The labels are mapped by :func:`~napari_mpid.core.axes.axes_from_labels`
+    The labels are mapped by :func:`~napari_mpid.core.run.axes.axes_from_labels`
     (the one map shared with the reader and writer: "z", "time", "channel",
     "y", ... give their letter, others "Q", a plane axis); an RGB layer gets
     a trailing "S". Falls back to a guess from the shape
-    (:func:`~napari_mpid.core.axes.resolve_axes`) when the labels do not
+    (:func:`~napari_mpid.core.run.axes.resolve_axes`) when the labels do not
     name both Y and X.
     """
     shape = tuple(np.shape(full_resolution(layer)))

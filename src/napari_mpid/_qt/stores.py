@@ -38,7 +38,7 @@ class PlaneStore:
     shape : sequence of int
         The input's shape.
     axes : str
-        Its axes (see :mod:`napari_mpid.core.axes`): one chunk per plane
+        Its axes (see :mod:`napari_mpid.core.run.axes`): one chunk per plane
         along the plane axes, :data:`CHUNK_SIDE` along Y and X, the whole S axis.
     name : str
         Part of the temporary directory's name (e.g. "denoised").

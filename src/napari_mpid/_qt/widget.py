@@ -38,13 +38,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
 
-from ..core.checkpoints import CheckpointError, LoadedModel, load_model
-from ..core.devices import DeviceError, available_devices, resolve_device
-from ..core.engine import DenoiseResult, InputError, Progress, denoise_planes, resolve_axes
-from ..core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
-from ..core.plan import Plan, make_plan
-from ..core.timing import Calibration, EtaTracker, calibration_key
-from .controls import (
+from napari_mpid._qt.controls import (
     ModelPicker,
     device_tooltip,
     field_control,
@@ -53,9 +47,23 @@ from .controls import (
     narrow_combo,
     wrap_tooltip,
 )
-from .estimate import calibrate_for, calibration_for, estimate_text, eta_tracker
-from .layers import axes_help, first_sentence, full_resolution, guess_axes, publish, result_names, result_summary
-from .stores import PlaneStore, is_in_memory
+from napari_mpid._qt.estimate import calibrate_for, calibration_for, estimate_text, eta_tracker
+from napari_mpid._qt.layers import (
+    axes_help,
+    first_sentence,
+    full_resolution,
+    guess_axes,
+    publish,
+    result_names,
+    result_summary,
+)
+from napari_mpid._qt.stores import PlaneStore, is_in_memory
+from napari_mpid.core.engine import DenoiseResult, InputError, Progress, denoise_planes, resolve_axes
+from napari_mpid.core.engine.timing import Calibration, EtaTracker, calibration_key
+from napari_mpid.core.model.checkpoints import CheckpointError, LoadedModel, load_model
+from napari_mpid.core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
+from napari_mpid.core.run.devices import DeviceError, available_devices, resolve_device
+from napari_mpid.core.run.plan import Plan, make_plan
 
 __all__ = ["ADVANCED", "MAIN", "MPI_SETTINGS", "STACK", "STACK_AXES", "DenoiseWidget", "preset_help", "progress_text"]
 

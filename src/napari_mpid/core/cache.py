@@ -1,6 +1,6 @@
 """Where napari-mpid keeps what it computes or downloads once per machine (standard library only).
 
-Used by the time-estimate calibration (:mod:`napari_mpid.core.timing`) and
+Used by the time-estimate calibration (:mod:`napari_mpid.core.engine.timing`) and
 the downloaded sample data (:mod:`napari_mpid._sample_data`).
 """
 

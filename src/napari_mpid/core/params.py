@@ -41,7 +41,7 @@ CUDA_GRAPHS = ("auto", "off")
 CONTEXT_AXES = ("auto", "Z", "T", "Q")
 #: When the auto preset runs the network, see :func:`napari_mpid.core.auto.network_decision`.
 NETWORK_USE = ("auto", "always", "never")
-#: Intensity scaling policies, see :mod:`napari_mpid.core.normalization`.
+#: Intensity scaling policies, see :mod:`napari_mpid.core.run.normalization`.
 NORMALIZATIONS = ("auto", "percentile", "minmax", "dtype", "none")
 
 

@@ -176,7 +176,7 @@ class SkipNetwork(nn.Module):
         Number of scales (5 in the paper).
     extra_inputs : int
         Further input channels after the masked image and its mask(s): the
-        neighbouring planes of context filling (:mod:`~napari_mpid.core.context`).
+        neighbouring planes of context filling (:mod:`~napari_mpid.core.fill.context`).
         0 for the paper's network.
 
     Notes

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoints import CheckpointError, save_checkpoint
-from .filling import draw_keep_mask
-from .network import SkipNetwork, network_input
+from napari_mpid.core.masks import draw_keep_mask
+from napari_mpid.core.model.checkpoints import CheckpointError, save_checkpoint
+from napari_mpid.core.model.network import SkipNetwork, network_input
+from napari_mpid.core.version import __version__
 
 __all__ = ["PretrainConfig", "PretrainProgress", "Pretrainer", "psnr_style_loss"]
 
@@ -279,8 +280,6 @@ class Pretrainer:
 
     # -- checkpoints --------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        from .. import __version__
-
         c = self.config
         return {
             "mask_scheme": {

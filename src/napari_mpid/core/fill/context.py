@@ -9,7 +9,7 @@ the noise of different planes is independent, the target pixel's own noise
 can never reach its prediction.
 
 - The extra channels' first-layer weights start at zero
-  (:func:`~napari_mpid.core.network.with_extra_inputs`), so before any
+  (:func:`~napari_mpid.core.model.network.with_extra_inputs`), so before any
   fine-tuning the network is exactly the pre-trained plane model; the
   fine-tuning learns how much to trust the neighbours (nothing, when they
   show something else).
@@ -29,126 +29,17 @@ can never reach its prediction.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import torch
 
-from .filling import draw_keep_mask, forward, masked_loss
-from .network import SkipNetwork, with_extra_inputs
-from .optim import adam_for
+from napari_mpid.core.fill.optim import adam_for
+from napari_mpid.core.fill.single import forward, masked_loss
+from napari_mpid.core.masks import correlated_field, draw_keep_mask
+from napari_mpid.core.model.network import SkipNetwork, with_extra_inputs
+from napari_mpid.core.run.stack import PlaneCache, neighbours
 
-__all__ = ["TWIN_SHARE", "ContextFiller", "PlaneCache", "neighbours"]
-
-#: Two planes whose mean squared difference is below this share of one's noise variance are
-#: taken for copies of one another (planes with independent noise differ by twice the variance
-#: at least; the estimate may be ~2x too high on textured planes, hence the margin).
-TWIN_SHARE = 0.1
-
-
-def neighbours(index: int, count: int, context: int, twin: Callable[[int, int], bool] | None = None) -> list[int]:
-    """Indices of the ``context`` planes before and after plane ``index`` of ``count``.
-
-    Order: the farthest before ... the nearest before, the nearest after ...
-    the farthest after. Past an end the stack is reflected (index -1 is 1);
-    a plane is never its own neighbour (in a 2-plane stack both sides see the
-    other plane).
-
-    ``twin(index, j)`` says whether plane j is a copy of plane ``index``
-    (:meth:`PlaneCache.twin`). Copies are taken out of the stack before the
-    neighbours are counted, among the planes within ``2 * context + 2`` of
-    ``index`` (so only those are compared). Where every one of them is a
-    copy, the plain neighbours are returned: a stack of one repeated plane
-    has nothing to add.
-
-    Raises
-    ------
-    ValueError
-        If the stack has fewer than 2 planes.
-    """
-    if count < 2:
-        raise ValueError("context filling needs at least 2 planes")
-    if twin is not None:
-        reach = 2 * context + 2
-        window = range(max(0, index - reach), min(count, index + reach + 1))
-        kept = [j for j in window if j == index or not twin(index, j)]
-        if 1 < len(kept) < len(window):
-            return [kept[j] for j in neighbours(kept.index(index), len(kept), context)]
-    out = []
-    for offset in [*range(-context, 0), *range(1, context + 1)]:
-        j = index + offset
-        period = 2 * (count - 1)
-        j = j % period
-        if j >= count:
-            j = period - j
-        if j == index:  # short stacks: fall back to the nearest other plane on that side
-            j = index - 1 if (offset < 0 and index > 0) or index == count - 1 else index + 1
-        out.append(j)
-    return out
-
-
-class PlaneCache:
-    """Planes of one stack as tensors on the device, loaded on demand, least recently used dropped.
-
-    Parameters
-    ----------
-    load : callable
-        ``load(k)`` returns plane k as a ``(B, C, H, W)`` float32 tensor in
-        [0, 1] on the device: the network's batch for that plane (B = 1, or
-        the f*f sub-images of pixel-shuffle).
-    count : int
-        Planes in the stack.
-    device : torch.device
-    budget : int
-        Bytes of planes kept at most (all of a small stack).
-    """
-
-    def __init__(self, load: Callable[[int], torch.Tensor], count: int, device: torch.device, budget: int) -> None:
-        self.load = load
-        self.count = count
-        self.device = device
-        self.budget = budget
-        self._planes: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._bytes = 0
-        self._twins: dict[tuple[int, int], bool] = {}
-        self._levels: dict[int, float] = {}
-
-    def __len__(self) -> int:
-        return self.count
-
-    def twin(self, i: int, j: int) -> bool:
-        """Whether plane j repeats plane i, noise and all (a duplicated frame); cached.
-
-        Planes with independent noise differ by at least twice its variance
-        (more where the structure differs); a copy differs by nothing, or by
-        its requantisation. Below :data:`TWIN_SHARE` of plane i's noise
-        variance (:func:`~napari_mpid.core.noise.estimate_noise`, on its
-        first sub-image and channel), the planes share their noise.
-        """
-        if i == j:
-            return True
-        key = (min(i, j), max(i, j))
-        if key not in self._twins:
-            if i not in self._levels:
-                from .noise import estimate_noise
-
-                plane = self[i][0, 0].detach().float().cpu().numpy()
-                self._levels[i] = estimate_noise(plane).sigma ** 2 if min(plane.shape) >= 32 else 0.0
-            difference = float(((self[i] - self[j]) ** 2).mean())
-            self._twins[key] = difference < TWIN_SHARE * self._levels[i]
-        return self._twins[key]
-
-    def __getitem__(self, k: int) -> torch.Tensor:
-        if k in self._planes:
-            self._planes.move_to_end(k)
-            return self._planes[k]
-        plane = self.load(k)
-        self._planes[k] = plane
-        self._bytes += plane.numel() * 4
-        while self._bytes > self.budget and len(self._planes) > 1:
-            _, dropped = self._planes.popitem(last=False)
-            self._bytes -= dropped.numel() * 4
-        return plane
+__all__ = ["ContextFiller"]
 
 
 class ContextFiller:
@@ -175,7 +66,7 @@ class ContextFiller:
         Random masks per plane at prediction (each hides ``mask_ratio`` of the pixels).
     shared_mask : bool
         One mask for all channels (gray planes in a 3-channel network, see
-        :class:`~napari_mpid.core.filling.IterativeFiller`).
+        :class:`~napari_mpid.core.fill.single.IterativeFiller`).
     """
 
     def __init__(
@@ -313,14 +204,12 @@ class ContextFiller:
         The neighbour planes' noise is independent of plane k's, but under
         spatially correlated noise the visible pixels of plane k around a
         hidden one carry part of its noise, so the prediction is no longer
-        J-invariant. As :meth:`~napari_mpid.core.filling.IterativeFiller.probe_slope`
+        J-invariant. As :meth:`~napari_mpid.core.fill.single.IterativeFiller.probe_slope`
         measures for the plane filler: plane k (only) is perturbed by a field
         ``delta`` with the noise's autocorrelation, the held-out pixels stay
         hidden, and the slope is ``mean(change * delta) / mean(delta^2)``
         over them. ``holdout`` and ``region`` as in :meth:`predict`.
         """
-        from .auto import correlated_field
-
         center, around = self._inputs(planes, k)
         if region is not None:
             center, around = center[(slice(None), slice(None), *region)], around[(slice(None), slice(None), *region)]

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .plan import Plan
+from napari_mpid.core.errors import InputError
+from napari_mpid.core.run.plan import Plan
 
 __all__ = ["Outputs", "merge_parts", "split_parts"]
 

@@ -12,7 +12,7 @@ optimizer, schedule, step and RNG states so that a run can be resumed.
 
 The authors' checkpoints hold the state dict under ``"params"`` with their
 nested ``Sequential`` names; they are converted with
-:func:`~napari_mpid.core.network.convert_reference_state_dict`. Their shapes
+:func:`~napari_mpid.core.model.network.convert_reference_state_dict`. Their shapes
 tell the architecture: first-layer inputs 2C (per-channel masks) or C + 1
 (shared mask).
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .network import SkipNetwork, convert_reference_state_dict
+from napari_mpid.core.model.network import SkipNetwork, convert_reference_state_dict
 
 __all__ = [
     "CheckpointError",

@@ -12,7 +12,7 @@ The running average is updated with the prediction made *before* the
 optimiser step of the same iteration, as in the authors' loop. BatchNorm stays
 in training mode: the statistics of the image being denoised are used, which
 the paper's ablation and our own measurements show matters (eval-mode
-BatchNorm loses ~0.9 dB on a CSet crop).
+BatchNorm loses clearly on a CSet crop: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -22,45 +22,17 @@ from typing import Any
 
 import torch
 
-from .graphs import cuda_graphs_supported, run_steps
-from .network import SkipNetwork, network_input, pointwise_conv
-from .optim import adam_for
+from napari_mpid.core.fill.graphs import cuda_graphs_supported, run_steps
+from napari_mpid.core.fill.optim import adam_for
+from napari_mpid.core.masks import correlated_field, draw_keep_mask, injected_keep_mask
+from napari_mpid.core.model.network import SkipNetwork, network_input, pointwise_conv
 
 __all__ = [
     "IterativeFiller",
-    "draw_keep_mask",
     "forward",
-    "injected_keep_mask",
     "masked_loss",
     "update_running_average",
 ]
-
-
-def draw_keep_mask(
-    shape: tuple[int, ...],
-    mask_ratio: float,
-    generator: torch.Generator,
-    device: torch.device | str,
-) -> torch.Tensor:
-    """Bernoulli keep-mask drawn on ``device``: 1 = visible, 0 = dropped.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        ``(B, K, H, W)`` with K = C (multi-channel mask) or 1 (shared mask).
-    mask_ratio : float
-        Probability that a pixel is dropped, 0 < p < 1.
-    generator : torch.Generator
-        Generator on ``device`` (drawing on the device avoids a host copy per
-        iteration).
-
-    Returns
-    -------
-    torch.Tensor
-        float32 tensor of 0s and 1s.
-    """
-    uniform = torch.rand(shape, generator=generator, device=device)
-    return (uniform >= mask_ratio).to(torch.float32)
 
 
 def masked_loss(prediction: torch.Tensor, target: torch.Tensor, keep_mask: torch.Tensor) -> torch.Tensor:
@@ -71,14 +43,6 @@ def masked_loss(prediction: torch.Tensor, target: torch.Tensor, keep_mask: torch
     to that scale. ``keep_mask`` broadcasts over channels when it has one.
     """
     return ((prediction - target).square() * (1.0 - keep_mask)).mean()
-
-
-def injected_keep_mask(
-    keep_masks: torch.Tensor | Callable[[int], torch.Tensor], t: int, device: torch.device
-) -> torch.Tensor:
-    """Keep-mask of (0-based) iteration ``t`` from a tensor of masks or a function of t (tests)."""
-    keep = keep_masks(t) if callable(keep_masks) else keep_masks[t]
-    return keep.to(device, torch.float32)
 
 
 @torch.no_grad()
@@ -285,14 +249,12 @@ class IterativeFiller:
         noise: with the current weights and a random mask that keeps the
         held-out pixels hidden, the input is perturbed by a small field
         ``delta`` with the noise's autocorrelation
-        (:func:`~napari_mpid.core.auto.correlated_field`); any change of the
+        (:func:`~napari_mpid.core.masks.correlated_field`); any change of the
         held-out predictions then comes from neighbours whose noise is
         correlated with theirs. Returns ``mean(change * delta) /
         mean(delta^2)`` over the held-out pixels, the slope that
         :func:`~napari_mpid.core.auto.combine` needs.
         """
-        from .auto import correlated_field
-
         net, holdout = self.network, self._holdout
         b, _, h, w = image.shape
         counted = holdout.to(image.dtype).expand_as(image)
@@ -319,7 +281,7 @@ def forward(network: SkipNetwork, net_input: torch.Tensor, precision: str, chann
     ----------
     network : SkipNetwork
     net_input : torch.Tensor
-        ``(B, C + K [+ extra], H, W)``, see :func:`~napari_mpid.core.network.network_input`.
+        ``(B, C + K [+ extra], H, W)``, see :func:`~napari_mpid.core.model.network.network_input`.
     precision : str
         "float32" or "bfloat16".
     channels_last : bool

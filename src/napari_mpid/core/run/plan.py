@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .axes import resolve_axes
-from .checkpoints import LoadedModel
-from .devices import resolve_precision
-from .errors import InputError
-from .params import FillParams
-from .tiling import Tile, blend_weights, plan_tiles
+from napari_mpid.core.errors import InputError
+from napari_mpid.core.model.checkpoints import LoadedModel
+from napari_mpid.core.params import FillParams
+from napari_mpid.core.run.axes import resolve_axes
+from napari_mpid.core.run.devices import resolve_precision
+from napari_mpid.core.run.tiling import Tile, blend_weights, plan_tiles
 
 __all__ = [
     "BYTES_PER_PIXEL",
@@ -145,7 +145,7 @@ class Plan:
         1-channel model, else 1.
     tiles, weights : list, sequence
         Tiles of a plane and their blend weights (``weights[k]``: tile k's,
-        computed when asked, see :class:`~napari_mpid.core.tiling.BlendWeights`;
+        computed when asked, see :class:`~napari_mpid.core.run.tiling.BlendWeights`;
         empty for one tile).
     stack : int
         Planes filled at once (stack mode) when > 1.

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.nn import functional as F
 
-from .filling import draw_keep_mask, injected_keep_mask, update_running_average
-from .graphs import cuda_graphs_supported, run_steps
-from .network import LEAKY_SLOPE, SkipNetwork, reflect_pad
-from .optim import adam_for
+from napari_mpid.core.fill.graphs import cuda_graphs_supported, run_steps
+from napari_mpid.core.fill.optim import adam_for
+from napari_mpid.core.fill.single import update_running_average
+from napari_mpid.core.masks import draw_keep_mask, injected_keep_mask
+from napari_mpid.core.model.network import LEAKY_SLOPE, SkipNetwork, reflect_pad
 
 __all__ = ["StackedFiller", "stacked_forward"]
 
@@ -100,7 +101,7 @@ class StackedFiller:
     initial_state : dict
         Pre-trained state dict (on the device); copied N times per run.
     beta, mask_ratio, learning_rate, precision, cuda_graph, shared_mask
-        As in :class:`~napari_mpid.core.filling.IterativeFiller`.
+        As in :class:`~napari_mpid.core.fill.single.IterativeFiller`.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Intensity scales of a run: one per channel of a stack, fitted from its planes.
 
-The policies themselves are in :mod:`napari_mpid.core.normalization`; this
+The policies themselves are in :mod:`napari_mpid.core.run.normalization`; this
 module decides which values each scale is fitted on. Planes are read one at
 a time (the source may be lazy: dask, zarr, a memory-mapped TIFF), and at
 most :data:`MAX_SAMPLES` values are kept per channel, taken evenly from every
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .normalization import IntensityScale, auto_scale, fit_scale, scale_from_sample
-from .plan import Plan
+from napari_mpid.core.run.normalization import IntensityScale, auto_scale, fit_scale, scale_from_sample
+from napari_mpid.core.run.plan import Plan
 
 __all__ = ["MAX_SAMPLES", "channel_of", "count_outside", "fit_scales"]
 
@@ -43,7 +43,7 @@ def fit_scales(source: Any, plan: Plan, policy: str, notes: list[str] | None = N
     most :data:`MAX_SAMPLES` values in all. ``outside`` is not counted here:
     the run counts out-of-range values plane by plane as it reads them.
     "auto" reads every plane for the exact range (see
-    :func:`~napari_mpid.core.normalization.auto_scale`) and appends its
+    :func:`~napari_mpid.core.run.normalization.auto_scale`) and appends its
     reasons to ``notes`` when given.
     """
     dtype = np.dtype(getattr(source, "dtype", np.float64))

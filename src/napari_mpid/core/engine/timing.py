@@ -6,7 +6,7 @@ seconds: a fixed part (kernel launches, Python, small-tensor work) that
 dominates small planes on GPUs, and a part that grows with the pixels. How
 large each is depends on the processor (threads, AVX-512, bf16 support),
 the GPU, the precision and the network, so :func:`calibrate` measures them
-here: after warm-up, a few steps of :class:`~napari_mpid.core.filling.IterativeFiller`
+here: after warm-up, a few steps of :class:`~napari_mpid.core.fill.single.IterativeFiller`
 on two plane sizes, with the run's model, precision and CUDA-graph mode,
 then the auto preset's noise estimate and blur mix on a small plane.
 The result is a :class:`Calibration`, cached as JSON in the user cache
@@ -14,7 +14,7 @@ folder (:func:`~napari_mpid.core.cache.user_cache_dir`) under a key of the
 device's name, the torch version, the precision, the model and the
 CUDA-graph mode: a new GPU, torch or model gets a new calibration.
 
-:func:`run_seconds` turns a :class:`~napari_mpid.core.plan.Plan` and a
+:func:`run_seconds` turns a :class:`~napari_mpid.core.run.plan.Plan` and a
 calibration into seconds; :func:`network_decision` says whether the auto
 preset will run the network at all on a plane (when it does not, a plane
 costs only the blur mix); :class:`EtaTracker` refines the time left from
@@ -41,15 +41,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .assemble import split_parts
-from .cache import user_cache_dir
-from .checkpoints import LoadedModel, load_model
-from .devices import resolve_precision
-from .engine import CONTEXT_CROP, CONTEXT_PASSES
-from .filling import IterativeFiller
-from .graphs import GRAPH_WARMUP, cuda_graphs_supported
-from .plan import Plan, model_mask_ratio
-from .scales import channel_of, fit_scales
+from napari_mpid.core.cache import user_cache_dir
+from napari_mpid.core.engine import CONTEXT_CROP, CONTEXT_PASSES
+from napari_mpid.core.fill.graphs import GRAPH_WARMUP, cuda_graphs_supported
+from napari_mpid.core.fill.single import IterativeFiller
+from napari_mpid.core.model.checkpoints import LoadedModel, load_model
+from napari_mpid.core.run.assemble import split_parts
+from napari_mpid.core.run.devices import resolve_precision
+from napari_mpid.core.run.plan import Plan, model_mask_ratio
+from napari_mpid.core.run.scales import channel_of, fit_scales
 
 __all__ = [
     "CACHE_FILE",
@@ -240,8 +240,8 @@ def _fluorescence_like(side: int, planes: int, seed: int) -> list[np.ndarray]:
 
 def _time_mix(clock: Callable[[], float], notes: list[str]) -> tuple[float, float]:
     """Seconds per megapixel of the auto preset's mix: one plane alone, and with neighbour planes."""
-    from . import auto
-    from .noise import estimate_noise_channels
+    from napari_mpid.core import auto
+    from napari_mpid.core.noise import estimate_noise_channels
 
     planes = _fluorescence_like(MIX_SIDE, MIX_STACK, seed=0)
     held = np.random.default_rng(1).random((MIX_SIDE, MIX_SIDE)) < auto.HOLDOUT_FRACTION
@@ -389,7 +389,7 @@ def network_decision(part: np.ndarray) -> tuple[bool, str]:
     Asks :func:`napari_mpid.core.auto.network_decision` where that exists;
     otherwise the network always runs.
     """
-    from . import auto
+    from napari_mpid.core import auto
 
     decide = getattr(auto, "network_decision", None)
     if decide is None:

@@ -1,0 +1,369 @@
+"""The run modes: plane by plane (the paper), stacks of planes at once, static scenes and context filling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_mpid.core.auto import CORRELATED, choose_filling, combine, neighbour_candidates
+from napari_mpid.core.engine.parts import PlaneFiller, held_out_pixels, record_choice, wants_network
+from napari_mpid.core.fill.context import ContextFiller
+from napari_mpid.core.model.checkpoints import LoadedModel
+from napari_mpid.core.noise import NoiseEstimate, estimate_noise_channels
+from napari_mpid.core.params import FillParams
+from napari_mpid.core.results import Progress
+from napari_mpid.core.run.assemble import check_finite, merge_parts, split_parts
+from napari_mpid.core.run.normalization import IntensityScale
+from napari_mpid.core.run.plan import memory_budget, plane_seed
+from napari_mpid.core.run.scales import channel_of, count_outside
+from napari_mpid.core.run.stack import PlaneCache
+from napari_mpid.core.run.tiling import blend_weights, plan_tiles
+
+__all__ = [
+    "CONTEXT_CROP",
+    "CONTEXT_PASSES",
+    "STATIC_EXCESS",
+    "Run",
+    "context_mode",
+    "plane_by_plane",
+    "stack_mode",
+    "static_mode",
+]
+
+#: Context filling: random masks per plane at prediction, and the side of the fit's crops.
+CONTEXT_PASSES = 8
+CONTEXT_CROP = 256
+#: ``part`` argument of :func:`plane_seed` for the fit's generator (never a colour part).
+_FIT_PART = 7
+
+
+class Run:
+    """What the loops of one run share: the plan, the source, scales, outputs, progress."""
+
+    def __init__(self, plan, source, scales, outputs, filler, numbers, preview_every) -> None:
+        self.plan, self.source, self.scales, self.outputs = plan, source, scales, outputs
+        self.filler: PlaneFiller = filler
+        self.numbers: list[int] = numbers
+        self.preview_every = preview_every
+        self.params: FillParams = plan.params
+        self.start = time.perf_counter()
+        self.outside = 0
+        self.warnings: list[str] = []
+
+    def read(self, number: int, count: bool = True) -> tuple[tuple[int, ...], np.ndarray, IntensityScale]:
+        """Plane ``number`` as stored (Y, X[, S]), its index and scale; ``count`` its out-of-range values."""
+        plan = self.plan
+        index = plan.planes[number]
+        plane = plan.read(self.source, index)
+        if not isinstance(self.source, np.ndarray):
+            check_finite(plane, f"plane {index}")
+        scale = self.scales[channel_of(plan, index)]
+        if count and self.params.normalization in ("auto", "percentile", "none"):
+            self.outside += count_outside(plane[..., :3] if plan.samples else plane, scale)
+        return index, plane, scale
+
+    def progress(self, position: int, number: int, t: int, **extra: Any) -> Progress:
+        return Progress(
+            position + 1,
+            len(self.numbers),
+            t,
+            self.params.iterations,
+            elapsed=time.perf_counter() - self.start,
+            parts=self.plan.parts,
+            tiles=len(self.plan.tiles),
+            number=number,
+            **extra,
+        )
+
+    def wants_preview(self, t: int) -> bool:
+        every = self.preview_every
+        return bool(every) and (t % every == 0 or t == self.params.iterations)
+
+    def preview(self, scale: IntensityScale, done: list[np.ndarray], todo: list[np.ndarray], plane: np.ndarray):
+        parts = [*done, scale.inverse(self.filler.preview()), *todo]
+        return merge_parts(plane, parts, self.plan)
+
+
+def plane_by_plane(run: Run) -> Generator[Progress, None, None]:
+    """The paper's filling: every plane (and colour part, and tile) with its own fine-tuning."""
+    plan, filler, iterations = run.plan, run.filler, run.params.iterations
+    for position, number in enumerate(run.numbers):
+        index, plane, scale = run.read(number)
+        parts = split_parts(plane, plan)
+        filled: list[np.ndarray] = []
+        for part_no, part in enumerate(parts):
+            gen = filler.fill(scale.forward(part), number, part_no)
+            try:
+                while True:
+                    tile, t = next(gen)
+                    shown = run.preview(scale, filled, parts[part_no + 1 :], plane) if run.wants_preview(t) else None
+                    yield run.progress(position, number, t, tile=tile, part=part_no + 1, preview=shown)
+            except StopIteration as stop:
+                filled.append(scale.inverse(stop.value))
+        run.outputs.write(index, plane, merge_parts(plane, filled, plan))
+        yield run.progress(position, number, iterations, tile=len(plan.tiles), part=plan.parts, event="plane")
+
+
+def stack_mode(run: Run) -> Generator[Progress, None, None]:
+    """Planes with their own weights in one set of kernels (GPU); every plane gets the masks it gets alone."""
+    plan, filler, numbers = run.plan, run.filler, run.numbers
+    for first in range(0, len(numbers), plan.stack):
+        chunk = numbers[first : first + plan.stack]
+        loaded = [run.read(n) for n in chunk]
+        gen = filler.fill_stack([scale.forward(split_parts(plane, plan)[0]) for _, plane, scale in loaded], chunk)
+        try:
+            while True:
+                t = next(gen)
+                shown = run.preview(loaded[0][2], [], [], loaded[0][1]) if run.wants_preview(t) else None
+                yield run.progress(first, chunk[0], t, preview=shown, group=len(chunk))
+        except StopIteration as stop:
+            for (index, plane, scale), result in zip(loaded, stop.value):
+                run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
+        yield run.progress(
+            first, chunk[0], run.params.iterations, group=len(chunk), event="plane", tile=len(plan.tiles),
+            part=plan.parts,
+        )  # fmt: skip
+
+
+#: ``static_scene``: a plane whose difference to the (brightness-matched) mean of its series
+#: exceeds this many times what its noise explains is reported: the scene may have moved
+#: (:func:`static_excess`, the largest of a series). Between FMD's static series and its
+#: drifting ones; the ratios are in docs/benchmarks.md, "Stacks" (benchmarks/reference_limits.py).
+STATIC_EXCESS = 1.6
+
+
+def static_mode(run: Run) -> Generator[Progress, None, None]:
+    """Repeated exposures of one scene: every series averaged, its mean filled as one plane, written to all.
+
+    The planes are read twice (summed, then compared and written one by one)
+    so that a long series never has to fit in memory.
+    """
+    plan, filler, iterations = run.plan, run.filler, run.params.iterations
+    letters = [a for a in plan.axes if a not in "YXS"]
+    wanted = set(run.numbers)
+    position = 0
+
+    def exposure(number: int, count: bool) -> tuple[tuple[int, ...], np.ndarray, IntensityScale, list[np.ndarray]]:
+        index, plane, scale = run.read(number, count=count)
+        return index, plane, scale, [scale.forward(part) for part in split_parts(plane, plan)]
+
+    for series in plan.series:
+        if not wanted.intersection(series):
+            continue
+        sums: list[np.ndarray] = []
+        for number in series:
+            *_, parts = exposure(number, count=True)
+            sums = parts if not sums else [total + part for total, part in zip(sums, parts)]
+        means = [total / len(series) for total in sums]
+        filled: list[np.ndarray] = []
+        for part_no, mean in enumerate(means):
+            gen = filler.fill(mean, series[0], part_no)
+            try:
+                while True:
+                    tile, t = next(gen)
+                    yield run.progress(position, series[0], t, tile=tile, part=part_no + 1)
+            except StopIteration as stop:
+                filled.append(stop.value)
+        moved = {}
+        for number in series:
+            index, plane, scale, parts = exposure(number, count=False)
+            excess = static_excess(parts, means, len(series))
+            if excess > STATIC_EXCESS:
+                moved[" ".join(f"{a}={i}" for a, i in zip(letters, index))] = excess
+            if number in wanted:
+                run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(f) for f in filled], plan))
+                yield run.progress(position, number, iterations, tile=len(plan.tiles), part=plan.parts, event="plane")
+                position += 1
+        if moved:
+            shown = ", ".join(list(moved)[:5]) + (", ..." if len(moved) > 5 else "")
+            run.warnings.append(
+                f"static_scene: {len(moved)} of {len(series)} planes differ from the mean of their series by up "
+                f"to {max(moved.values()):.1f}x their noise variance ({shown}): the scene may not be static, "
+                "and the result shows the mean"
+            )
+
+
+def static_excess(parts: list[np.ndarray], means: list[np.ndarray], count: int) -> float:
+    """How much more a plane differs from its series' mean (scaled to its brightness) than noise would make it.
+
+    For exposures of one scene with independent noise of variance v, a plane
+    minus the mean of all ``count`` differs by ``v (1 - 1/count)``; the ratio
+    of the measured difference to that (the plane's noise from
+    :func:`~napari_mpid.core.noise.estimate_noise`) is ~1, and grows with
+    whatever moved or changed.
+    """
+    excess = []
+    for part, mean in zip(parts, means):
+        gain = float(np.sum(part * mean) / max(float(np.sum(mean * mean)), 1e-12))
+        variance = float(np.mean(estimate_noise_channels(part).variance(part))) * (1 - 1 / count)
+        excess.append(float(np.mean((part - gain * mean) ** 2)) / max(variance, 1e-12))
+    return max(excess)
+
+
+def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch.Tensor]]):
+    """Context filling: per series, fit one network with neighbour planes, then predict its planes."""
+    plan, filler, p = run.plan, run.filler, run.params
+    f = p.pd_factor
+    wanted = set(run.numbers)
+    sub_h, sub_w = -(-plan.height // f), -(-plan.width // f)
+    tile = max(p.tile_size // f, model.network.min_size)
+    tiles = plan_tiles(sub_h, sub_w, tile, p.tile_overlap // f)
+    weights = blend_weights(tiles, sub_h, sub_w) if len(tiles) > 1 else []
+    crop = min(CONTEXT_CROP, tile)
+    cfiller = ContextFiller(
+        model.network,
+        model.state,
+        plan.context,
+        mask_ratio=p.mask_ratio,
+        learning_rate=p.learning_rate,
+        precision=filler.precision,
+        channels_last=filler.filler.channels_last,
+        crop_size=crop,
+        passes=CONTEXT_PASSES,
+        shared_mask=plan.samples == 0 and model.network.channels == 3,
+    )
+    # Work units: a fit step on one crop is 1; predicting a plane is ~1/3 of a
+    # step (forward only) per pass and per crop-sized area.
+    fit_unit = 1.0
+    plane_unit = CONTEXT_PASSES / 3 * (sub_h * sub_w) / (crop * crop)
+    todo_series = [(k, series) for k, series in enumerate(plan.series) if wanted.intersection(series)]
+    # Whether each series runs the network, from the noise of its middle plane (as the mask ratio).
+    decisions: dict[int, tuple[NoiseEstimate, bool, str]] = {}
+    if p.adaptive:
+        for k, series in todo_series:
+            _, plane, scale = run.read(series[len(series) // 2], count=False)
+            middle = np.asarray(scale.forward(split_parts(plane, plan)[0]), dtype=np.float32)
+            noise = estimate_noise_channels(middle)
+            decisions[k] = (noise, *wants_network(p, middle, noise))
+    network = {k: not p.adaptive or decisions[k][1] for k, _ in todo_series}
+    total = sum((0 if k in fitted or not network[k] else p.iterations) * fit_unit for k, _ in todo_series)
+    total += len(wanted) * plane_unit
+    done, position = 0.0, 0
+    budget = int(min(2**30, max(64 * 2**20, 0.25 * memory_budget(p, filler.device)[0])))
+
+    def status(number: int, **extra: Any) -> Progress:
+        return run.progress(position, number, extra.pop("t", 0), done=done, total=total, **extra)
+
+    def held_out(number: int) -> np.ndarray:
+        return held_out_pixels(p.seed, number, (plan.height, plan.width))
+
+    for k, series in todo_series:
+
+        def load(j: int, series=series) -> torch.Tensor:
+            _, plane, scale = run.read(series[j], count=False)
+            return filler.to_batch(scale.forward(split_parts(plane, plan)[0]))
+
+        planes = PlaneCache(load, len(series), filler.device, budget)
+        holdouts: dict[int, torch.Tensor] = {}
+
+        def holdout(j: int, series=series, holdouts=holdouts) -> torch.Tensor:
+            if j not in holdouts:
+                holdouts[j] = filler.holdout_batch(held_out(series[j]))[:, :1]
+            return holdouts[j]
+
+        if p.adaptive:
+            # The mask ratio of the whole stack, from the noise of its middle plane.
+            noise, _, network_why = decisions[k]
+            changes, why = choose_filling(noise, p.mask_ratio)
+            cfiller.mask_ratio = changes["mask_ratio"]
+            plan.notes.append(f"auto, stack {k + 1}: {network_why}" + (f"; {why}" if network[k] else ""))
+        if not network[k]:
+            pass
+        elif k in fitted:
+            cfiller.network.load_state_dict(fitted[k])
+        else:
+            gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, series[0], part=_FIT_PART))
+            for t in cfiller.fit(planes, p.iterations, gen, holdout if p.adaptive else None):
+                done += fit_unit
+                yield status(series[0], t=t, stage="fit")
+            fitted[k] = {name: v.detach().clone() for name, v in cfiller.network.state_dict().items()}
+        for j, number in enumerate(series):
+            if number not in wanted:
+                continue
+            index, plane, scale = run.read(number)
+            gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number))
+            hold = holdout(j) if p.adaptive else None
+            if not network[k]:
+                batch = None
+            elif not tiles or len(tiles) == 1:
+                batch = cfiller.predict(planes, j, gen, holdout=hold)
+            else:
+                batch = torch.zeros_like(planes[j])
+                for t_no, t in enumerate(tiles):
+                    region = t.slices
+                    part = cfiller.predict(
+                        planes, j, gen, region, holdout=None if hold is None else hold[(..., *region)]
+                    )
+                    batch[(slice(None), slice(None), *region)] += part * torch.from_numpy(weights[t_no]).to(part)
+            noisy = scale.forward(split_parts(plane, plan)[0])
+            result = None if batch is None else filler.from_batch(batch, noisy.shape[0], plan.height, plan.width)
+            if p.adaptive:
+
+                def plane_at(i: int, planes=planes, c=noisy.shape[0]) -> np.ndarray:
+                    return filler.from_batch(planes[i], c, plan.height, plan.width)
+
+                def probe(noise: NoiseEstimate, j=j, number=number, hold=hold, planes=planes) -> float:
+                    # On the first tile of a tiled plane: the slope is a property of the network.
+                    region = tiles[0].slices if tiles and len(tiles) > 1 else None
+                    gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 1)
+                    part = hold if region is None else hold[(..., *region)]
+                    return cfiller.probe_slope(planes, j, noise.correlation, noise.sigma, gen, part, region)
+
+                result = _finish_context(
+                    filler, noisy, result, held_out(number), number, cfiller.mask_ratio, plane_at, len(series), j,
+                    plan.context, probe, planes.twin, decisions[k][2],
+                )  # fmt: skip
+            run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
+            done += plane_unit
+            yield status(number, t=p.iterations, stage="predict", event="plane")
+            position += 1
+
+
+def _finish_context(
+    filler: PlaneFiller,
+    noisy: np.ndarray,
+    result: np.ndarray | None,
+    held: np.ndarray,
+    number: int,
+    mask_ratio: float,
+    plane_at: Callable[[int], np.ndarray],
+    count: int,
+    index: int,
+    context: int,
+    probe: Callable[[NoiseEstimate], float],
+    twin: Callable[[int, int], bool] | None = None,
+    network_reason: str = "",
+) -> np.ndarray:
+    """Auto preset, context filling: mix the prediction with means of the other planes, fuse with the noisy pixel.
+
+    ``result`` is None where the network did not run: the means and the
+    plane's blurs are mixed alone. ``plane_at(i)`` gives plane i of the series (``count`` planes) in [0, 1].
+    Under spatially correlated noise the prediction follows the plane's own
+    noise with a slope that ``probe(noise)`` measures; it is otherwise
+    J-invariant. ``twin(i, j)`` says whether plane j copies plane i (left
+    out of the neighbour means). See :func:`~napari_mpid.core.auto.combine`.
+    """
+    noise = estimate_noise_channels(noisy)
+    network = result is not None
+    slope = probe(noise) if network and noise.correlation >= CORRELATED else 0.0
+    others = neighbour_candidates(plane_at, count, index, context, twin)
+    candidates = {"context prediction": (result, slope)} if network else {}
+    out, how = combine(noisy, candidates, held, noise, independent=others)
+    choice = {
+        "plane": number,
+        "part": 0,
+        "noise_sigma": round(noise.sigma, 5),
+        "noise_correlation": round(noise.correlation, 3),
+        "mask_ratio": mask_ratio,
+        "reason": "context filling" if network else "neighbour planes",
+        "network": network,
+        "network_reason": network_reason,
+        "stopped_at": [filler.params.iterations] if network else [],
+        **({"filled_slope": round(slope, 4)} if network and noise.correlation >= CORRELATED else {}),
+    }
+    filler.choices.append(record_choice(choice, how, "context prediction" if network else None))
+    return out

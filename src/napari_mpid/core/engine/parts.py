@@ -1,0 +1,217 @@
+"""Filling one part of a plane: tiles, pixel shuffle, and the auto preset's hold-out, stopping and mix."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from napari_mpid.core.auto import (
+    CORRELATED,
+    HOLDOUT_FRACTION,
+    Combination,
+    EarlyStop,
+    choose_filling,
+    combine,
+    network_decision,
+)
+from napari_mpid.core.fill.shuffle import pixel_shuffle_merge, pixel_shuffle_split
+from napari_mpid.core.fill.single import IterativeFiller
+from napari_mpid.core.fill.stacked import StackedFiller
+from napari_mpid.core.model.checkpoints import LoadedModel
+from napari_mpid.core.noise import NoiseEstimate, estimate_noise_channels
+from napari_mpid.core.params import FillParams
+from napari_mpid.core.run.devices import resolve_precision
+from napari_mpid.core.run.plan import Plan, plane_seed
+
+__all__ = ["HOLDOUT_TILE", "PlaneFiller", "held_out_pixels", "record_choice", "wants_network"]
+
+#: ``tile`` argument of :func:`plane_seed` for the held-out pixels of the auto preset (never a tile).
+HOLDOUT_TILE = 999_983
+
+
+def held_out_pixels(seed: int, number: int, shape: tuple[int, int], part: int = 0) -> np.ndarray:
+    """The auto preset's held-out pixels of plane ``number`` (colour part ``part``): a boolean map ``shape``."""
+    generator = torch.Generator().manual_seed(plane_seed(seed, number, part, HOLDOUT_TILE))
+    return (torch.rand(shape, generator=generator) < HOLDOUT_FRACTION).numpy()
+
+
+def wants_network(params: FillParams, part: np.ndarray, noise: NoiseEstimate) -> tuple[bool, str]:
+    """Whether an auto-preset run fills this part with the network (see :attr:`FillParams.network_use`)."""
+    use = params.network_use
+    if use == "never":
+        return False, "network off (iterations 0)" if params.iterations == 0 else "network off (network 'never')"
+    if use == "always":
+        return True, "network on (network 'always')"
+    return network_decision(part, noise)
+
+
+def record_choice(choice: dict[str, Any], how: Combination, network: str | None) -> dict[str, Any]:
+    """``choice`` completed with how the final mix came out (weights, shares of each family, estimated error)."""
+    # A filling left out as a copy of the plane's noise (combine's rejected) has no weight at all.
+    choice["blend_weight"] = round(how.weights.get(network, 0.0), 3) if network else 0.0
+    choice["blend"] = how.describe()
+    choice["shares"] = {k: round(v, 4) for k, v in how.shares().items()}
+    choice["estimated_error"] = round(max(how.held_out_error, 0.0), 8)
+    return choice
+
+
+class PlaneFiller:
+    """Fills one part ``(C, H, W)`` in [0, 1] of a plane: tiles, pixel-shuffle, the filler."""
+
+    def __init__(self, model: LoadedModel, plan: Plan, device: torch.device) -> None:
+        self.model = model
+        self.plan = plan
+        self.params = p = plan.params
+        self.device = device
+        self.precision = resolve_precision(p.precision, device)
+        self.filler = IterativeFiller(
+            model.network,
+            model.state,
+            beta=p.beta,
+            mask_ratio=p.mask_ratio,
+            learning_rate=p.learning_rate,
+            precision=self.precision,
+            channels_last=self.precision == "bfloat16" or device.type == "cuda",
+            cuda_graph=p.cuda_graphs == "auto",
+        )
+        #: The plane as filled so far, (C, H, W) in [0, 1], for previews.
+        self.canvas: np.ndarray | None = None
+        #: What the auto preset chose for every plane and part (JSON-friendly dicts).
+        self.choices: list[dict[str, Any]] = []
+        self._live: tuple[Any, Any] | None = None  # (tile slices, running-average getter)
+
+    def fill(self, part: np.ndarray, number: int, part_no: int) -> Generator[tuple[int, int], None, np.ndarray]:
+        """Yield (tile, iteration) and return the filled part (C, H, W) in [0, 1].
+
+        With ``adaptive`` parameters (the auto preset) the mask ratio comes
+        from the part's noise, a few pixels are held out to stop the filling
+        when it no longer improves, and the result is blended with the best
+        Gaussian blur (see :mod:`napari_mpid.core.auto`); the choices are
+        appended to :attr:`choices`.
+        """
+        p, tiles, weights = self.params, self.plan.tiles, self.plan.weights
+        self.filler.shared_mask = self.gray_in_colour_network(part)
+        self.canvas = part.astype(np.float32, copy=True)
+        out = np.zeros_like(part) if len(tiles) > 1 else None
+        held, slopes = None, []
+        if p.adaptive:
+            noise = estimate_noise_channels(part)
+            changes, why = choose_filling(noise, p.mask_ratio)
+            self.filler.mask_ratio = changes["mask_ratio"]
+            held = held_out_pixels(p.seed, number, part.shape[1:], part_no)
+            network, network_why = wants_network(p, part, noise)
+            choice = {"plane": number, "part": part_no, "noise_sigma": round(noise.sigma, 5),
+                      "noise_correlation": round(noise.correlation, 3), "mask_ratio": changes["mask_ratio"],
+                      "reason": why, "network": network, "network_reason": network_why,
+                      "stopped_at": []}  # fmt: skip
+            if not network:
+                out, how = combine(part, {}, held, noise)
+                self.choices.append(record_choice(choice, how, None))
+                return out
+        for k, tile in enumerate(tiles):
+            piece = part[(slice(None), *tile.slices)]
+            gen = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k))
+            self._live = (tile.slices, lambda: self.filler.running_average)
+            holdout = self.holdout_batch(held[tile.slices]) if held is not None else None
+            stopper, best = (EarlyStop(), None) if held is not None else (None, None)
+            steps = self.filler.run(self.to_batch(piece), p.iterations, generator=gen, holdout=holdout)
+            for t in steps:
+                yield k + 1, t
+                if stopper is not None:
+                    improved, stop = stopper.update(self.filler.validation[:t].float().cpu().numpy())
+                    if improved:
+                        best = self.filler.held_out_average().clone()
+                    if stop:
+                        steps.close()
+                        break
+            average = best if best is not None else self.filler.held_out_average()
+            if stopper is not None:
+                choice["stopped_at"].append(stopper.stopped_at or p.iterations)
+                if noise.correlation >= CORRELATED:
+                    probe = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k) + 1)
+                    slopes.append(self.filler.probe_slope(self.to_batch(piece), noise.correlation, noise.sigma, probe))
+            result = self.from_batch(average, *piece.shape)
+            self._live = None
+            self.canvas[(slice(None), *tile.slices)] = result
+            if out is None:
+                out = result
+            else:
+                out[(slice(None), *tile.slices)] += result * weights[k]
+        if held is not None:
+            slope = float(np.mean(slopes)) if slopes else 0.0
+            out, how = combine(part, {"filling": (out, slope)}, held, noise)
+            if slopes:
+                choice["filled_slope"] = round(slope, 4)
+            self.choices.append(record_choice(choice, how, "filling"))
+        return out
+
+    def gray_in_colour_network(self, part: np.ndarray) -> bool:
+        """A gray part enters a 3-channel network as three equal channels: its masks must be shared."""
+        return part.shape[0] == 1 and self.model.network.channels == 3
+
+    def holdout_batch(self, held: np.ndarray) -> torch.Tensor:
+        """A held-out pixel map (H, W) in the network's batch layout ``(f*f, K, H/f, W/f)``."""
+        f = self.params.pd_factor
+        h, w = held.shape
+        x = torch.from_numpy(held.astype(np.float32)).to(self.device)[None, None]
+        ph, pw = (-h) % f, (-w) % f
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        x = pixel_shuffle_split(x, f)
+        k = self.model.network.mask_channels
+        return x.expand(x.shape[0], k, *x.shape[2:]).contiguous() if k > 1 else x
+
+    def preview(self) -> np.ndarray:
+        """The part as it stands: finished tiles, the current tile's running average, the input elsewhere."""
+        canvas = self.canvas.copy()
+        if self._live is not None:
+            slices, average = self._live
+            c, h, w = canvas[(slice(None), *slices)].shape
+            canvas[(slice(None), *slices)] = self.from_batch(average(), c, h, w)
+        return canvas
+
+    def to_batch(self, part: np.ndarray) -> torch.Tensor:
+        """``(C, H, W)`` in [0, 1] -> the network's batch ``(f*f, C', H/f, W/f)`` on the device."""
+        f = self.params.pd_factor
+        c, h, w = part.shape
+        x = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32)).to(self.device)[None]
+        if self.model.network.channels == 3 and c == 1:
+            x = x.expand(1, 3, h, w).contiguous()  # the paper feeds gray as 3 equal channels
+        ph, pw = (-h) % f, (-w) % f
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        return pixel_shuffle_split(x, f)
+
+    def from_batch(self, ybar: torch.Tensor, c: int, h: int, w: int) -> np.ndarray:
+        """Inverse of :meth:`to_batch` for a running average: back to ``(c, H, W)``."""
+        out = pixel_shuffle_merge(ybar, self.params.pd_factor)[0, :, :h, :w]
+        if out.shape[0] != c:
+            out = out.mean(dim=0, keepdim=True)
+        # A copy: the filler keeps updating its buffer in place (previews).
+        return out.detach().float().cpu().numpy().copy()
+
+    def fill_stack(self, parts: list[np.ndarray], numbers: list[int]) -> Generator[int, None, list[np.ndarray]]:
+        """Fill same-sized single-tile planes together (stack mode); yield t, return the planes."""
+        p = self.params
+        c, h, w = parts[0].shape
+        batch = torch.stack([self.to_batch(part) for part in parts])
+        gens = [torch.Generator(self.device).manual_seed(plane_seed(p.seed, n)) for n in numbers]
+        stacked = StackedFiller(
+            self.model.network,
+            self.model.state,
+            beta=p.beta,
+            mask_ratio=p.mask_ratio,
+            learning_rate=p.learning_rate,
+            precision=self.precision,
+            cuda_graph=p.cuda_graphs == "auto",
+            shared_mask=self.gray_in_colour_network(parts[0]),
+        )
+        self.canvas = parts[0].astype(np.float32, copy=True)
+        self._live = ((slice(None), slice(None)), lambda: stacked.running_average[0])
+        yield from stacked.run(batch, p.iterations, generators=gens)
+        self._live = None
+        return [self.from_batch(ybar, c, h, w) for ybar in stacked.running_average]
