@@ -14,12 +14,13 @@ data_range=1)``).
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from napari_mpid.core.steps import run_to_end
 
 __all__ = [
     "ANCHOR_CHECKPOINTS",
@@ -46,8 +47,6 @@ ANCHOR_CHECKPOINTS = SHARED / "anchors" / "mpi_official" / "ckpts"
 FMD_CROP = (slice(192, 320), slice(192, 320))
 #: Blur widths among which the per-image "oracle blur" picks the best with the clean image.
 ORACLE_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-
-_Result = TypeVar("_Result")
 
 
 def eval_dir(*parts: str) -> Path:
@@ -137,12 +136,3 @@ def mix_alone_psnr(noisy: np.ndarray, clean: np.ndarray, noise: Any) -> float:
     held = np.random.default_rng(0).random(noisy.shape) < 0.04
     mixed, _ = combine(noisy[None], {}, held, noise)
     return psnr(mixed[0], clean)
-
-
-def run_to_end(generator: Generator[Any, Any, _Result]) -> _Result:
-    """Run a generator (e.g. the engine's ``denoise_planes``) to its end and return its return value."""
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value

@@ -19,6 +19,7 @@ from stacks import load, scores, to_unit
 
 from napari_mpid.api import load_model
 from napari_mpid.core.fill.context import ContextFiller
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.run.devices import resolve_precision
 from napari_mpid.core.run.normalization import fit_scale
 from napari_mpid.core.run.stack import PlaneCache
@@ -53,10 +54,12 @@ def main() -> None:
             model.network,
             model.state,
             args.context,
-            mask_ratio=args.mask_ratio,
-            learning_rate=args.lr,
-            precision=precision,
-            channels_last=precision == "bfloat16",
+            FillSettings(
+                mask_ratio=args.mask_ratio,
+                learning_rate=args.lr,
+                precision=precision,
+                channels_last=precision == "bfloat16",
+            ),
             crop_size=args.crop,
             passes=args.passes,
         )

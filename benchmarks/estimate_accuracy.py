@@ -44,6 +44,7 @@ from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import preset
 from napari_mpid.core.run.devices import resolve_device, resolve_precision
 from napari_mpid.core.run.plan import make_plan
+from napari_mpid.core.steps import run_to_end
 from napari_mpid.synthetic import fluorescence_stack
 
 #: Case name -> (planes, side, axes).
@@ -63,17 +64,15 @@ def run_case(data: np.ndarray, axes: str, params, model, device, calibration) ->
     tracker = timing.EtaTracker(estimate)
     predicted: dict[str, float] = {}
     start = time.perf_counter()
-    gen = denoise_iter(data, params, axes=axes)
-    try:
-        while True:
-            step = next(gen)
-            left = tracker.update(step.elapsed, step.fraction)
-            for mark in (0.1, 0.5):
-                key = f"eta_total_at_{round(mark * 100)}pct"
-                if key not in predicted and step.fraction >= mark and left is not None:
-                    predicted[key] = round(time.perf_counter() - start + left, 2)
-    except StopIteration as stop:
-        result = stop.value
+
+    def watch(step) -> None:
+        left = tracker.update(step.elapsed, step.fraction)
+        for mark in (0.1, 0.5):
+            key = f"eta_total_at_{round(mark * 100)}pct"
+            if key not in predicted and step.fraction >= mark and left is not None:
+                predicted[key] = round(time.perf_counter() - start + left, 2)
+
+    result = run_to_end(denoise_iter(data, params, axes=axes), watch)
     actual = time.perf_counter() - start
     used = [c.get("network", True) for c in result.choices] or [True]
     return {

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from napari_mpid.core.fill import graphs
 from napari_mpid.core.fill import single as filling
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.fill.stacked import StackedFiller
 from napari_mpid.core.model import network
@@ -93,7 +94,9 @@ def _time_run(run, device: torch.device, iterations: int, warm: int = 2) -> tupl
 def time_single(model, device, size: int, iterations: int, variant: dict) -> tuple[float, float]:
     variant = dict(variant)
     stock = variant.pop("stock_ops", False)
-    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
+    filler = IterativeFiller(
+        model.network, model.state, FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
+    )
     image = torch.rand(1, model.network.channels, size, size, device=device)
     gen = torch.Generator(device).manual_seed(0)
     # Graphs replay from the 4th iteration: time after the warm-up and capture.
@@ -108,11 +111,7 @@ def time_stack(model, device, size: int, planes: int, iterations: int, variant: 
     filler = StackedFiller(
         model.network,
         model.state,
-        beta=0.9,
-        mask_ratio=0.85,
-        learning_rate=2e-3,
-        precision=variant["precision"],
-        cuda_graph=graph,
+        FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3, precision=variant["precision"], cuda_graph=graph),
     )
     images = torch.rand(planes, 1, model.network.channels, size, size, device=device)
     gens = [torch.Generator(device).manual_seed(i) for i in range(planes)]
@@ -128,7 +127,9 @@ def profile(model, device: torch.device, size: int, iterations: int, name: str) 
 
     variant = dict(VARIANTS[name])
     stock = variant.pop("stock_ops", False)
-    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
+    filler = IterativeFiller(
+        model.network, model.state, FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **variant)
+    )
     image = torch.rand(1, model.network.channels, size, size, device=device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with stock_ops(stock):

@@ -118,6 +118,21 @@ def _jobs(inp: dict[str, Path], out: Path) -> dict[str, Callable[[], None]]:
             *FEW,
         ),
         "rgb": lambda: run(str(inp["rgb"]), "-o", str(out / "rgb.tif"), "--preset", "fast", "--axes", "YXS", *FEW),
+        "auto_context_network": lambda: run(
+            str(inp["stack"]), "-o", str(out / "auto_context_network.tif"), "--network", "always", *FEW
+        ),
+        "auto_tiled_network": lambda: run(
+            str(inp["big"]),
+            "-o",
+            str(out / "auto_tiled_network.tif"),
+            "--network",
+            "always",
+            "--tile-size",
+            "64",
+            "--tile-overlap",
+            "16",
+            *FEW,
+        ),
         "batch_resume": resume,
     }
 

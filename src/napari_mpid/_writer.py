@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.run.axes import axes_from_labels, resolve_axes
 from .core.errors import InputError
+from .core.run.axes import axes_from_labels, resolve_axes
 from .io import write_tiff
 
 __all__ = ["write_image"]

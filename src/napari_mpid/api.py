@@ -23,6 +23,7 @@ from napari_mpid.core.model.checkpoints import LoadedModel
 from napari_mpid.core.model.checkpoints import load_model as _load_model
 from napari_mpid.core.params import DEFAULT_PRESET, FillParams, preset
 from napari_mpid.core.run.devices import resolve_device
+from napari_mpid.core.steps import run_to_end
 
 __all__ = ["FillParams", "denoise", "denoise_iter", "load_model", "preset", "pretrain"]
 
@@ -102,18 +103,18 @@ def denoise(
             desc="denoising",
             bar_format="{l_bar}{bar}| {n}/{total}% [{elapsed}<{remaining}{postfix}]",
         )
+
+    def show(step: Progress) -> None:
+        reached = int(step.fraction * 100)
+        if reached > bar.n:
+            bar.update(reached - bar.n)
+        bar.set_postfix_str(f"{step.stage} plane {step.plane}/{step.planes}", refresh=False)
+
     try:
-        while True:
-            step = next(gen)
-            if bar is not None:
-                reached = int(step.fraction * 100)
-                if reached > bar.n:
-                    bar.update(reached - bar.n)
-                bar.set_postfix_str(f"{step.stage} plane {step.plane}/{step.planes}", refresh=False)
-    except StopIteration as stop:
+        result = run_to_end(gen, show if bar is not None else None)
         if bar is not None and bar.n < bar.total:
             bar.update(bar.total - bar.n)
-        return stop.value
+        return result
     finally:
         if bar is not None:
             bar.close()

@@ -338,8 +338,8 @@ def prepare(job: Job, options: RunOptions, model: Any, device: Any) -> Prepared 
     Returns an :class:`Outcome` ("skipped") when the outputs already exist.
     Raises the input's or the journal's errors (nothing is created then).
     """
-    from .core.run.normalization import IntensityScale
     from .core.params import FillParams
+    from .core.run.normalization import IntensityScale
     from .core.run.plan import make_plan
     from .core.run.scales import fit_scales
 
@@ -425,8 +425,8 @@ def finished_planes(progress: Any, todo: list[int]) -> list[int]:
 
 def metadata_for(prep: Prepared, model: Any, device: Any, result: Any = None) -> dict[str, Any]:
     """The run's metadata for the output files (also when every plane came from the journal)."""
-    from .core.run.devices import resolve_precision
     from .core.engine import DenoiseResult
+    from .core.run.devices import resolve_precision
 
     if result is None:
         plan = prep.plan

@@ -136,8 +136,8 @@ def fill_share(task: dict[str, Any]) -> dict[str, Any]:
 
     from .api import load_model
     from .core.engine import denoise_planes
-    from .core.run.normalization import IntensityScale
     from .core.params import FillParams
+    from .core.run.normalization import IntensityScale
     from .outputs import open_array
 
     try:

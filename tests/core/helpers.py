@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_mpid.core.steps import run_to_end
+
 
 def run(gen):
     """Run a denoising generator to the end; return (progress list, result)."""
-    steps = []
-    try:
-        while True:
-            steps.append(next(gen))
-    except StopIteration as stop:
-        return steps, stop.value
+    steps: list = []
+    return steps, run_to_end(gen, steps.append)
 
 
 def filaments(size: int = 256, seed: int = 9) -> np.ndarray:

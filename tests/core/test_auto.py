@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from napari_mpid.core.auto import EarlyStop
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.model.checkpoints import load_model
@@ -27,7 +28,7 @@ def test_held_out_stopping_stops_where_running_longer_provably_hurts():
     clean = _smooth()
     noisy = clean + np.random.default_rng(0).normal(0, 0.1, clean.shape).astype(np.float32)
     model = load_model("random-init:1:single", "cpu")
-    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.5, learning_rate=2e-3)
+    filler = IterativeFiller(model.network, model.state, FillSettings(beta=0.9, mask_ratio=0.5, learning_rate=2e-3))
     holdout = (torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(1)) < 0.05).float()
     stopper, kept, true_error = EarlyStop(), None, []
     for t in filler.run(torch.from_numpy(noisy)[None, None], 300, generator=torch.Generator().manual_seed(0),
@@ -48,7 +49,7 @@ def test_held_out_average_never_contains_the_held_out_noisy_values():
     torch.set_num_threads(1)
     noisy = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(2))
     model = load_model("random-init:1:single", "cpu")
-    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.5, learning_rate=2e-3)
+    filler = IterativeFiller(model.network, model.state, FillSettings(beta=0.9, mask_ratio=0.5, learning_rate=2e-3))
     holdout = (torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(3)) < 0.1).float()
     list(filler.run(noisy, 20, generator=torch.Generator().manual_seed(0), holdout=holdout))
     variance = float(noisy.var())

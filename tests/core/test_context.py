@@ -10,6 +10,7 @@ import torch
 
 from napari_mpid.core.engine import InputError, denoise_planes
 from napari_mpid.core.fill.context import ContextFiller
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import forward
 from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.model.network import network_input
@@ -39,7 +40,7 @@ def test_neighbours_reflect_at_the_ends_and_never_include_the_plane_itself(index
 def test_before_fitting_the_context_network_is_the_plane_network():
     # Zero weights on the neighbours' inputs: same prediction whatever they hold.
     model = load_model("random-init:1:single", "cpu")
-    cf = ContextFiller(model.network, model.state, 2, mask_ratio=0.85, learning_rate=2e-3)
+    cf = ContextFiller(model.network, model.state, 2, FillSettings(mask_ratio=0.85, learning_rate=2e-3))
     cf.network.load_state_dict(cf.initial_state)
     image = torch.rand(1, 1, 48, 48)
     keep = (torch.rand(1, 1, 48, 48) > 0.85).float()
@@ -109,7 +110,7 @@ def test_context_prediction_follows_correlated_noise_of_its_own_plane_and_not_wh
 
     torch.manual_seed(0)
     model = load_model("real-noise", "cpu")  # a trained filler uses the pixels around a hidden one
-    cf = ContextFiller(model.network, model.state, 1, mask_ratio=0.5, learning_rate=2e-3)
+    cf = ContextFiller(model.network, model.state, 1, FillSettings(mask_ratio=0.5, learning_rate=2e-3))
     cf.network.load_state_dict(cf.initial_state)
     smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 72, 72, generator=torch.Generator().manual_seed(3)), 9, 1)
     data = [smooth * 0.5 + 0.25 for _ in range(3)]  # a smooth scene, the same in every plane
@@ -176,7 +177,7 @@ def test_a_copied_frame_reaches_neither_the_network_nor_the_neighbour_means():
     frames[1] = frames[0]
     cache = PlaneCache(lambda k: torch.from_numpy(frames[k])[None, None], 4, torch.device("cpu"), 2**24)
     model = load_model("random-init:1:single", "cpu")
-    cf = ContextFiller(model.network, model.state, 1, mask_ratio=0.5, learning_rate=2e-3)
+    cf = ContextFiller(model.network, model.state, 1, FillSettings(mask_ratio=0.5, learning_rate=2e-3))
     center, around = cf._inputs(cache, 0)
     assert all(float((around[:, i] - center[:, 0]).abs().max()) > 0 for i in range(around.shape[1]))
     means = neighbour_candidates(lambda i: frames[i][None], 4, 0, 1, cache.twin)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from napari_mpid.core.fill.graphs import GRAPH_WARMUP, cuda_graphs_supported, run_steps
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.fill.stacked import StackedFiller
 from napari_mpid.core.model.checkpoints import load_model
@@ -42,7 +43,7 @@ def test_cpu_filler_with_graphs_requested_equals_eager():
     results = []
     for graph in (False, True):
         filler = IterativeFiller(
-            model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, cuda_graph=graph
+            model.network, model.state, FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3, cuda_graph=graph)
         )
         for _ in filler.run(image, 4, generator=torch.Generator().manual_seed(1)):
             pass
@@ -54,12 +55,9 @@ def _fill(model, image, graph: bool, precision: str, iterations: int) -> torch.T
     filler = IterativeFiller(
         model.network,
         model.state,
-        beta=0.9,
-        mask_ratio=0.85,
-        learning_rate=2e-3,
-        precision=precision,
-        channels_last=True,
-        cuda_graph=graph,
+        FillSettings(
+            beta=0.9, mask_ratio=0.85, learning_rate=2e-3, precision=precision, channels_last=True, cuda_graph=graph
+        ),
     )
     gen = torch.Generator("cuda").manual_seed(3)
     with warnings.catch_warnings():
@@ -92,7 +90,7 @@ def test_stacked_graph_replay_matches_eager_on_cuda():
     out = []
     for graph in (False, True):
         filler = StackedFiller(
-            model.network, model.state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, cuda_graph=graph
+            model.network, model.state, FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3, cuda_graph=graph)
         )
         gens = [torch.Generator("cuda").manual_seed(i) for i in range(3)]
         for _ in filler.run(images, GRAPH_WARMUP + 8, generators=gens):
@@ -103,7 +101,9 @@ def test_stacked_graph_replay_matches_eager_on_cuda():
 
 def _fill_held_out(model, image, holdout, graph: bool, iterations: int):
     filler = IterativeFiller(
-        model.network, model.state, beta=0.9, mask_ratio=0.5, learning_rate=2e-3, channels_last=True, cuda_graph=graph
+        model.network,
+        model.state,
+        FillSettings(beta=0.9, mask_ratio=0.5, learning_rate=2e-3, channels_last=True, cuda_graph=graph),
     )
     gen = torch.Generator(image.device).manual_seed(3)
     with warnings.catch_warnings():
@@ -119,7 +119,7 @@ def test_held_out_bookkeeping_matches_the_closed_form_on_cpu():
     model = load_model("random-init:1:single", "cpu")
     image = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(0))
     holdout = (torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(2)) < 0.05).float()
-    filler = IterativeFiller(model.network, model.state, beta=0.9, mask_ratio=0.5, learning_rate=2e-3)
+    filler = IterativeFiller(model.network, model.state, FillSettings(beta=0.9, mask_ratio=0.5, learning_rate=2e-3))
     for _ in filler.run(image, 7, generator=torch.Generator().manual_seed(1), holdout=holdout):
         pass
     decay = 0.9**7

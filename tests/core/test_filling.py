@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.shuffle import pixel_shuffle_merge, pixel_shuffle_split
 from napari_mpid.core.fill.single import IterativeFiller, masked_loss
 from napari_mpid.core.masks import draw_keep_mask
@@ -50,7 +51,7 @@ def test_pixel_shuffle_round_trip():
 
 def _filler(beta=0.9):
     model = load_model("random-init:1:single")
-    return IterativeFiller(model.network, model.state, beta=beta, mask_ratio=0.5, learning_rate=2e-3)
+    return IterativeFiller(model.network, model.state, FillSettings(beta=beta, mask_ratio=0.5, learning_rate=2e-3))
 
 
 def test_running_average_changes_only_at_dropped_pixels():
@@ -116,7 +117,7 @@ def test_input_tensor_is_not_modified():
 def _trajectory(model, image, masks, dtype=torch.float32, **kwargs):
     network = model.network.to(dtype)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state.items()}
-    filler = IterativeFiller(network, state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **kwargs)
+    filler = IterativeFiller(network, state, FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3, **kwargs))
     record: dict = {}
     list(filler.run(image.to(dtype), masks.shape[0], keep_masks=masks.to(dtype), record=record))
     model.network.float()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.model.checkpoints import load_model
 
@@ -29,7 +30,9 @@ def _run_golden(anchors, golden: str, checkpoint: str, dtype: torch.dtype):
     network = model.network.to(dtype)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state.items()}
     filler = IterativeFiller(
-        network, state, beta=float(g["beta"]), mask_ratio=float(g["mask_ratio"]), learning_rate=float(g["lr"])
+        network,
+        state,
+        FillSettings(beta=float(g["beta"]), mask_ratio=float(g["mask_ratio"]), learning_rate=float(g["lr"])),
     )
     record: dict = {}
     masks = torch.from_numpy(g["keep_masks"]).to(dtype)[:, None]  # (T, B=1, K, H, W)

@@ -5,18 +5,12 @@ import pytest
 import torch
 
 from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.fill.stacked import StackedFiller
 from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import preset
-
-
-def _run(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+from napari_mpid.core.steps import run_to_end
 
 
 def _compare(model, n, steps, tolerance):
@@ -27,9 +21,9 @@ def _compare(model, n, steps, tolerance):
     state = {k: v.double() if v.is_floating_point() else v for k, v in model.state.items()}
     images = torch.rand(n, 1, c, 40, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     masks = (torch.rand(steps, n, 1, 1, 40, 40, generator=torch.Generator().manual_seed(0)) > 0.85).double()
-    stacked = StackedFiller(network, state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
+    stacked = StackedFiller(network, state, FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3))
     list(stacked.run(images, steps, keep_masks=masks))
-    single = IterativeFiller(network, state, beta=0.9, mask_ratio=0.85, learning_rate=2e-3)
+    single = IterativeFiller(network, state, FillSettings(beta=0.9, mask_ratio=0.85, learning_rate=2e-3))
     for k in range(n):
         list(single.run(images[k], steps, keep_masks=masks[:, k]))
         diff = (stacked.running_average[k] - single.running_average).abs()
@@ -53,8 +47,8 @@ def test_stack_mode_in_the_engine_matches_one_by_one(tiny_model):
     # One iteration (no Adam step has acted yet): float32 rounding only, on any CPU.
     # Longer trajectories are compared in float64 above.
     params = preset("fast", iterations=1, model=tiny_model, precision="float32", context=0)
-    one_by_one = _run(denoise_planes(stack, params.replace(stack_planes=1), axes="ZYX"))
-    together = _run(denoise_planes(stack, params.replace(stack_planes=2), axes="ZYX"))
+    one_by_one = run_to_end(denoise_planes(stack, params.replace(stack_planes=1), axes="ZYX"))
+    together = run_to_end(denoise_planes(stack, params.replace(stack_planes=2), axes="ZYX"))
     np.testing.assert_allclose(together.denoised, one_by_one.denoised, atol=1e-4, rtol=0)
 
 
@@ -64,5 +58,5 @@ def test_stack_mode_with_pixel_shuffle_keeps_shapes(tiny_model):
     gen = denoise_planes(stack, params, axes="ZYX")
     first = next(gen)
     assert first.group == 2 and first.plane == 1
-    result = _run(gen)
+    result = run_to_end(gen)
     assert result.denoised.shape == stack.shape

@@ -222,16 +222,12 @@ def test_default_scaling_of_8_bit_data_is_the_papers(tiny_model):
     # The measured rule (docs/benchmarks.md): on 8-bit data the default must be
     # exactly the paper's /255, which the percentile scaling lost 0.43 dB to.
     from napari_mpid.core.engine import denoise_planes
+    from napari_mpid.core.steps import run_to_end
 
     image = (np.random.default_rng(1).random((40, 40)) * 90).astype(np.uint8)
 
     def run(params):
-        gen = denoise_planes(image, params)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return run_to_end(denoise_planes(image, params))
 
     params = preset("fast", iterations=2, model=tiny_model)
     default, paper = run(params), run(params.replace(normalization="dtype"))

@@ -22,6 +22,7 @@ from napari_mpid.core.run.plan import memory_budget, plane_seed
 from napari_mpid.core.run.scales import channel_of, count_outside
 from napari_mpid.core.run.stack import PlaneCache
 from napari_mpid.core.run.tiling import blend_weights, plan_tiles
+from napari_mpid.core.steps import Returning
 
 __all__ = [
     "CONTEXT_CROP",
@@ -96,14 +97,11 @@ def plane_by_plane(run: Run) -> Generator[Progress, None, None]:
         parts = split_parts(plane, plan)
         filled: list[np.ndarray] = []
         for part_no, part in enumerate(parts):
-            gen = filler.fill(scale.forward(part), number, part_no)
-            try:
-                while True:
-                    tile, t = next(gen)
-                    shown = run.preview(scale, filled, parts[part_no + 1 :], plane) if run.wants_preview(t) else None
-                    yield run.progress(position, number, t, tile=tile, part=part_no + 1, preview=shown)
-            except StopIteration as stop:
-                filled.append(scale.inverse(stop.value))
+            fill = Returning(filler.fill(scale.forward(part), number, part_no))
+            for tile, t in fill:
+                shown = run.preview(scale, filled, parts[part_no + 1 :], plane) if run.wants_preview(t) else None
+                yield run.progress(position, number, t, tile=tile, part=part_no + 1, preview=shown)
+            filled.append(scale.inverse(fill.result))
         run.outputs.write(index, plane, merge_parts(plane, filled, plan))
         yield run.progress(position, number, iterations, tile=len(plan.tiles), part=plan.parts, event="plane")
 
@@ -114,15 +112,14 @@ def stack_mode(run: Run) -> Generator[Progress, None, None]:
     for first in range(0, len(numbers), plan.stack):
         chunk = numbers[first : first + plan.stack]
         loaded = [run.read(n) for n in chunk]
-        gen = filler.fill_stack([scale.forward(split_parts(plane, plan)[0]) for _, plane, scale in loaded], chunk)
-        try:
-            while True:
-                t = next(gen)
-                shown = run.preview(loaded[0][2], [], [], loaded[0][1]) if run.wants_preview(t) else None
-                yield run.progress(first, chunk[0], t, preview=shown, group=len(chunk))
-        except StopIteration as stop:
-            for (index, plane, scale), result in zip(loaded, stop.value):
-                run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
+        fill = Returning(
+            filler.fill_stack([scale.forward(split_parts(plane, plan)[0]) for _, plane, scale in loaded], chunk)
+        )
+        for t in fill:
+            shown = run.preview(loaded[0][2], [], [], loaded[0][1]) if run.wants_preview(t) else None
+            yield run.progress(first, chunk[0], t, preview=shown, group=len(chunk))
+        for (index, plane, scale), result in zip(loaded, fill.result):
+            run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
         yield run.progress(
             first, chunk[0], run.params.iterations, group=len(chunk), event="plane", tile=len(plan.tiles),
             part=plan.parts,
@@ -161,13 +158,10 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
         means = [total / len(series) for total in sums]
         filled: list[np.ndarray] = []
         for part_no, mean in enumerate(means):
-            gen = filler.fill(mean, series[0], part_no)
-            try:
-                while True:
-                    tile, t = next(gen)
-                    yield run.progress(position, series[0], t, tile=tile, part=part_no + 1)
-            except StopIteration as stop:
-                filled.append(stop.value)
+            fill = Returning(filler.fill(mean, series[0], part_no))
+            for tile, t in fill:
+                yield run.progress(position, series[0], t, tile=tile, part=part_no + 1)
+            filled.append(fill.result)
         moved = {}
         for number in series:
             index, plane, scale, parts = exposure(number, count=False)
@@ -214,18 +208,7 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
     tiles = plan_tiles(sub_h, sub_w, tile, p.tile_overlap // f)
     weights = blend_weights(tiles, sub_h, sub_w) if len(tiles) > 1 else []
     crop = min(CONTEXT_CROP, tile)
-    cfiller = ContextFiller(
-        model.network,
-        model.state,
-        plan.context,
-        mask_ratio=p.mask_ratio,
-        learning_rate=p.learning_rate,
-        precision=filler.precision,
-        channels_last=filler.filler.channels_last,
-        crop_size=crop,
-        passes=CONTEXT_PASSES,
-        shared_mask=plan.samples == 0 and model.network.channels == 3,
-    )
+    settings = filler.settings.replace(shared_mask=plan.samples == 0 and model.network.channels == 3)
     # Work units: a fit step on one crop is 1; predicting a plane is ~1/3 of a
     # step (forward only) per pass and per crop-sized area.
     fit_unit = 1.0
@@ -265,12 +248,21 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
                 holdouts[j] = filler.holdout_batch(held_out(series[j]))[:, :1]
             return holdouts[j]
 
+        mask_ratio = p.mask_ratio
         if p.adaptive:
             # The mask ratio of the whole stack, from the noise of its middle plane.
             noise, _, network_why = decisions[k]
             changes, why = choose_filling(noise, p.mask_ratio)
-            cfiller.mask_ratio = changes["mask_ratio"]
+            mask_ratio = changes["mask_ratio"]
             plan.notes.append(f"auto, stack {k + 1}: {network_why}" + (f"; {why}" if network[k] else ""))
+        cfiller = ContextFiller(
+            model.network,
+            model.state,
+            plan.context,
+            settings.replace(mask_ratio=mask_ratio),
+            crop_size=crop,
+            passes=CONTEXT_PASSES,
+        )
         if not network[k]:
             pass
         elif k in fitted:
@@ -306,7 +298,7 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
                 def plane_at(i: int, planes=planes, c=noisy.shape[0]) -> np.ndarray:
                     return filler.from_batch(planes[i], c, plan.height, plan.width)
 
-                def probe(noise: NoiseEstimate, j=j, number=number, hold=hold, planes=planes) -> float:
+                def probe(noise: NoiseEstimate, j=j, number=number, hold=hold, planes=planes, cfiller=cfiller) -> float:
                     # On the first tile of a tiled plane: the slope is a property of the network.
                     region = tiles[0].slices if tiles and len(tiles) > 1 else None
                     gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 1)
@@ -314,7 +306,7 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
                     return cfiller.probe_slope(planes, j, noise.correlation, noise.sigma, gen, part, region)
 
                 result = _finish_context(
-                    filler, noisy, result, held_out(number), number, cfiller.mask_ratio, plane_at, len(series), j,
+                    filler, noisy, result, held_out(number), number, mask_ratio, plane_at, len(series), j,
                     plan.context, probe, planes.twin, decisions[k][2],
                 )  # fmt: skip
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))

@@ -18,6 +18,7 @@ from napari_mpid.core.auto import (
     combine,
     network_decision,
 )
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.shuffle import pixel_shuffle_merge, pixel_shuffle_split
 from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.fill.stacked import StackedFiller
@@ -68,16 +69,18 @@ class PlaneFiller:
         self.params = p = plan.params
         self.device = device
         self.precision = resolve_precision(p.precision, device)
-        self.filler = IterativeFiller(
-            model.network,
-            model.state,
-            beta=p.beta,
+        #: The plan's settings; a part's filler gets them with its own mask sharing and,
+        #: for the auto preset, the mask ratio its noise asks for (:meth:`fill`).
+        self.settings = FillSettings(
             mask_ratio=p.mask_ratio,
             learning_rate=p.learning_rate,
+            beta=p.beta,
             precision=self.precision,
             channels_last=self.precision == "bfloat16" or device.type == "cuda",
             cuda_graph=p.cuda_graphs == "auto",
         )
+        #: The filler of the part being filled (previews read its running average).
+        self.filler: IterativeFiller | None = None
         #: The plane as filled so far, (C, H, W) in [0, 1], for previews.
         self.canvas: np.ndarray | None = None
         #: What the auto preset chose for every plane and part (JSON-friendly dicts).
@@ -94,14 +97,14 @@ class PlaneFiller:
         appended to :attr:`choices`.
         """
         p, tiles, weights = self.params, self.plan.tiles, self.plan.weights
-        self.filler.shared_mask = self.gray_in_colour_network(part)
+        settings = self.settings.replace(shared_mask=self.gray_in_colour_network(part))
         self.canvas = part.astype(np.float32, copy=True)
         out = np.zeros_like(part) if len(tiles) > 1 else None
         held, slopes = None, []
         if p.adaptive:
             noise = estimate_noise_channels(part)
             changes, why = choose_filling(noise, p.mask_ratio)
-            self.filler.mask_ratio = changes["mask_ratio"]
+            settings = settings.replace(mask_ratio=changes["mask_ratio"])
             held = held_out_pixels(p.seed, number, part.shape[1:], part_no)
             network, network_why = wants_network(p, part, noise)
             choice = {"plane": number, "part": part_no, "noise_sigma": round(noise.sigma, 5),
@@ -112,6 +115,7 @@ class PlaneFiller:
                 out, how = combine(part, {}, held, noise)
                 self.choices.append(record_choice(choice, how, None))
                 return out
+        self.filler = IterativeFiller(self.model.network, self.model.state, settings)
         for k, tile in enumerate(tiles):
             piece = part[(slice(None), *tile.slices)]
             gen = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k))
@@ -200,16 +204,8 @@ class PlaneFiller:
         c, h, w = parts[0].shape
         batch = torch.stack([self.to_batch(part) for part in parts])
         gens = [torch.Generator(self.device).manual_seed(plane_seed(p.seed, n)) for n in numbers]
-        stacked = StackedFiller(
-            self.model.network,
-            self.model.state,
-            beta=p.beta,
-            mask_ratio=p.mask_ratio,
-            learning_rate=p.learning_rate,
-            precision=self.precision,
-            cuda_graph=p.cuda_graphs == "auto",
-            shared_mask=self.gray_in_colour_network(parts[0]),
-        )
+        shared = self.gray_in_colour_network(parts[0])
+        stacked = StackedFiller(self.model.network, self.model.state, self.settings.replace(shared_mask=shared))
         self.canvas = parts[0].astype(np.float32, copy=True)
         self._live = ((slice(None), slice(None)), lambda: stacked.running_average[0])
         yield from stacked.run(batch, p.iterations, generators=gens)

@@ -44,6 +44,7 @@ import torch
 from napari_mpid.core.cache import user_cache_dir
 from napari_mpid.core.engine import CONTEXT_CROP, CONTEXT_PASSES
 from napari_mpid.core.fill.graphs import GRAPH_WARMUP, cuda_graphs_supported
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.model.checkpoints import LoadedModel, load_model
 from napari_mpid.core.run.assemble import split_parts
@@ -326,17 +327,16 @@ def calibrate(
     network = copy.deepcopy(source.network).to(device)  # the filling fine-tunes it
     state = {k: v.to(device) for k, v in source.state.items()}
     loading = clock() - start
-    filler = IterativeFiller(
-        network,
-        state,
-        beta=0.9,
+    settings = FillSettings(
         mask_ratio=model_mask_ratio(source)[0],
         learning_rate=2e-3,
+        beta=0.9,
         precision=precision,
         channels_last=precision == "bfloat16" or device.type == "cuda",
         cuda_graph=cuda_graphs == "auto",
     )
-    capture = filler.cuda_graph and cuda_graphs_supported(device, [torch.Generator(device)])
+    filler = IterativeFiller(network, state, settings)
+    capture = settings.cuda_graph and cuda_graphs_supported(device, [torch.Generator(device)])
     warmup = GRAPH_WARMUP + 1 if capture else 1
     per_step: dict[int, float] = {}
     shape_extra = 0.0

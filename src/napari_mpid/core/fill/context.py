@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from napari_mpid.core.fill.optim import adam_for
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import forward, masked_loss
 from napari_mpid.core.masks import correlated_field, draw_keep_mask
 from napari_mpid.core.model.network import SkipNetwork, with_extra_inputs
@@ -53,20 +54,14 @@ class ContextFiller:
         Its pre-trained weights.
     context : int
         Neighbour planes on each side.
-    mask_ratio, learning_rate : float
-        As in :class:`~napari_mpid.core.params.FillParams`; the mask hides
-        pixels of the plane being denoised only.
-    precision : str
-        "float32" or "bfloat16".
-    channels_last : bool
-        NHWC activations.
+    settings : FillSettings
+        Mask ratio, learning rate, precision, channels_last and shared_mask as
+        for :class:`~napari_mpid.core.fill.single.IterativeFiller` (the mask
+        hides pixels of the plane being denoised only; beta is not used).
     crop_size : int
         Side of the training crops (whole planes when they are smaller).
     passes : int
         Random masks per plane at prediction (each hides ``mask_ratio`` of the pixels).
-    shared_mask : bool
-        One mask for all channels (gray planes in a 3-channel network, see
-        :class:`~napari_mpid.core.fill.single.IterativeFiller`).
     """
 
     def __init__(
@@ -74,14 +69,10 @@ class ContextFiller:
         network: SkipNetwork,
         initial_state: dict[str, torch.Tensor],
         context: int,
+        settings: FillSettings,
         *,
-        mask_ratio: float,
-        learning_rate: float,
-        precision: str = "float32",
-        channels_last: bool = False,
         crop_size: int = 256,
         passes: int = 8,
-        shared_mask: bool = False,
     ) -> None:
         c = network.channels
         self.context = context
@@ -89,14 +80,10 @@ class ContextFiller:
             c, network.multi_channel_mask, network.width, network.scales, extra_inputs=2 * context * c
         ).to(next(network.parameters()).device)
         self.initial_state = with_extra_inputs(initial_state, 2 * context * c)
-        self.mask_ratio = mask_ratio
-        self.learning_rate = learning_rate
-        self.precision = precision
-        self.channels_last = channels_last
+        self.settings = settings
         self.crop_size = crop_size
         self.passes = passes
-        self.shared_mask = shared_mask
-        if channels_last:
+        if settings.channels_last:
             self.network.to(memory_format=torch.channels_last)
 
     def _inputs(self, planes: PlaneCache, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +95,7 @@ class ContextFiller:
     def _predict(self, center: torch.Tensor, around: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         keep = keep.expand(keep.shape[0], self.network.mask_channels, *keep.shape[2:])
         net_input = torch.cat([center * keep, keep.to(center.dtype), around], dim=1)
-        return forward(self.network, net_input, self.precision, self.channels_last)
+        return forward(self.network, net_input, self.settings.precision, self.settings.channels_last)
 
     def fit(
         self,
@@ -129,10 +116,10 @@ class ContextFiller:
         net.load_state_dict(self.initial_state)
         net.train()  # BatchNorm uses the statistics of the data being denoised, as in MPI
         device = planes[0].device
-        optimizer = adam_for(net.parameters(), self.learning_rate, device, capturable=False)
+        optimizer = adam_for(net.parameters(), self.settings.learning_rate, device, capturable=False)
         b, _, h, w = planes[0].shape
         ch, cw = min(self.crop_size, h), min(self.crop_size, w)
-        k_mask = 1 if self.shared_mask else net.mask_channels
+        k_mask = 1 if self.settings.shared_mask else net.mask_channels
         for t in range(steps):
             draw = torch.randint(0, 2**31 - 1, (4,), generator=generator, device=device).tolist()
             k = draw[0] % len(planes)
@@ -147,7 +134,7 @@ class ContextFiller:
             if draw[3] & 2:
                 center, around = center.flip(-2), around.flip(-2)
                 held = held.flip(-2) if held is not None else None
-            keep = draw_keep_mask((b, k_mask, ch, cw), self.mask_ratio, generator, device)
+            keep = draw_keep_mask((b, k_mask, ch, cw), self.settings.mask_ratio, generator, device)
             if held is not None:
                 keep = keep * (1.0 - held)
             prediction = self._predict(center, around, keep)
@@ -173,9 +160,9 @@ class ContextFiller:
         b, _, h, w = center.shape
         total = torch.zeros_like(center)
         hidden = torch.zeros_like(center)
-        k_mask = 1 if self.shared_mask else self.network.mask_channels
+        k_mask = 1 if self.settings.shared_mask else self.network.mask_channels
         for _ in range(self.passes):
-            keep = draw_keep_mask((b, k_mask, h, w), self.mask_ratio, generator, center.device)
+            keep = draw_keep_mask((b, k_mask, h, w), self.settings.mask_ratio, generator, center.device)
             if holdout is not None:
                 keep = keep * (1.0 - holdout)
             dropped = (1.0 - keep).expand_as(center)
@@ -216,9 +203,11 @@ class ContextFiller:
         b, _, h, w = center.shape
         counted = holdout.to(center.dtype).expand_as(center)
         den_total, num_total = 0.0, 0.0
-        k_mask = 1 if self.shared_mask else self.network.mask_channels
+        k_mask = 1 if self.settings.shared_mask else self.network.mask_channels
         for _ in range(passes):
-            keep = draw_keep_mask((b, k_mask, h, w), self.mask_ratio, generator, center.device) * (1.0 - holdout)
+            keep = draw_keep_mask((b, k_mask, h, w), self.settings.mask_ratio, generator, center.device) * (
+                1.0 - holdout
+            )
             delta = correlated_field(tuple(center.shape), correlation, generator, center.device) * amplitude
             with torch.no_grad():
                 before = self._predict(center, around, keep)

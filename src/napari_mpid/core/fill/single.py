@@ -24,6 +24,7 @@ import torch
 
 from napari_mpid.core.fill.graphs import cuda_graphs_supported, run_steps
 from napari_mpid.core.fill.optim import adam_for
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.masks import correlated_field, draw_keep_mask, injected_keep_mask
 from napari_mpid.core.model.network import SkipNetwork, network_input, pointwise_conv
 
@@ -64,47 +65,15 @@ class IterativeFiller:
         start of every :meth:`run` (every plane starts from pre-training).
     initial_state : dict
         Pre-trained state dict, already on the network's device.
-    beta, mask_ratio, learning_rate : float
-        See :class:`~napari_mpid.core.params.FillParams`.
-    precision : str
-        "float32" or "bfloat16" (convolutions only, see :meth:`_forward`).
-    channels_last : bool
-        NHWC activations (faster oneDNN/cuDNN kernels).
-    cuda_graph : bool
-        On CUDA, replay each iteration as one captured CUDA graph (see
-        :func:`run_steps`); ignored elsewhere and when masks are injected.
-    shared_mask : bool
-        Draw one mask and use it for every channel even when the network
-        takes one mask per channel. Needed when a gray plane enters a
-        3-channel network as three equal channels: independent masks would
-        show every dropped pixel's own value in another channel, and the
-        network would learn to copy it instead of denoising.
+    settings : FillSettings
+        Mask ratio, beta, learning rate and how to compute (CUDA graphs are
+        replayed by :func:`~napari_mpid.core.fill.graphs.run_steps`).
     """
 
-    def __init__(
-        self,
-        network: SkipNetwork,
-        initial_state: dict[str, torch.Tensor],
-        *,
-        beta: float,
-        mask_ratio: float,
-        learning_rate: float,
-        precision: str = "float32",
-        channels_last: bool = False,
-        cuda_graph: bool = False,
-        shared_mask: bool = False,
-    ) -> None:
-        if precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be float32 or bfloat16, not {precision!r}")
+    def __init__(self, network: SkipNetwork, initial_state: dict[str, torch.Tensor], settings: FillSettings) -> None:
         self.network = network
-        self.precision = precision
-        self.channels_last = channels_last
-        self.cuda_graph = cuda_graph
         self.initial_state = initial_state
-        self.beta = beta
-        self.mask_ratio = mask_ratio
-        self.learning_rate = learning_rate
-        self.shared_mask = shared_mask
+        self.settings = settings
         self.running_average: torch.Tensor | None = None
         #: Held-out score per iteration (see :meth:`run`'s ``holdout``), else None.
         self.validation: torch.Tensor | None = None
@@ -155,23 +124,23 @@ class IterativeFiller:
         Closing the generator early stops after the current iteration.
         """
         net = self.network
-        if self.channels_last:
+        if self.settings.channels_last:
             # NHWC lets oneDNN (CPU) and cuDNN (GPU) pick their fastest kernels.
             net.to(memory_format=torch.channels_last)
         net.load_state_dict(self.initial_state)
         net.train()  # BatchNorm uses the statistics of this image (see module doc).
         b, _, h, w = image.shape
         mask_shape = (b, net.mask_channels, h, w)
-        draw_shape = (b, 1, h, w) if self.shared_mask else mask_shape
+        draw_shape = (b, 1, h, w) if self.settings.shared_mask else mask_shape
         if keep_masks is None and generator is None:
             raise ValueError("a generator is needed when keep_masks is not given")
         capture = (
-            self.cuda_graph
+            self.settings.cuda_graph
             and keep_masks is None
             and record is None
             and cuda_graphs_supported(image.device, [generator] if generator is not None else [])
         )
-        optimizer = adam_for(net.parameters(), self.learning_rate, image.device, capture)
+        optimizer = adam_for(net.parameters(), self.settings.learning_rate, image.device, capture)
         # Fixed buffers, updated in place: what a captured CUDA graph replays on.
         ybar = image.detach().clone()
         keep = torch.empty(mask_shape, device=image.device)
@@ -193,16 +162,16 @@ class IterativeFiller:
         def step() -> None:
             nonlocal t
             if keep_masks is None:
-                keep.copy_(draw_keep_mask(draw_shape, self.mask_ratio, generator, image.device))
+                keep.copy_(draw_keep_mask(draw_shape, self.settings.mask_ratio, generator, image.device))
             else:
                 keep.copy_(injected_keep_mask(keep_masks, t, image.device))
             if holdout is not None:
                 keep.mul_(visible)
             prediction = self._forward(network_input(image, keep))
             with torch.no_grad():
-                ybar.copy_(update_running_average(ybar, prediction, keep, self.beta))
+                ybar.copy_(update_running_average(ybar, prediction, keep, self.settings.beta))
                 if holdout is not None:
-                    self._decay.mul_(self.beta)
+                    self._decay.mul_(self.settings.beta)
                     corrected = self._corrected(ybar, self._decay)
                     score.copy_(((corrected - image).square() * counted).sum() * weight)
             if record is not None:
@@ -258,10 +227,10 @@ class IterativeFiller:
         net, holdout = self.network, self._holdout
         b, _, h, w = image.shape
         counted = holdout.to(image.dtype).expand_as(image)
-        shape = (b, 1 if self.shared_mask else net.mask_channels, h, w)
+        shape = (b, 1 if self.settings.shared_mask else net.mask_channels, h, w)
         slopes = []
         for _ in range(passes):
-            keep = draw_keep_mask(shape, self.mask_ratio, generator, image.device)
+            keep = draw_keep_mask(shape, self.settings.mask_ratio, generator, image.device)
             keep = keep.expand(b, net.mask_channels, h, w) * (1.0 - holdout)
             delta = correlated_field(tuple(image.shape), correlation, generator, image.device) * amplitude
             before = self._forward(network_input(image, keep))
@@ -271,7 +240,7 @@ class IterativeFiller:
         return sum(slopes) / len(slopes)
 
     def _forward(self, net_input: torch.Tensor) -> torch.Tensor:
-        return forward(self.network, net_input, self.precision, self.channels_last)
+        return forward(self.network, net_input, self.settings.precision, self.settings.channels_last)
 
 
 def forward(network: SkipNetwork, net_input: torch.Tensor, precision: str, channels_last: bool) -> torch.Tensor:

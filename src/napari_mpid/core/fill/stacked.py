@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from napari_mpid.core.fill.graphs import cuda_graphs_supported, run_steps
 from napari_mpid.core.fill.optim import adam_for
+from napari_mpid.core.fill.settings import FillSettings
 from napari_mpid.core.fill.single import update_running_average
 from napari_mpid.core.masks import draw_keep_mask, injected_keep_mask
 from napari_mpid.core.model.network import LEAKY_SLOPE, SkipNetwork, reflect_pad
@@ -100,31 +101,15 @@ class StackedFiller:
         Gives the architecture; its weights are not used.
     initial_state : dict
         Pre-trained state dict (on the device); copied N times per run.
-    beta, mask_ratio, learning_rate, precision, cuda_graph, shared_mask
-        As in :class:`~napari_mpid.core.fill.single.IterativeFiller`.
+    settings : FillSettings
+        As for :class:`~napari_mpid.core.fill.single.IterativeFiller` (``channels_last`` is not used).
     """
 
-    def __init__(
-        self,
-        network: SkipNetwork,
-        initial_state: dict[str, torch.Tensor],
-        *,
-        beta: float,
-        mask_ratio: float,
-        learning_rate: float,
-        precision: str = "float32",
-        cuda_graph: bool = False,
-        shared_mask: bool = False,
-    ) -> None:
+    def __init__(self, network: SkipNetwork, initial_state: dict[str, torch.Tensor], settings: FillSettings) -> None:
         self.network = network
-        self.shared_mask = shared_mask
-        self.cuda_graph = cuda_graph
         self.names = [name for name, _ in network.named_parameters()]
         self.initial_state = initial_state
-        self.beta = beta
-        self.mask_ratio = mask_ratio
-        self.learning_rate = learning_rate
-        self.precision = precision
+        self.settings = settings
         self.running_average: torch.Tensor | None = None
 
     def run(
@@ -155,10 +140,12 @@ class StackedFiller:
         }
         if keep_masks is None and (generators is None or len(generators) != n):
             raise ValueError("one generator per plane is needed when keep_masks is not given")
-        capture = self.cuda_graph and keep_masks is None and cuda_graphs_supported(images.device, generators or [])
+        capture = (
+            self.settings.cuda_graph and keep_masks is None and cuda_graphs_supported(images.device, generators or [])
+        )
         # Adam is elementwise: one optimiser over the stacked tensors keeps
         # every plane's moments separate.
-        optimizer = adam_for(list(params.values()), self.learning_rate, images.device, capture)
+        optimizer = adam_for(list(params.values()), self.settings.learning_rate, images.device, capture)
         ybar = images.detach().clone()
         keep = torch.empty((n, b, k, h, w), device=images.device)
         self.running_average = ybar
@@ -168,17 +155,17 @@ class StackedFiller:
             nonlocal t
             if keep_masks is None:
                 for i, g in enumerate(generators):
-                    shape = (b, 1 if self.shared_mask else k, h, w)
-                    keep[i].copy_(draw_keep_mask(shape, self.mask_ratio, g, images.device))
+                    shape = (b, 1 if self.settings.shared_mask else k, h, w)
+                    keep[i].copy_(draw_keep_mask(shape, self.settings.mask_ratio, g, images.device))
             else:
                 keep.copy_(injected_keep_mask(keep_masks, t, images.device))
             # (n, B, C+K, H, W) -> (B, n*(C+K), H, W), plane-major channels.
             net_in = torch.cat([images * keep, keep.expand(n, b, k, h, w)], dim=2)
             net_in = net_in.transpose(0, 1).reshape(b, n * (c + k), h, w)
-            out = stacked_forward(params, net_in, n, self.network.scales, self.precision)
+            out = stacked_forward(params, net_in, n, self.network.scales, self.settings.precision)
             prediction = out.reshape(b, n, c, h, w).transpose(0, 1)
             with torch.no_grad():
-                ybar.copy_(update_running_average(ybar, prediction, keep, self.beta))
+                ybar.copy_(update_running_average(ybar, prediction, keep, self.settings.beta))
             # Sum of the planes' own mean losses: plane k's gradient is exactly its own.
             per_plane = ((prediction - images).square() * (1.0 - keep)).flatten(1).mean(dim=1)
             optimizer.zero_grad(set_to_none=True)
