@@ -3,7 +3,7 @@
 Not a test. Calibrates this machine once (:func:`napari_mpid.core.engine.timing.calibrate`,
 into a temporary cache unless ``--cache`` is given, so the user's own cache is
 left alone), then for each case and preset: the estimate the widget would
-show (:func:`napari_mpid._qt.estimate.estimate_seconds` with the data, so the
+show (:func:`napari_mpid.core.engine.estimate.estimate_seconds` with the data, so the
 auto preset's network decision is asked on the first plane), the old fixed-table
 figure for comparison, the actual wall time of the run through
 :func:`napari_mpid.api.denoise_iter` (model loading included), and the total the
@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_mpid._qt.estimate import estimate_seconds, network_for, table_seconds
 from napari_mpid.api import denoise_iter
 from napari_mpid.core.cache import CACHE_ENV
 from napari_mpid.core.engine import timing
+from napari_mpid.core.engine.estimate import estimate_seconds, network_for, table_seconds
 from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import preset
 from napari_mpid.core.run.devices import resolve_device, resolve_precision

@@ -1,4 +1,12 @@
-"""The Python API: a thin layer over :mod:`napari_mpid.core`.
+"""The Python API, and the only door to :mod:`napari_mpid.core` for the CLI and the napari widget.
+
+Scripts call :func:`denoise` (or :func:`denoise_iter` to watch progress and
+cancel), :func:`load_model` and :func:`pretrain`. The CLI and the widget
+import everything they use from the core through this module (the
+parameter, result and error types also from :mod:`~napari_mpid.core.params`,
+:mod:`~napari_mpid.core.results` and :mod:`~napari_mpid.core.errors`), so the
+core can be rearranged without touching them; ``tests/test_architecture.py``
+checks it.
 
 Examples
 --------
@@ -12,20 +20,85 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from napari_mpid.core.engine import DenoiseResult, Progress, denoise_planes
-from napari_mpid.core.model.checkpoints import LoadedModel
+from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.engine.estimate import (
+    calibrate_for,
+    calibration_for,
+    estimate_seconds,
+    estimate_text,
+    eta_tracker,
+    format_duration,
+    network_for,
+    table_seconds,
+)
+from napari_mpid.core.engine.timing import Calibration, EtaTracker, calibration_key
+from napari_mpid.core.errors import (
+    USER_ERRORS,
+    CheckpointError,
+    DeviceError,
+    InputError,
+    OutOfMemory,
+    ParameterError,
+)
+from napari_mpid.core.model.checkpoints import LoadedModel, bundled_models
 from napari_mpid.core.model.checkpoints import load_model as _load_model
+from napari_mpid.core.model.pretrain import PretrainConfig, Pretrainer, PretrainProgress
 from napari_mpid.core.params import DEFAULT_PRESET, FillParams, preset
-from napari_mpid.core.run.devices import resolve_device
+from napari_mpid.core.results import DenoiseResult, Progress
+from napari_mpid.core.run.axes import AXIS_LETTERS, axes_from_labels, resolve_axes
+from napari_mpid.core.run.devices import available_devices, resolve_device
+from napari_mpid.core.run.normalization import IntensityScale
+from napari_mpid.core.run.plan import Plan, make_plan
 from napari_mpid.core.steps import run_to_end
+from napari_mpid.io import PLAIN_SUFFIXES, TIFF_SUFFIXES, read_training_image
 
-__all__ = ["FillParams", "denoise", "denoise_iter", "load_model", "preset", "pretrain"]
+__all__ = [  # noqa: RUF022 (grouped by who uses them)
+    # what scripts use
+    "DenoiseResult",
+    "FillParams",
+    "Progress",
+    "denoise",
+    "denoise_iter",
+    "list_models",
+    "load_model",
+    "plan",
+    "preset",
+    "pretrain",
+    "pretrain_iter",
+    # errors that name a problem the user can fix
+    "USER_ERRORS",
+    "CheckpointError",
+    "DeviceError",
+    "InputError",
+    "OutOfMemory",
+    "ParameterError",
+    # what the widget shows before and during a run
+    "AXIS_LETTERS",
+    "Calibration",
+    "EtaTracker",
+    "LoadedModel",
+    "Plan",
+    "available_devices",
+    "axes_from_labels",
+    "calibrate_for",
+    "calibration_for",
+    "calibration_key",
+    "estimate_seconds",
+    "estimate_text",
+    "eta_tracker",
+    "format_duration",
+    "network_for",
+    "resolve_axes",
+    "resolve_device",
+    "table_seconds",
+]
 
 
 def load_model(name_or_path: str | Path = "real-noise", device: str = "auto") -> LoadedModel:
@@ -38,22 +111,72 @@ def load_model(name_or_path: str | Path = "real-noise", device: str = "auto") ->
 
 
 def denoise_iter(
-    image: np.ndarray,
+    image: Any,
     params: FillParams | None = None,
     *,
     axes: str | None = None,
     rgb: bool | None = None,
     model: LoadedModel | None = None,
     preview_every: int | None = None,
+    out: Any = None,
+    noise_out: Any = None,
+    noise_map: bool = True,
+    planes: Iterable[int] | None = None,
+    scales: dict[int, IntensityScale] | None = None,
+    fitted: dict[int, dict[str, torch.Tensor]] | None = None,
 ) -> Generator[Progress, None, DenoiseResult]:
     """Generator form of :func:`denoise`: yields :class:`Progress`, returns the result.
 
     Close the generator (or stop iterating) to cancel between two iterations;
-    the input is never modified and no partial result is produced.
+    the input is never modified and no partial result is produced. The
+    keyword arguments after ``preview_every`` (outputs to write into, a share
+    of the planes, scales and fitted networks of an earlier run) are those of
+    :func:`napari_mpid.core.engine.denoise_planes`, for the widget and batch
+    work; ``image`` may be a lazy array, read one plane at a time.
     """
     return denoise_planes(
-        image, params or preset(DEFAULT_PRESET), axes=axes, rgb=rgb, model=model, preview_every=preview_every
+        image,
+        params or preset(DEFAULT_PRESET),
+        axes=axes,
+        rgb=rgb,
+        model=model,
+        preview_every=preview_every,
+        out=out,
+        noise_out=noise_out,
+        noise_map=noise_map,
+        planes=planes,
+        scales=scales,
+        fitted=fitted,
     )
+
+
+def plan(
+    shape: Sequence[int],
+    dtype: Any,
+    params: FillParams | None = None,
+    *,
+    model: LoadedModel | None = None,
+    device: torch.device | str | None = None,
+    axes: str | None = None,
+    rgb: bool | None = None,
+) -> Plan:
+    """What a run on an array of this shape and dtype would do, without doing it.
+
+    The parameters as they would be resolved (mask ratio, tiles, stack
+    planes, context), the planes and series, and the notes that explain the
+    automatic choices. Raises the errors of :func:`denoise` (a message naming
+    the problem) before any work. ``model`` is loaded from ``params.model``
+    when not given (on the CPU: planning needs its architecture only).
+    """
+    params = params or preset(DEFAULT_PRESET)
+    device = resolve_device(params.device) if device is None else torch.device(device)
+    model = model if model is not None else _load_model(params.model, torch.device("cpu"))
+    return make_plan(tuple(shape), np.dtype(dtype), params, model, device, axes=axes, rgb=rgb)
+
+
+def list_models() -> dict[str, dict[str, str]]:
+    """The bundled models by name: their file, SHA-256 and a one-line summary."""
+    return bundled_models()
 
 
 def denoise(
@@ -139,9 +262,6 @@ def pretrain(
     ``<stem>.weights.pt`` the weights with their metadata, which
     :func:`load_model` and the plugin accept.
     """
-    from napari_mpid.core.model.pretrain import PretrainConfig
-    from napari_mpid.training import pretrain_iter
-
     cfg = PretrainConfig(**config)
     bar = None
     if progress:
@@ -160,3 +280,69 @@ def pretrain(
         bar.close()
     output = Path(output)
     return output.with_name(output.stem + ".weights.pt")
+
+
+def collect_images(folders: Sequence[str | Path], min_size: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Read every image (png/tif/jpg, gray or colour, 8/16-bit) under ``folders``.
+
+    Images smaller than ``min_size`` on a side are skipped and counted.
+
+    Returns
+    -------
+    images : list of ndarray
+        float32 in [0, 1].
+    info : dict
+        Per folder: resolved path, images used, images skipped.
+    """
+    images: list[np.ndarray] = []
+    info: dict[str, Any] = {"folders": []}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder")
+        used = skipped = 0
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() not in TIFF_SUFFIXES + PLAIN_SUFFIXES:
+                continue
+            image = read_training_image(path)
+            if min(image.shape[:2]) < min_size:
+                skipped += 1
+                continue
+            images.append(image)
+            used += 1
+        info["folders"].append({"path": folder.name, "images": used, "skipped_too_small": skipped})
+    if not images:
+        raise ValueError(f"no usable images (at least {min_size}x{min_size}) in {', '.join(map(str, folders))}")
+    info["images"] = len(images)
+    return images, info
+
+
+def pretrain_iter(
+    folders: Sequence[str | Path],
+    output: str | Path,
+    config: PretrainConfig,
+    *,
+    device: str = "auto",
+    resume: str | Path | None = None,
+    time_limit: float | None = None,
+    until: int | None = None,
+) -> Iterator[PretrainProgress]:
+    """Pre-train (or resume) and write checkpoints to ``output``; yields progress.
+
+    A resumable checkpoint is written every ``config.checkpoint_every`` steps
+    and at the end, plus ``<output stem>.weights.pt`` without the training
+    state (the file to ship or point the plugin at). ``until`` stops at that
+    step and ``time_limit`` after that many seconds; the cosine schedule still
+    spans ``config.steps``, so a later resume continues it exactly.
+    """
+    output = Path(output)
+    images, info = collect_images(folders, config.crop_size)
+    trainer = Pretrainer(images, config, resolve_device(device), data_info=info)
+    if resume is not None:
+        trainer.resume(resume)
+    for progress in trainer.run(until=until, time_limit=time_limit):
+        if trainer.step % config.checkpoint_every == 0:
+            trainer.save(output)
+        yield progress
+    trainer.save(output)
+    trainer.save(output.with_name(output.stem + ".weights.pt"), with_training_state=False)

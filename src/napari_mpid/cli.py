@@ -45,16 +45,16 @@ _OPTION_NAMES = {
 
 
 def _add_fill_options(parser: argparse.ArgumentParser) -> None:
-    from .core.params import DEFAULT_PRESET, PRESETS, FillParams, field_kind
+    from .core.params import DEFAULT_PRESET, PRESETS, FillParams, field_kind, preset_descriptions
 
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default=DEFAULT_PRESET,
-        help="auto: per plane, mask ratio from the measured noise, held-out stopping (T <= 200) and a "
-        "self-calibrated mix with blurs and the noisy pixel (default); fast: T=200, beta=0.90 (the paper); "
-        "quality: T=1000, beta=0.99 (the paper); cpu: T=150, beta=0.90, lr 3e-3 (fast-preset quality in 25%% "
-        "fewer iterations)",
+        help="; ".join(
+            f"{name}: {text}" + (" (default)" if name == DEFAULT_PRESET else "")
+            for name, text in preset_descriptions().items()
+        ).replace("%", "%%"),
     )
     for f in dataclasses.fields(FillParams):
         kind = {"int": int, "float": float}.get(field_kind(f), str)
@@ -198,9 +198,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .core.model.checkpoints import _registry
+    from . import api
 
-    for name, entry in _registry().items():
+    for name, entry in api.list_models().items():
         print(f"{name}\t{entry['file']}\tsha256={entry['sha256']}\t{entry.get('summary', '')}")
     return 0
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid._qt import estimate as estimate_module
 from napari_mpid.core.cache import CACHE_ENV
+from napari_mpid.core.engine import estimate as estimate_module
 from napari_mpid.core.engine.timing import Calibration
 
 # Tiny networks gain nothing from intra-op threads, and on a busy machine

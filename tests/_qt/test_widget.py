@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from napari_mpid._qt import estimate as estimate_module
 from napari_mpid._qt import widget as widget_module
 from napari_mpid._qt.controls import AUTOMATIC_TEXT, MODEL_DEFAULT_TEXT, field_docs, fill_fields
+from napari_mpid.core.engine import estimate as estimate_module
 from napari_mpid.core.engine import timing
 from napari_mpid.core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams
 from napari_mpid.core.run.devices import resolve_device

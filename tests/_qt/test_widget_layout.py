@@ -161,7 +161,7 @@ def test_a_warning_is_shown_once_however_often_the_run_raises_or_records_it(dock
     plane = np.random.default_rng(3).poisson(50, (48, 48)).astype(np.uint16)
     widget.image.value = viewer.add_image(plane, name="plane")  # one small plane: a quick run
     message = "3 pixel value(s) lie outside the fitted intensity range"
-    real = widget_module.denoise_planes
+    real = widget_module.denoise_iter
 
     def warning_twice(*args, **kwargs):
         warnings.warn(message, UserWarning, stacklevel=1)
@@ -171,7 +171,7 @@ def test_a_warning_is_shown_once_however_often_the_run_raises_or_records_it(dock
         return result
 
     shown, relayed = [], []
-    monkeypatch.setattr(widget_module, "denoise_planes", warning_twice)
+    monkeypatch.setattr(widget_module, "denoise_iter", warning_twice)
     monkeypatch.setattr(widget_module, "show_warning", shown.append)
     monkeypatch.setattr(notification_manager, "receive_warning", lambda *args: relayed.append(args))
 

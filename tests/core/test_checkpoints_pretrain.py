@@ -42,7 +42,7 @@ def test_unknown_names_and_corrupt_files_give_clear_errors(tmp_path):
 
 
 def test_registry_entries_match_their_files():
-    registry = checkpoints._registry()
+    registry = checkpoints.bundled_models()
     for name, _entry in registry.items():
         path, sha = checkpoints.bundled_model_path(name)
         assert checkpoints.file_sha256(path) == sha, name

@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from napari_mpid._qt.stores import PlaneStore, pyramid
-from napari_mpid.core.engine import DenoiseResult, InputError
-from napari_mpid.core.run.axes import AXIS_LETTERS, axes_from_labels, resolve_axes
+from napari_mpid.api import AXIS_LETTERS, DenoiseResult, InputError, axes_from_labels, resolve_axes
 
 __all__ = [
     "first_sentence",

@@ -38,6 +38,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
 
+from napari_mpid import api
 from napari_mpid._qt.controls import (
     ModelPicker,
     device_tooltip,
@@ -47,7 +48,6 @@ from napari_mpid._qt.controls import (
     narrow_combo,
     wrap_tooltip,
 )
-from napari_mpid._qt.estimate import calibrate_for, calibration_for, estimate_text, eta_tracker
 from napari_mpid._qt.layers import (
     axes_help,
     first_sentence,
@@ -58,17 +58,31 @@ from napari_mpid._qt.layers import (
     result_summary,
 )
 from napari_mpid._qt.stores import PlaneStore, is_in_memory
-from napari_mpid.core.engine import DenoiseResult, InputError, Progress, denoise_planes, resolve_axes
-from napari_mpid.core.engine.timing import Calibration, EtaTracker, calibration_key
-from napari_mpid.core.model.checkpoints import CheckpointError, LoadedModel, load_model
-from napari_mpid.core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams, ParameterError, preset_name
-from napari_mpid.core.run.devices import DeviceError, available_devices, resolve_device
-from napari_mpid.core.run.plan import Plan, make_plan
+from napari_mpid.api import (
+    USER_ERRORS,
+    Calibration,
+    DenoiseResult,
+    EtaTracker,
+    InputError,
+    LoadedModel,
+    Plan,
+    Progress,
+    available_devices,
+    calibrate_for,
+    calibration_for,
+    calibration_key,
+    denoise_iter,
+    estimate_text,
+    eta_tracker,
+    load_model,
+    resolve_axes,
+    resolve_device,
+)
+from napari_mpid.core.params import DEFAULT_PRESET, PRESET_FIELDS, PRESETS, FillParams, preset_descriptions, preset_name
 
 __all__ = ["ADVANCED", "MAIN", "MPI_SETTINGS", "STACK", "STACK_AXES", "DenoiseWidget", "preset_help", "progress_text"]
 
 #: Errors that mean "the input or a setting is wrong": shown as one line, no traceback.
-USER_ERRORS = (InputError, DeviceError, CheckpointError, ParameterError)
 CUSTOM = "custom"
 #: The paper's filling parameters, always shown under "MPI settings", in this order.
 MPI_SETTINGS = ("beta", "mask_ratio", "iterations")
@@ -105,9 +119,7 @@ def _run(
     """
     try:
         return (
-            yield from denoise_planes(
-                image, params, axes=axes, preview_every=preview_every, out=out, noise_out=noise_out
-            )
+            yield from denoise_iter(image, params, axes=axes, preview_every=preview_every, out=out, noise_out=noise_out)
         )
     except USER_ERRORS as exc:
         return _Failed(str(exc))
@@ -147,19 +159,16 @@ def progress_text(step: Progress, eta: float | None) -> str:
 
 
 def preset_help() -> str:
-    """The preset control's tooltip, with each preset's settings read from :data:`PRESETS`."""
-    auto, fast, quality, cpu = (PRESETS[name] for name in ("auto", "fast", "quality", "cpu"))
+    """The preset control's tooltip: each preset's description (:func:`preset_descriptions`), what it does to spots."""
+    described = "\n".join(
+        f"{name}{' (the default)' if name == DEFAULT_PRESET else ''}: {text}."
+        for name, text in preset_descriptions().items()
+    )
     return wrap_tooltip(
-        "How to denoise.\n"
-        "auto (the default): decides for every plane, from its own noise, whether the network runs (how "
-        f"many pixels it hides, when it stops: at most T={auto.iterations} iterations) and how to mix the "
-        "image, its blurs, the network's result and, in stacks, the neighbour planes. It keeps the "
-        "integrated intensity of small bright spots (within 5 % for 3x3 spots).\n"
-        f"fast (T={fast.iterations}, beta {fast.beta:.2f}) and quality (T={quality.iterations}, beta "
-        f"{quality.beta:.2f}): the paper's iterative filling. cpu (T={cpu.iterations}, learning rate "
-        f"{cpu.learning_rate:g}): the fast preset's quality in fewer iterations.\n"
-        "Spots: fast, quality and cpu dim small bright spots (a 3x3 spot keeps 50-80 % of its peak and "
-        "75-90 % of its integrated intensity); to count or measure spots, use auto.\n"
+        f"How to denoise.\n{described}\n"
+        "Spots: fast, quality and cpu dim small bright spots (a 3x3 spot keeps 50-80 % of its peak and 75-90 % "
+        "of its integrated intensity); auto keeps the integrated intensity of small bright spots (within 5 % "
+        "for 3x3 spots): to count or measure spots, use auto.\n"
         "Changing iterations, beta or an advanced setting switches to custom."
     )
 
@@ -425,8 +434,13 @@ class DenoiseWidget(Container):
         try:
             params = self.params()
             device = resolve_device(params.device)
-            plan = make_plan(
-                shape, full_resolution(layer).dtype, params, self._model_for_planning(params), device, axes=axes
+            plan = api.plan(
+                shape,
+                full_resolution(layer).dtype,
+                params,
+                model=self._model_for_planning(params),
+                device=device,
+                axes=axes,
             )
         except InputError as exc:  # the data and the settings do not go together
             self._show_problem(str(exc))
@@ -481,7 +495,7 @@ class DenoiseWidget(Container):
     def _model_for_planning(self, params: FillParams) -> LoadedModel:
         """The model on the CPU, loaded once per model spec: a plan needs its size limits and mask ratio."""
         if self._planning_model is None or self._planning_model[0] != params.model:
-            self._planning_model = (params.model, load_model(params.model, torch.device("cpu")))
+            self._planning_model = (params.model, load_model(params.model, "cpu"))
         return self._planning_model[1]
 
     @staticmethod
@@ -591,7 +605,7 @@ class DenoiseWidget(Container):
         """The run's ETA, started from the estimate shown before Run (none if planning fails: the worker says why)."""
         try:
             model = self._model_for_planning(params)
-            plan = make_plan(np.shape(data), data.dtype, params, model, device, axes=axes)
+            plan = api.plan(np.shape(data), data.dtype, params, model=model, device=device, axes=axes)
         except USER_ERRORS:
             return EtaTracker(None)
         return eta_tracker(plan, device, data)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from napari_mpid.core.errors import ParameterError
+
 __all__ = [
     "BUNDLED_MODELS",
     "CONTEXT_AXES",
@@ -43,10 +45,6 @@ CONTEXT_AXES = ("auto", "Z", "T", "Q")
 NETWORK_USE = ("auto", "always", "never")
 #: Intensity scaling policies, see :mod:`napari_mpid.core.run.normalization`.
 NORMALIZATIONS = ("auto", "percentile", "minmax", "dtype", "none")
-
-
-class ParameterError(ValueError):
-    """A parameter is out of its range or of the wrong kind."""
 
 
 def _meta(help: str, **extra: Any) -> dict[str, Any]:
@@ -335,6 +333,20 @@ PRESETS: dict[str, FillParams] = {
 }
 #: The preset of the API, the CLI and the widget when the user names none.
 DEFAULT_PRESET = "auto"
+
+
+def preset_descriptions() -> dict[str, str]:
+    """One sentence per preset, its settings read from :data:`PRESETS`: the CLI's and the widget's help."""
+    auto, fast, quality, cpu = (PRESETS[name] for name in ("auto", "fast", "quality", "cpu"))
+    return {
+        "auto": "decides for every plane, from its own noise, whether the network runs (how many pixels it "
+        f"hides, when it stops: at most T={auto.iterations} iterations) and how to mix the image, its blurs, "
+        "the network's result and, in stacks, the neighbour planes",
+        "fast": f"T={fast.iterations}, beta {fast.beta:.2f}: the paper's iterative filling",
+        "quality": f"T={quality.iterations}, beta {quality.beta:.2f}: the paper's iterative filling, slower",
+        "cpu": f"T={cpu.iterations}, beta {cpu.beta:.2f}, learning rate {cpu.learning_rate:g}: the fast "
+        "preset's quality in fewer iterations",
+    }
 
 
 def preset_name(params: FillParams | Mapping[str, Any]) -> str | None:

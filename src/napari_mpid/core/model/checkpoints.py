@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from napari_mpid.core.errors import CheckpointError
 from napari_mpid.core.model.network import SkipNetwork, convert_reference_state_dict
 
 __all__ = [
@@ -42,10 +43,6 @@ __all__ = [
 FORMAT = "napari-mpid"
 FORMAT_VERSION = 1
 _REGISTRY = "registry.json"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be found, verified or loaded."""
 
 
 @dataclass
@@ -82,7 +79,8 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _registry() -> dict[str, dict[str, str]]:
+def bundled_models() -> dict[str, dict[str, str]]:
+    """The bundled models by name, as ``models/registry.json`` lists them (file, sha256, summary)."""
     text = resources.files("napari_mpid.models").joinpath(_REGISTRY).read_text()
     return json.loads(text)
 
@@ -95,7 +93,7 @@ def bundled_model_path(name: str) -> tuple[Path, str]:
     CheckpointError
         If ``name`` is not a bundled model.
     """
-    registry = _registry()
+    registry = bundled_models()
     if name not in registry:
         raise CheckpointError(f"unknown bundled model {name!r}; available: {', '.join(sorted(registry))}")
     entry = registry[name]

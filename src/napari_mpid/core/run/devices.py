@@ -6,11 +6,9 @@ import re
 
 import torch
 
+from napari_mpid.core.errors import DeviceError
+
 __all__ = ["DeviceError", "available_devices", "resolve_device", "resolve_precision"]
-
-
-class DeviceError(RuntimeError):
-    """The requested device does not exist on this machine."""
 
 
 def _mps_available() -> bool:

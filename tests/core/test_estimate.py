@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mpid._qt import estimate as estimate_module
-from napari_mpid._qt.estimate import (
+from napari_mpid.core import auto
+from napari_mpid.core.cache import CACHE_ENV
+from napari_mpid.core.engine import estimate as estimate_module
+from napari_mpid.core.engine.estimate import (
     CUDA_SECONDS,
     calibrate_for,
     calibration_for,
@@ -17,8 +19,6 @@ from napari_mpid._qt.estimate import (
     network_for,
     unit_iterations,
 )
-from napari_mpid.core import auto
-from napari_mpid.core.cache import CACHE_ENV
 from napari_mpid.core.engine.timing import Calibration, calibration_key, run_seconds, save_calibration
 from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import FillParams
@@ -30,11 +30,6 @@ def empty_cache(tmp_path, monkeypatch):
     """No calibration from the user's own cache: every test starts uncalibrated."""
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     return tmp_path
-
-
-@pytest.fixture(autouse=True)
-def measured_speed():
-    """Replaces conftest's fixed speeds for every key: here the cache itself is read."""
 
 
 @pytest.fixture(scope="module")
