@@ -41,21 +41,19 @@ from typing import Any
 
 import numpy as np
 
-from .io import (
+from .files.disk import DiskFullError
+from .files.formats import (
     BIO_SUFFIXES,
+    OUTPUT_SUFFIXES,
     PLAIN_SUFFIXES,
     TIFF_SUFFIXES,
-    ImageData,
     image_stem,
     is_zarr_path,
-    jsonable,
-    open_image,
     require_ome_zarr,
 )
-from .journal import Journal, JournalMismatch, fingerprint
-from .outputs import (
-    OUTPUT_SUFFIXES,
-    DiskFullError,
+from .files.metadata import jsonable
+from .files.read import ImageData, open_image
+from .files.write import (
     OutputSpec,
     commit,
     create,
@@ -65,6 +63,7 @@ from .outputs import (
     partial_path,
     plan_output,
 )
+from .journal import Journal, JournalMismatch, fingerprint
 
 __all__ = ["Job", "Outcome", "Prepared", "RunOptions", "plan_jobs", "print_summary", "run_jobs"]
 

@@ -131,7 +131,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import api
-    from .io import write_tiff
+    from .files.write import write_tiff
     from .synthetic import fluorescence_stack
 
     noisy, clean = fluorescence_stack(planes=args.planes, size=args.size, seed=0)

@@ -36,8 +36,9 @@ from .batch import (
     prepare,
     report_error,
 )
-from .io import MissingExtraError
-from .outputs import OutputSpec
+from .files.formats import MissingExtraError
+from .files.read import open_image
+from .files.write import OutputSpec, open_array
 
 __all__ = ["connect", "disconnect", "fill_share", "run_on_cluster", "shares"]
 
@@ -114,8 +115,6 @@ def _worker_device(requested: str) -> str:
 
 
 def _image(path: str) -> Any:
-    from .io import open_image
-
     if path not in _IMAGES:
         _IMAGES[path] = open_image(path)
         while len(_IMAGES) > 2:
@@ -138,7 +137,6 @@ def fill_share(task: dict[str, Any]) -> dict[str, Any]:
     from .core.engine import denoise_planes
     from .core.normalization import IntensityScale
     from .core.params import FillParams
-    from .outputs import open_array
 
     try:
         from distributed import get_worker

@@ -10,7 +10,8 @@ import numpy as np
 
 from .core.devices import resolve_device
 from .core.pretrain import PretrainConfig, Pretrainer, PretrainProgress
-from .io import PLAIN_SUFFIXES, TIFF_SUFFIXES, read_training_image
+from .files.formats import PLAIN_SUFFIXES, TIFF_SUFFIXES
+from .files.read import read_training_image
 
 __all__ = ["collect_images", "pretrain_iter"]
 
