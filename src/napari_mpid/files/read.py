@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from ..core.axes import default_axes, normalize_axes
 from ..core.normalization import fit_scale
@@ -177,8 +179,6 @@ def _open_tiff(path: Path) -> ImageData:
 
 
 def _open_tiff_checked(path: Path) -> ImageData:
-    import tifffile
-
     tif = tifffile.TiffFile(path)
     try:
         series = tif.series[0]
@@ -245,8 +245,6 @@ def _letter_of(axis: Any) -> str:
 
 def _open_zarr(path: Path) -> ImageData:
     require_ome_zarr()
-    import warnings
-
     import zarr
 
     with warnings.catch_warnings():  # ome-zarr deprecates its own Scaler at import time

@@ -27,16 +27,19 @@ OME-Zarr: OME-NGFF 0.4 written with ome-zarr-py, one chunk per plane.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from math import prod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from .arrays import CastingArray, Layout, LayoutArray, MappedArray, full_key
 from .disk import DiskFullError, fsync_directory, is_disk_full
@@ -123,8 +126,6 @@ class OutputSpec:
 
 def _ome_accepts(stored_axes: str, stored_shape: tuple[int, ...], dtype: np.dtype) -> bool:
     """Whether tifffile's OME-XML writer takes these axes (it refuses e.g. two Q axes)."""
-    import tifffile
-
     samples = stored_shape[-1] if stored_axes.endswith("S") else 1
     plane = stored_shape[stored_axes.index("Y") :]
     planes = prod(stored_shape[: stored_axes.index("Y")])
@@ -260,8 +261,6 @@ def _tiff_metadata(spec: OutputSpec, layout: Layout, run: dict[str, Any]) -> dic
 
 
 def _create_tiff(spec: OutputSpec) -> None:
-    import tifffile
-
     layout = Layout.from_record(spec.layout)
     dtype = np.dtype(spec.dtype)
     resolution = None
@@ -328,8 +327,6 @@ def _ngff_axes(layout: Layout, unit: str | None) -> tuple[list[dict[str, str]], 
 
 
 def _create_zarr(spec: OutputSpec) -> None:
-    import warnings
-
     import dask.array as da
     import zarr
 
@@ -480,8 +477,6 @@ class _SyncedZarr:
                     os.close(fd)
 
     def _chunk_files(self, key: Any) -> list[str]:
-        import itertools
-
         keys = key
         ranges = []
         for k, n, c in zip(keys, self.shape, self.array.chunks):
@@ -541,7 +536,6 @@ def _finalize(spec: OutputSpec, run: dict[str, Any]) -> None:
         record["run"] = run
         group.attrs[ZARR_ATTRIBUTE] = record
         return
-    import tifffile
 
     with tifffile.TiffFile(spec.partial, mode="r+") as tif:
         page = tif.pages.first
