@@ -243,7 +243,7 @@ def test_ome_zarr_output(stack, tmp_path, capsys):
 
 
 def _interrupt_after_first_plane(monkeypatch):
-    import napari_mpid.journal as journal
+    from napari_mpid.batch import journal
 
     real_mark = journal.Journal.mark
 
@@ -306,7 +306,7 @@ def test_resume_takes_the_same_output_spelled_relative_or_absolute(tmp_path, cap
 
 
 def test_a_crash_between_the_renames_is_completed_by_resume(tmp_path, capsys, monkeypatch):
-    import napari_mpid.batch as batch
+    import napari_mpid.batch.run as run
     import napari_mpid.files.write as writing
 
     source, out, noise = tmp_path / "stack.tif", tmp_path / "out.tif", tmp_path / "noise.tif"
@@ -317,7 +317,7 @@ def test_a_crash_between_the_renames_is_completed_by_resume(tmp_path, capsys, mo
         raise KeyboardInterrupt  # as if killed between the two renames
 
     with monkeypatch.context() as m:
-        m.setattr(batch, "commit", rename_first_then_die)
+        m.setattr(run, "commit", rename_first_then_die)
         assert main(["denoise", str(source), "-o", str(out), "--noise-map", str(noise), *TINY]) == 130
     assert noise.exists() and not out.exists()
     capsys.readouterr()

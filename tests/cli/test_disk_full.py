@@ -34,13 +34,13 @@ def _no_space(*args, **kwargs):
 
 
 def test_an_output_the_disk_cannot_hold_is_refused_before_any_compute(tmp_path, capsys, monkeypatch):
-    import napari_mpid.batch as batch
+    import napari_mpid.batch.run as run
     import napari_mpid.files.write as writing
 
     source, out = tmp_path / "stack.tif", tmp_path / "out.tif"
     _stack(source)
     monkeypatch.setattr(writing.os, "posix_fallocate", _no_space, raising=False)
-    monkeypatch.setattr(batch, "run_prepared", pytest.fail)  # no plane is filled
+    monkeypatch.setattr(run, "run_prepared", pytest.fail)  # no plane is filled
 
     code = main(["denoise", str(source), "-o", str(out), *TINY])
 

@@ -175,17 +175,3 @@ def test_big_endian_tiff_planes_read_in_native_byte_order(tmp_path):
     assert image.dtype == np.uint16 and image.dtype.isnative
     np.testing.assert_array_equal(image.data[1], data[1])
     image.close()
-
-
-def test_file_modules_import_neither_torch_nor_qt():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, napari_mpid.files, napari_mpid.journal, napari_mpid.batch, napari_mpid._writer;"
-        "print(' '.join(sys.modules))"
-    )
-    loaded = set(
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    )
-    assert not {m.split(".")[0] for m in loaded} & {"torch", "napari", "qtpy", "PyQt6", "dask", "distributed"}

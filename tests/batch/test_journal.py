@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_mpid.journal import Journal, JournalMismatch, fingerprint
+from napari_mpid.batch.journal import Journal, JournalMismatch, fingerprint
 
 
 def test_finished_planes_survive_a_torn_last_line(tmp_path):

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .files.disk import fsync_directory, write_atomic
+from ..files.disk import fsync_directory, write_atomic
 
 __all__ = ["JOURNAL_VERSION", "Journal", "JournalMismatch", "fingerprint"]
 
