@@ -122,6 +122,16 @@ def _is_input(path: Path) -> bool:
 def collect_inputs(items: list[str]) -> list[Path]:
     """Files named, images in folders named (not recursive), and glob matches, in order, without repeats.
 
+    Parameters
+    ----------
+    items : list of str
+        The command line's inputs: files, OME-Zarr stores, folders, globs.
+
+    Returns
+    -------
+    list of Path
+        One per input, each once (the first spelling kept).
+
     Raises
     ------
     ValueError
@@ -155,6 +165,24 @@ def plan_jobs(items: list[str], output: str, noise_map: str | None = None, fmt: 
     the single-file form, where ``--noise-map`` names a file too. Otherwise
     ``-o`` (and ``--noise-map``) name folders, and every input ``a.tif`` gives
     ``OUTDIR/a.tif`` (or ``a.ome.zarr``) and ``NOISEDIR/a_noise_map.tif``.
+
+    Parameters
+    ----------
+    items : list of str
+        The inputs, as :func:`collect_inputs` takes them.
+    output : str
+        ``-o``: a file (one input) or a folder.
+    noise_map : str, optional
+        ``--noise-map``: a file or a folder, like ``output``.
+    fmt : str
+        ``--format`` of batch mode: "tif" or "ome.zarr".
+
+    Returns
+    -------
+    jobs : list of Job
+        One per input, in order.
+    batch : bool
+        Whether this is batch mode (outputs into folders).
 
     Raises
     ------
@@ -200,6 +228,13 @@ def _same(a: Path, b: Path) -> bool:
 
 def check_outputs(jobs: list[Job], batch: bool) -> None:
     """Refuse bad output paths before any compute; in batch mode create the output folders.
+
+    Parameters
+    ----------
+    jobs : list of Job
+        From :func:`plan_jobs`.
+    batch : bool
+        Whether this is batch mode (the output folders may be created).
 
     Raises
     ------

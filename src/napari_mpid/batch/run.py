@@ -134,8 +134,27 @@ def _settings(options: RunOptions, job: Job, plan: Any, out_dtype: np.dtype) -> 
 def prepare(job: Job, options: RunOptions, model: Any, device: Any) -> Prepared | Outcome:
     """Check, open, plan, fit scales, create the outputs and the journal (or take them from the journal).
 
-    Returns an :class:`Outcome` ("skipped") when the outputs already exist.
-    Raises the input's or the journal's errors (nothing is created then).
+    Parameters
+    ----------
+    job : Job
+        The input and its outputs.
+    options : RunOptions
+        Parameters and options of the run (``resume``, ``overwrite``).
+    model : LoadedModel
+        From :func:`load_model_and_device`.
+    device : torch.device
+        Where the planes will be filled.
+
+    Returns
+    -------
+    Prepared or Outcome
+        The job ready to compute, or a "skipped" outcome when all its
+        outputs already exist (and no journal asks to resume).
+
+    Raises
+    ------
+    Exception
+        The input's, the plan's or the journal's errors; nothing is left on disk then.
     """
     from ..core.plan import make_plan
     from ..core.scales import fit_scales
@@ -271,7 +290,24 @@ def abandon(prep: Prepared) -> None:
 
 
 def run_prepared(prep: Prepared, options: RunOptions, model: Any, device: Any) -> Outcome:
-    """Fill the planes still to do, plane by plane into the outputs, then complete the job."""
+    """Fill the planes still to do, plane by plane into the outputs, then complete the job.
+
+    Parameters
+    ----------
+    prep : Prepared
+        From :func:`prepare`.
+    options : RunOptions
+        Parameters and options of the run (``quiet`` hides the progress bar).
+    model : LoadedModel
+        From :func:`load_model_and_device`.
+    device : torch.device
+        Where the planes are filled.
+
+    Returns
+    -------
+    Outcome
+        "done", with the planes computed and resumed, the time and the warnings.
+    """
     from ..core.engine import denoise_planes
 
     result = None
@@ -424,7 +460,19 @@ def run_jobs(
 
 
 def run_one(job: Job, options: RunOptions, model: Any, device: Any) -> Outcome:
-    """Prepare and run one job; errors become a "failed" outcome (KeyboardInterrupt propagates)."""
+    """Prepare and run one job; errors become a "failed" outcome (KeyboardInterrupt propagates).
+
+    Parameters
+    ----------
+    job, options, model, device
+        As for :func:`prepare`.
+
+    Returns
+    -------
+    Outcome
+        "done", "skipped" or "failed" (with a one-line reason; a full disk
+        keeps the finished planes and says to resume).
+    """
     try:
         prep = prepare(job, options, model, device)
     except Exception as exc:
