@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_mpid.cli import main
-from napari_mpid.io import read_image, write_tiff
+from napari_mpid.files import read_image, write_tiff
 
 
 def test_ome_zarr_output_opens_in_napari_with_the_inputs_scale_and_axes(make_napari_viewer, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_mpid._reader import napari_get_reader, read_files
-from napari_mpid.io import write_tiff
+from napari_mpid.files import write_tiff
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """napari reader: TIFF (ImageJ, OME) and, with bioio installed, other formats.
 
-Goes through :func:`napari_mpid.io.read_image`, so a file opens in napari
+Goes through :func:`napari_mpid.files.read.read_image`, so a file opens in napari
 with the same axes and pixel size that the CLI sees. Never imports torch:
 opening a file must not pay for the deep-learning stack.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .core.run.axes import labels_for_axes
-from .io import BIO_SUFFIXES, TIFF_SUFFIXES, ImageData, read_image
+from .files.formats import BIO_SUFFIXES, TIFF_SUFFIXES
+from .files.read import ImageData, read_image
 
 __all__ = ["BIO_SUFFIXES", "image_layer_kwargs", "napari_get_reader", "read_files"]
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .core.errors import InputError
 from .core.run.axes import axes_from_labels, resolve_axes
-from .io import write_tiff
+from .files.write import write_tiff
 
 __all__ = ["write_image"]
 

@@ -57,7 +57,8 @@ from napari_mpid.core.run.devices import available_devices, resolve_device
 from napari_mpid.core.run.normalization import IntensityScale
 from napari_mpid.core.run.plan import Plan, make_plan
 from napari_mpid.core.steps import run_to_end
-from napari_mpid.io import PLAIN_SUFFIXES, TIFF_SUFFIXES, read_training_image
+from napari_mpid.files.formats import PLAIN_SUFFIXES, TIFF_SUFFIXES
+from napari_mpid.files.read import read_training_image
 
 __all__ = [  # noqa: RUF022 (grouped by who uses them)
     # what scripts use

@@ -81,7 +81,10 @@ def _params_from(args: argparse.Namespace):
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
-    from .batch import RunOptions, check_outputs, plan_jobs, print_summary, run_jobs
+    from .batch.cluster import connect, disconnect, run_on_cluster
+    from .batch.jobs import RunOptions, check_outputs, plan_jobs
+    from .batch.report import print_summary
+    from .batch.run import run_jobs
 
     params = _params_from(args)
     if args.workers is not None and args.scheduler:
@@ -101,18 +104,17 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     )
     client = None
     if args.workers is not None or args.scheduler:
-        from .cluster import connect
-
         client = connect(args.scheduler, args.workers)
     try:
-        outcomes = run_jobs(jobs, options, batch=batch, client=client)
+        if client is None:
+            outcomes = run_jobs(jobs, options, batch=batch)
+        else:
+            outcomes = run_on_cluster(jobs, options, client, batch=batch)
     except KeyboardInterrupt:
         print("napari-mpid: interrupted; run the same command with --resume to continue", file=sys.stderr)
         return 130
     finally:
         if client is not None:
-            from .cluster import disconnect
-
             disconnect(client)
     if batch:
         print_summary(outcomes)
@@ -131,7 +133,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import api
-    from .io import write_tiff
+    from .files.write import write_tiff
     from .synthetic import fluorescence_stack
 
     noisy, clean = fluorescence_stack(planes=args.planes, size=args.size, seed=0)

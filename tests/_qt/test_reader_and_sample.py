@@ -8,7 +8,7 @@ import pytest
 from napari_mpid import _sample_data
 from napari_mpid._qt.layers import guess_axes
 from napari_mpid.core.cache import CACHE_ENV
-from napari_mpid.io import write_tiff
+from napari_mpid.files import write_tiff
 
 from ..conftest import SHARED
 

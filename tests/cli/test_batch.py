@@ -15,7 +15,7 @@ import pytest
 import tifffile
 
 from napari_mpid.cli import main
-from napari_mpid.io import read_image, write_tiff
+from napari_mpid.files import read_image, write_tiff
 
 TINY = ["--iterations", "2", "--model", "random-init:1:single", "--seed", "1", "-q"]
 
@@ -102,7 +102,7 @@ def test_output_may_not_be_the_input(stack, capsys, no_compute):
 
 
 def test_outputs_appear_together_or_not_at_all(stack, tmp_path, capsys, monkeypatch):
-    import napari_mpid.outputs as outputs
+    import napari_mpid.files.write as writing
 
     real_replace, calls = os.replace, []
 
@@ -112,7 +112,7 @@ def test_outputs_appear_together_or_not_at_all(stack, tmp_path, capsys, monkeypa
             raise OSError("disk vanished")
         real_replace(src, dst)
 
-    monkeypatch.setattr(outputs.os, "replace", fail_second_rename)
+    monkeypatch.setattr(writing.os, "replace", fail_second_rename)
     out, noise = tmp_path / "out.tif", tmp_path / "noise.tif"
     code = main(["denoise", str(stack), "-o", str(out), "--noise-map", str(noise), *TINY])
 
@@ -243,7 +243,7 @@ def test_ome_zarr_output(stack, tmp_path, capsys):
 
 
 def _interrupt_after_first_plane(monkeypatch):
-    import napari_mpid.journal as journal
+    from napari_mpid.batch import journal
 
     real_mark = journal.Journal.mark
 
@@ -306,8 +306,8 @@ def test_resume_takes_the_same_output_spelled_relative_or_absolute(tmp_path, cap
 
 
 def test_a_crash_between_the_renames_is_completed_by_resume(tmp_path, capsys, monkeypatch):
-    import napari_mpid.batch as batch
-    import napari_mpid.outputs as outputs
+    import napari_mpid.batch.run as run
+    import napari_mpid.files.write as writing
 
     source, out, noise = tmp_path / "stack.tif", tmp_path / "out.tif", tmp_path / "noise.tif"
     _stack(source)
@@ -317,7 +317,7 @@ def test_a_crash_between_the_renames_is_completed_by_resume(tmp_path, capsys, mo
         raise KeyboardInterrupt  # as if killed between the two renames
 
     with monkeypatch.context() as m:
-        m.setattr(batch, "commit", rename_first_then_die)
+        m.setattr(run, "commit", rename_first_then_die)
         assert main(["denoise", str(source), "-o", str(out), "--noise-map", str(noise), *TINY]) == 130
     assert noise.exists() and not out.exists()
     capsys.readouterr()
@@ -325,7 +325,7 @@ def test_a_crash_between_the_renames_is_completed_by_resume(tmp_path, capsys, mo
     assert main(["denoise", str(source), "-o", str(out), "--noise-map", str(noise), "--resume", *TINY]) == 0
     assert out.exists() and noise.exists() and not list(tmp_path.glob("*.partial"))
     assert not (tmp_path / "out.tif.journal").exists()
-    assert outputs.partial_path(out).name == "out.tif.partial"
+    assert writing.partial_path(out).name == "out.tif.partial"
 
 
 def test_a_changed_input_invalidates_the_journal(tmp_path, capsys, monkeypatch):

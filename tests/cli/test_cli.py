@@ -6,7 +6,7 @@ import tifffile
 import torch
 
 from napari_mpid.cli import main
-from napari_mpid.io import read_image, write_tiff
+from napari_mpid.files import read_image, write_tiff
 
 from ..tiff_files import header_only_huge_tiff
 

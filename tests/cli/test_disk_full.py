@@ -13,7 +13,7 @@ import pytest
 import tifffile
 
 from napari_mpid.cli import main
-from napari_mpid.io import read_image, write_tiff
+from napari_mpid.files import read_image, write_tiff
 
 TINY = ["--iterations", "2", "--model", "random-init:1:single", "--seed", "1", "-q"]
 
@@ -34,13 +34,13 @@ def _no_space(*args, **kwargs):
 
 
 def test_an_output_the_disk_cannot_hold_is_refused_before_any_compute(tmp_path, capsys, monkeypatch):
-    import napari_mpid.batch as batch
-    import napari_mpid.outputs as outputs
+    import napari_mpid.batch.run as run
+    import napari_mpid.files.write as writing
 
     source, out = tmp_path / "stack.tif", tmp_path / "out.tif"
     _stack(source)
-    monkeypatch.setattr(outputs.os, "posix_fallocate", _no_space, raising=False)
-    monkeypatch.setattr(batch, "run_prepared", pytest.fail)  # no plane is filled
+    monkeypatch.setattr(writing.os, "posix_fallocate", _no_space, raising=False)
+    monkeypatch.setattr(run, "run_prepared", pytest.fail)  # no plane is filled
 
     code = main(["denoise", str(source), "-o", str(out), *TINY])
 

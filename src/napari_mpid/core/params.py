@@ -109,9 +109,9 @@ class FillParams:
         memory on CUDA, one by one elsewhere), 1 = one by one.
     precision : str
         "float32" (the reference arithmetic), "bfloat16" (convolutions in
-        bf16 with float32 weights, Adam state and averages: ~3x faster on
-        CPUs with native bf16, same FMD PSNR within 0.01 dB in our
-        benchmark) or "auto" (bfloat16 on such CPUs, float32 elsewhere).
+        bf16 with float32 weights, Adam state and averages: several times
+        faster on CPUs with native bf16, the same FMD PSNR in our benchmark,
+        docs/benchmarks.md "Speed (CPU)") or "auto" (bfloat16 on such CPUs, float32 elsewhere).
     cuda_graphs : str
         "auto": on CUDA, capture one iteration as a CUDA graph after three
         eager ones and replay it (removes kernel-launch overhead; same

@@ -7,12 +7,12 @@ input's units. Policies (``FillParams.normalization``):
 ``"auto"`` (default)
     8-bit integer data (uint8) are divided by 255, the paper's scaling: a
     dim 8-bit image stays dim, and stretching it to the full [0, 1] range
-    costs up to 0.9 dB (FMD wide-field crop; 0.43 dB on three FMD crops,
-    docs/benchmarks.md "Intensity scaling"). Wider integers (a camera's 12-
-    or 16-bit images, with their offset of ~100 counts and a signal that uses
-    a small part of the range) use "percentile": divided by their bit depth,
-    the synthetic camera stack of the demo lost 3.6-4.4 dB plane by plane
-    and 11.8 dB with context filling (benchmarks/scaling_camera.py). Float data already
+    lost quality on FMD (docs/benchmarks.md, "Intensity scaling"). Wider
+    integers (a camera's 12- or 16-bit images, with their offset of ~100
+    counts and a signal that uses a small part of the range) use
+    "percentile": divided by their bit depth, a dim camera stack fills a
+    sliver of [0, 1] and the network denoises it far worse, the more so with
+    context filling (benchmarks/scaling_camera.py). Float data already
     within [0, 1] are used as they are; other floats, and integers with
     negative values, use "percentile".
 ``"percentile"``

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_mpid import io
-from napari_mpid.io import read_image, write_tiff
+from napari_mpid.files import ImageReadError, open_image, read_image, write_ome_zarr, write_tiff
 
-from .tiff_files import header_only_huge_tiff
+from ..tiff_files import header_only_huge_tiff
 
 RUN = {"software": "napari-mpid test", "param_iterations": 2, "notes": ["a", "b"], "seed_text": "3", "scales": [[1, 2]]}
 
@@ -60,7 +59,7 @@ def test_lazy_planes_of_an_uncompressed_tiff_are_read_from_the_file(tmp_path):
     path = tmp_path / "stack.tif"
     write_tiff(path, data, "ZYX")
 
-    image = io.open_image(path)
+    image = open_image(path)
 
     assert not isinstance(image.data, np.ndarray) and image.shape == data.shape
     np.testing.assert_array_equal(image.data[1], data[1])
@@ -72,7 +71,7 @@ def test_lazy_planes_of_a_compressed_tiff_come_through_zarr(tmp_path):
     path = tmp_path / "packed.tif"
     tifffile.imwrite(path, data, compression="zlib", metadata={"axes": "ZYX"})
 
-    image = io.open_image(path)
+    image = open_image(path)
 
     assert image.axes == "ZYX" and not isinstance(image.data, np.ndarray)
     np.testing.assert_array_equal(np.asarray(image.data[2]), data[2])
@@ -107,8 +106,8 @@ def _truncated_compressed(tmp_path):
 def test_a_truncated_tiff_is_refused_by_name_when_opened(tmp_path, capsys, make, detail):
     path = make(tmp_path)
 
-    with pytest.raises(io.ImageReadError) as error:
-        io.open_image(path)
+    with pytest.raises(ImageReadError) as error:
+        open_image(path)
 
     message = str(error.value)
     assert message.startswith(f"{path.name}: the file is truncated or damaged") and detail in message
@@ -116,12 +115,12 @@ def test_a_truncated_tiff_is_refused_by_name_when_opened(tmp_path, capsys, make,
 
 
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
-    import napari_mpid.outputs as outputs
+    import napari_mpid.files.write as writing
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(outputs, "finalize", broken)
+    monkeypatch.setattr(writing, "finalize", broken)
     path = tmp_path / "out.tif"
     with pytest.raises(OSError, match="disk full"):
         write_tiff(path, np.zeros((40, 48), np.float32), "YX")
@@ -130,7 +129,6 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
 
 def test_ome_zarr_round_trip_keeps_axes_scale_and_metadata(tmp_path):
     pytest.importorskip("ome_zarr")
-    from napari_mpid.io import write_ome_zarr
 
     data = np.random.default_rng(2).random((2, 3, 40, 48)).astype(np.float32)
     path = tmp_path / "out.ome.zarr"
@@ -172,22 +170,8 @@ def test_big_endian_tiff_planes_read_in_native_byte_order(tmp_path):
     path = tmp_path / "big.tif"
     tifffile.imwrite(path, data, byteorder=">", metadata={"axes": "ZYX"})
 
-    image = io.open_image(path)
+    image = open_image(path)
 
     assert image.dtype == np.uint16 and image.dtype.isnative
     np.testing.assert_array_equal(image.data[1], data[1])
     image.close()
-
-
-def test_file_modules_import_neither_torch_nor_qt():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, napari_mpid.io, napari_mpid.outputs, napari_mpid.journal, napari_mpid.batch, napari_mpid._writer;"
-        "print(' '.join(sys.modules))"
-    )
-    loaded = set(
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    )
-    assert not {m.split(".")[0] for m in loaded} & {"torch", "napari", "qtpy", "PyQt6", "dask", "distributed"}

@@ -1,14 +1,18 @@
-"""Output files written plane by plane under a temporary name, then renamed together.
+"""Writing images with their axes, pixel size and run metadata, under a temporary name, then renamed.
 
-An output is described by an :class:`OutputSpec` (plain data: it goes into the
-resume journal and to Dask workers). :func:`create` makes the file under its
-temporary name (``<name>.partial``) with its final shape, axes, pixel size and
-data type, before any compute; :func:`open_array` gives an array-like of the
-input's shape that the engine writes finished planes into, each one on disk
-(``fsync``) when the write returns; :func:`finalize` stores the run's
-metadata; :func:`commit` renames all outputs of a run to their final names
-only once everything succeeded (and undoes the renames that were done when
-one fails), :func:`discard` removes the temporary files.
+Whole arrays: :func:`write_tiff` and :func:`write_ome_zarr` (what the napari
+writer and ``napari-mpid demo`` use). They take the same steps as the
+command's outputs, which may be larger than memory:
+
+An output is described by an :class:`OutputSpec` (plain data: it goes into
+the resume journal and to Dask workers). :func:`create` makes the file under
+its temporary name (``<name>.partial``) with its final shape, axes, pixel
+size and data type, before any compute; :func:`open_array` gives an
+array-like of the input's shape that the engine writes finished planes into,
+each one on disk (``fsync``) when the write returns; :func:`finalize` stores
+the run's metadata; :func:`commit` renames all outputs of a run to their
+final names only once everything succeeded (and undoes the renames that
+were done when one fails), :func:`discard` removes the temporary files.
 
 TIFF: an ImageJ hyperstack where ImageJ can hold the axes and data type, else
 OME-TIFF (plane axes folded into one Q axis where OME cannot hold them, e.g.
@@ -16,41 +20,42 @@ two Q axes; the layout is recorded in an OME MapAnnotation). Pixels are
 stored uncompressed and contiguously so that each plane is a region of the
 file; that region is reserved on disk when the file is created, and planes
 are written with ``pwrite``, not through a memory map, so that a full disk
-is an error (:class:`DiskFullError`), not a signal that kills the process.
+is an error (:class:`~napari_mpid.files.disk.DiskFullError`), not a signal that kills the process.
 OME-Zarr: OME-NGFF 0.4 written with ome-zarr-py, one chunk per plane.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from math import prod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from .arrays import CastingArray, Layout, LayoutArray, MappedArray, full_key
-from .io import (
+from .disk import DiskFullError, fsync_directory, is_disk_full
+from .formats import TIFF_SUFFIXES, is_zarr_path, require_ome_zarr
+from .metadata import (
     LAYOUT_NAMESPACE,
     NGFF_UNITS,
     RUN_NAMESPACE,
-    TIFF_SUFFIXES,
     ZARR_ATTRIBUTE,
     encode_map_value,
-    is_zarr_path,
     jsonable,
-    require_ome_zarr,
+    map_annotation_xml,
+    ome_unit,
 )
-from .journal import fsync_directory
 
 __all__ = [
-    "OUTPUT_SUFFIXES",
-    "DiskFullError",
     "OutputSpec",
     "commit",
     "create",
@@ -60,30 +65,15 @@ __all__ = [
     "partial_path",
     "plan_output",
     "write_array",
+    "write_ome_zarr",
+    "write_tiff",
 ]
 
-OUTPUT_SUFFIXES = (*TIFF_SUFFIXES, ".zarr")
 #: ImageJ hyperstack axis order and data types.
 _IMAGEJ_AXES = "TZCYXS"
 _IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
 #: What the run annotation holds until :func:`finalize` writes the metadata.
 _PENDING = {"status": "incomplete"}
-
-
-class DiskFullError(OSError):
-    """No space left on the device that holds an output (``errno.ENOSPC``); the message names the file."""
-
-    def __init__(self, path: str | os.PathLike, needed: int | None = None) -> None:
-        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
-        self.needed = needed
-
-    def __str__(self) -> str:
-        size = f" ({self.needed / 2**20:.1f} MiB needed)" if self.needed else ""
-        return f"disk full: no space left on the device holding {self.filename}{size}"
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 def partial_path(path: str | Path) -> Path:
@@ -105,7 +95,7 @@ class OutputSpec:
     axes, shape, dtype : str, list of int, str
         The array as the engine sees it (the input's axes and shape).
     layout : dict
-        :meth:`napari_mpid.arrays.Layout.record` of how it is stored.
+        :meth:`napari_mpid.files.arrays.Layout.record` of how it is stored.
     scale, unit : dict, str or None
         Pixel size per axis letter and its unit.
     offset : int
@@ -136,8 +126,6 @@ class OutputSpec:
 
 def _ome_accepts(stored_axes: str, stored_shape: tuple[int, ...], dtype: np.dtype) -> bool:
     """Whether tifffile's OME-XML writer takes these axes (it refuses e.g. two Q axes)."""
-    import tifffile
-
     samples = stored_shape[-1] if stored_axes.endswith("S") else 1
     plane = stored_shape[stored_axes.index("Y") :]
     planes = prod(stored_shape[: stored_axes.index("Y")])
@@ -243,12 +231,6 @@ def _remove(path: str | Path) -> None:
         path.unlink()
 
 
-def _ome_unit(unit: str | None) -> str | None:
-    if not unit:
-        return None
-    return "µm" if NGFF_UNITS.get(unit) == "micrometer" else unit
-
-
 def _tiff_metadata(spec: OutputSpec, layout: Layout, run: dict[str, Any]) -> dict[str, Any]:
     scale = spec.scale
     if spec.kind == "imagej":
@@ -265,7 +247,7 @@ def _tiff_metadata(spec: OutputSpec, layout: Layout, run: dict[str, Any]) -> dic
         if letter in scale:
             md[f"PhysicalSize{letter}"] = scale[letter]
             if spec.unit:
-                md[f"PhysicalSize{letter}Unit"] = _ome_unit(spec.unit)
+                md[f"PhysicalSize{letter}Unit"] = ome_unit(spec.unit)
     if "T" in scale:
         md["TimeIncrement"] = scale["T"]
     annotations = [{"Namespace": RUN_NAMESPACE, "Value": {k: encode_map_value(v) for k, v in run.items()}}]
@@ -279,8 +261,6 @@ def _tiff_metadata(spec: OutputSpec, layout: Layout, run: dict[str, Any]) -> dic
 
 
 def _create_tiff(spec: OutputSpec) -> None:
-    import tifffile
-
     layout = Layout.from_record(spec.layout)
     dtype = np.dtype(spec.dtype)
     resolution = None
@@ -324,7 +304,7 @@ def _reserve(path: str) -> None:
         try:
             allocate(fd, 0, size)
         except OSError as exc:
-            if _is_disk_full(exc):
+            if is_disk_full(exc):
                 raise DiskFullError(path, size) from None
             if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
                 raise
@@ -347,8 +327,6 @@ def _ngff_axes(layout: Layout, unit: str | None) -> tuple[list[dict[str, str]], 
 
 
 def _create_zarr(spec: OutputSpec) -> None:
-    import warnings
-
     import dask.array as da
     import zarr
 
@@ -403,7 +381,7 @@ def create(spec: OutputSpec) -> OutputSpec:
             _create_tiff(spec)
     except BaseException as exc:
         _remove(spec.partial)
-        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
             raise DiskFullError(spec.partial) from None
         raise
     fsync_directory(Path(spec.partial).parent)
@@ -464,7 +442,7 @@ class _TiffPixels(MappedArray):
             finally:
                 os.close(fd)
         except OSError as exc:
-            if _is_disk_full(exc):
+            if is_disk_full(exc):
                 raise DiskFullError(self.path) from None
             raise
 
@@ -499,8 +477,6 @@ class _SyncedZarr:
                     os.close(fd)
 
     def _chunk_files(self, key: Any) -> list[str]:
-        import itertools
-
         keys = key
         ranges = []
         for k, n, c in zip(keys, self.shape, self.array.chunks):
@@ -517,7 +493,7 @@ class _SyncedZarr:
 def open_array(spec: OutputSpec) -> Any:
     """The output (temporary name) as a writable array of the engine's shape and axes.
 
-    Integer outputs take float planes rounded and clipped (:class:`~napari_mpid.arrays.CastingArray`).
+    Integer outputs take float planes rounded and clipped (:class:`~napari_mpid.files.arrays.CastingArray`).
     """
     layout = Layout.from_record(spec.layout)
     dtype = np.dtype(spec.dtype)
@@ -535,12 +511,6 @@ def open_array(spec: OutputSpec) -> Any:
 # --- metadata, commit ----------------------------------------------------------------------
 
 
-def _map_annotation_xml(run: dict[str, Any]) -> str:
-    from xml.sax.saxutils import escape, quoteattr
-
-    return "".join(f"<M K={quoteattr(str(k))}>{escape(encode_map_value(v))}</M>" for k, v in run.items())
-
-
 def finalize(spec: OutputSpec, run: dict[str, Any]) -> None:
     """Store the run's metadata in the (temporary) output; safe to repeat.
 
@@ -552,7 +522,7 @@ def finalize(spec: OutputSpec, run: dict[str, Any]) -> None:
     try:
         _finalize(spec, jsonable(dict(run)))
     except OSError as exc:
-        if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
             raise DiskFullError(spec.partial) from None
         raise
 
@@ -566,7 +536,6 @@ def _finalize(spec: OutputSpec, run: dict[str, Any]) -> None:
         record["run"] = run
         group.attrs[ZARR_ATTRIBUTE] = record
         return
-    import tifffile
 
     with tifffile.TiffFile(spec.partial, mode="r+") as tif:
         page = tif.pages.first
@@ -580,7 +549,7 @@ def _finalize(spec: OutputSpec, run: dict[str, Any]) -> None:
                 r'(<MapAnnotation[^>]*Namespace="' + re.escape(RUN_NAMESPACE) + r'"[^>]*>\s*<Value>).*?(</Value>)',
                 re.S,
             )
-            new, count = pattern.subn(lambda m: m.group(1) + _map_annotation_xml(run) + m.group(2), xml, count=1)
+            new, count = pattern.subn(lambda m: m.group(1) + map_annotation_xml(run) + m.group(2), xml, count=1)
             if count != 1:
                 raise OSError(f"{spec.partial}: its OME-XML has no {RUN_NAMESPACE} annotation to fill")
             page.tags[270].overwrite(new.encode("utf-8"))
@@ -655,3 +624,64 @@ def write_array(
     except BaseException:
         discard([spec])
         raise
+
+
+def write_tiff(
+    path: str | Path,
+    data: Any,
+    axes: str,
+    scale: dict[str, float] | None = None,
+    unit: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Write ``data`` as a TIFF keeping axes, pixel size and run metadata.
+
+    ImageJ hyperstacks allow the axes TZCYXS in that order and uint8, uint16
+    or float32; anything else is written as OME-TIFF, with plane axes folded
+    into one where OME cannot hold them (e.g. two Q axes), which
+    :func:`napari_mpid.files.read.read_image` undoes. ``metadata`` is stored
+    as JSON (ImageJ "Info") or as an OME MapAnnotation. The file is written
+    under a temporary name and renamed at the end, so a failure never leaves
+    a partial output.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file, ending in ``.tif`` or ``.tiff``.
+    data : array-like
+        The pixels, one dimension per letter of ``axes``.
+    axes : str
+        Our axis letters (T, Z, C, Q, Y, X, S).
+    scale : dict, optional
+        Physical size per axis letter.
+    unit : str, optional
+        Unit of ``scale`` (e.g. ``"µm"``).
+    metadata : dict, optional
+        The run to store in the file.
+    """
+    write_array(path, data, axes, scale, unit, metadata)
+
+
+def write_ome_zarr(
+    path: str | Path,
+    data: Any,
+    axes: str,
+    scale: dict[str, float] | None = None,
+    unit: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Write ``data`` as OME-Zarr (OME-NGFF 0.4 via ome-zarr-py), one chunk per plane.
+
+    Parameters
+    ----------
+    path : str or Path
+        The store, ending in ``.ome.zarr``.
+    data, axes, scale, unit, metadata
+        As for :func:`write_tiff`.
+
+    Raises
+    ------
+    MissingExtraError
+        ome-zarr-py is not installed.
+    """
+    write_array(path, data, axes, scale, unit, metadata)

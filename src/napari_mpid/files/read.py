@@ -1,4 +1,4 @@
-"""Reading and writing images with their axes and pixel size (no torch, no Qt).
+"""Reading images with their axes and pixel size, lazily where the format allows (no torch, no Qt).
 
 TIFF goes through tifffile, which understands ImageJ hyperstacks and
 OME-TIFF: the axes string (e.g. ``"ZYX"``, ``"TCZYX"``) and the physical pixel
@@ -15,82 +15,45 @@ the same image as a numpy array. Axis letters are mapped to ours by
 become Q).
 
 Files written by napari-mpid carry the run's metadata (read back into
-:attr:`ImageData.metadata`) and, where the format could not hold our axes as
-they are, a record of how they were stored (see :mod:`napari_mpid.arrays`),
-so that they read back with the shape and axes they were written with.
+:attr:`ImageData.metadata`, see :mod:`napari_mpid.files.metadata`) and, where
+the format could not hold our axes as they are, a record of how they were
+stored (see :mod:`napari_mpid.files.arrays`), so that they read back with the
+shape and axes they were written with.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 import numpy as np
+import tifffile
 
+from ..core.run.axes import default_axes, normalize_axes
+from ..core.run.normalization import fit_scale
 from .arrays import Layout, LayoutArray, MappedArray
-from .core.run.axes import default_axes, normalize_axes
+from .formats import PLAIN_SUFFIXES, TIFF_SUFFIXES, MissingExtraError, is_zarr_path, require_ome_zarr
+from .metadata import (
+    LAYOUT_NAMESPACE,
+    RUN_NAMESPACE,
+    SHORT_UNITS,
+    ZARR_ATTRIBUTE,
+    imagej_scale,
+    info_metadata,
+    ome_annotations,
+    ome_scale,
+)
 
-__all__ = [
-    "BIO_SUFFIXES",
-    "PLAIN_SUFFIXES",
-    "TIFF_SUFFIXES",
-    "ZARR_SUFFIXES",
-    "ImageData",
-    "ImageReadError",
-    "MissingExtraError",
-    "image_stem",
-    "is_zarr_path",
-    "jsonable",
-    "open_image",
-    "read_image",
-    "read_training_image",
-    "require_ome_zarr",
-    "write_ome_zarr",
-    "write_tiff",
-]
-
-TIFF_SUFFIXES = (".tif", ".tiff")
-PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-ZARR_SUFFIXES = (".zarr",)
-#: Formats read through bioio (or aicsimageio) when one of them is installed.
-BIO_SUFFIXES = (".czi", ".nd2", ".lif", ".lsm", ".oib", ".oif", ".vsi", ".ims")
-
-#: OME MapAnnotation namespaces and the Zarr attribute holding napari-mpid's records.
-RUN_NAMESPACE = "napari-mpid/run"
-LAYOUT_NAMESPACE = "napari-mpid/layout"
-ZARR_ATTRIBUTE = "napari-mpid"
-
-#: Unit spellings -> OME-NGFF unit names, and back.
-NGFF_UNITS = {
-    "µm": "micrometer",
-    "\\u00b5m": "micrometer",
-    "um": "micrometer",
-    "micron": "micrometer",
-    "microns": "micrometer",
-    "micrometer": "micrometer",
-    "nm": "nanometer",
-    "nanometer": "nanometer",
-    "mm": "millimeter",
-    "millimeter": "millimeter",
-    "cm": "centimeter",
-    "m": "meter",
-    "meter": "meter",
-}
-_SHORT_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m"}
+__all__ = ["ImageData", "ImageReadError", "open_image", "read_image", "read_training_image"]
 
 
 class ImageReadError(ValueError):
     """The file cannot be read as an image."""
-
-
-class MissingExtraError(RuntimeError):
-    """An optional dependency needed for a format is not installed (the message names the extra)."""
 
 
 @dataclass
@@ -139,149 +102,7 @@ class ImageData:
             self.closers.pop()()
 
 
-def require_ome_zarr() -> None:
-    """Raise :class:`MissingExtraError` unless ome-zarr-py and zarr can be imported."""
-    import importlib.util
-
-    missing = [name for name in ("zarr", "ome_zarr") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise MissingExtraError(
-            f'OME-Zarr needs the {" and ".join(missing)} package(s): pip install "napari-mpid[ome-zarr]"'
-        )
-
-
-def is_zarr_path(path: str | Path) -> bool:
-    """Whether ``path`` names a Zarr store (``.zarr``, including ``.ome.zarr``)."""
-    return Path(path).suffix.lower() in ZARR_SUFFIXES
-
-
-def image_stem(path: str | Path) -> str:
-    """The file name without its image suffixes ("cells.ome.tif" -> "cells")."""
-    name = Path(path).name
-    lower = name.lower()
-    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *TIFF_SUFFIXES, *ZARR_SUFFIXES, *PLAIN_SUFFIXES):
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem or name
-
-
-# --- run metadata in files ---------------------------------------------------------------
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars, tuples and unknown objects turned into JSON types."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def encode_map_value(value: Any) -> str:
-    """A metadata value as the text of an OME MapAnnotation entry (read back by :func:`decode_map_value`).
-
-    Strings are kept as they are unless they would read back as something
-    else (e.g. "3"); everything else is JSON.
-    """
-    value = jsonable(value)
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            return value
-    return json.dumps(value)
-
-
-def decode_map_value(text: str) -> Any:
-    """Inverse of :func:`encode_map_value`."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _ome_annotations(xml: str) -> dict[str, dict[str, Any]]:
-    """The MapAnnotations of an OME-XML document by namespace, values decoded."""
-    out: dict[str, dict[str, Any]] = {}
-    if "MapAnnotation" not in xml:
-        return out
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError:
-        return out
-    for element in root.iter():
-        if not element.tag.endswith("MapAnnotation"):
-            continue
-        namespace = element.attrib.get("Namespace", "")
-        values = out.setdefault(namespace, {})
-        for entry in element.iter():
-            if entry.tag.endswith("}M") or entry.tag == "M":
-                values[entry.attrib.get("K", "")] = decode_map_value(entry.text or "")
-    return out
-
-
-def _info_metadata(info: str) -> dict[str, Any]:
-    """Run metadata from an ImageJ "Info" property: JSON, or older ``key = value`` lines."""
-    try:
-        value = json.loads(info)
-        if isinstance(value, dict):
-            return value
-    except ValueError:
-        pass
-    out: dict[str, Any] = {}
-    for line in info.splitlines():
-        key, sep, value = line.partition(" = ")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
-
-
 # --- TIFF ----------------------------------------------------------------------------------
-
-
-def _imagej_scale(tif: Any, axes: str) -> tuple[dict[str, float], str | None]:
-    scale: dict[str, float] = {}
-    unit = None
-    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-    tags = page.tags
-    for letter, tag in (("X", "XResolution"), ("Y", "YResolution")):
-        if tag in tags:
-            num, den = tags[tag].value
-            if num:
-                size = den / num
-                if size != 1.0:
-                    scale[letter] = float(size)
-    ij = tif.imagej_metadata or {}
-    if "spacing" in ij and "Z" in axes:
-        scale["Z"] = float(ij["spacing"])
-    if "finterval" in ij and "T" in axes:
-        scale["T"] = float(ij["finterval"])
-    if ij.get("unit"):
-        unit = str(ij["unit"]).replace("\\u00B5", "µ")
-        unit = "µm" if NGFF_UNITS.get(unit) == "micrometer" else unit
-    return scale, unit
-
-
-def _ome_scale(xml: str) -> tuple[dict[str, float], str | None]:
-    scale: dict[str, float] = {}
-    unit = None
-    for letter in "XYZ":
-        m = re.search(rf'PhysicalSize{letter}="([0-9.eE+-]+)"', xml)
-        if m:
-            scale[letter] = float(m.group(1))
-    m = re.search(r'TimeIncrement="([0-9.eE+-]+)"', xml)
-    if m:
-        scale["T"] = float(m.group(1))
-    m = re.search(r'PhysicalSizeXUnit="([^"]+)"', xml)
-    if m:
-        unit = m.group(1)
-    elif any(k in scale for k in "XYZ"):
-        unit = "µm"  # the OME default unit
-    return scale, unit
 
 
 #: tifffile's warnings that mean the file's structure is broken (an IFD or tag list past its end).
@@ -358,8 +179,6 @@ def _open_tiff(path: Path) -> ImageData:
 
 
 def _open_tiff_checked(path: Path) -> ImageData:
-    import tifffile
-
     tif = tifffile.TiffFile(path)
     try:
         series = tif.series[0]
@@ -370,16 +189,16 @@ def _open_tiff_checked(path: Path) -> ImageData:
         layout = None
         if tif.is_ome:
             xml = tif.ome_metadata or ""
-            scale, unit = _ome_scale(xml)
-            notes = _ome_annotations(xml)
+            scale, unit = ome_scale(xml)
+            notes = ome_annotations(xml)
             metadata = notes.get(RUN_NAMESPACE, {})
             if LAYOUT_NAMESPACE in notes:
                 layout = Layout.from_record(notes[LAYOUT_NAMESPACE])
         else:
-            scale, unit = _imagej_scale(tif, normalize_axes(stored_axes))
+            scale, unit = imagej_scale(tif, normalize_axes(stored_axes))
             info = (tif.imagej_metadata or {}).get("Info")
             if isinstance(info, str) and info.strip():
-                metadata = _info_metadata(info)
+                metadata = info_metadata(info)
         _check_extent(path, series, shape, dtype)
         offset = series.dataoffset
         closers: list[Callable[[], None]] = []
@@ -426,8 +245,6 @@ def _letter_of(axis: Any) -> str:
 
 def _open_zarr(path: Path) -> ImageData:
     require_ome_zarr()
-    import warnings
-
     import zarr
 
     with warnings.catch_warnings():  # ome-zarr deprecates its own Scaler at import time
@@ -458,7 +275,7 @@ def _open_zarr(path: Path) -> ImageData:
         if letter in "TZYX" and value != 1.0:
             scale[letter] = value
         if letter in "ZYX" and isinstance(axis, dict) and axis.get("unit") and unit is None:
-            unit = _SHORT_UNITS.get(str(axis["unit"]), str(axis["unit"]))
+            unit = SHORT_UNITS.get(str(axis["unit"]), str(axis["unit"]))
     ours = dict(node.attrs.get(ZARR_ATTRIBUTE) or {})
     metadata = dict(ours.get("run") or {})
     if ours.get("layout"):
@@ -513,6 +330,16 @@ def open_image(path: str | Path) -> ImageData:
     Large TIFF and OME-Zarr stacks are not read here: ``data`` reads the
     planes it is asked for. Call :meth:`ImageData.close` when done.
 
+    Parameters
+    ----------
+    path : str or Path
+        A TIFF, OME-Zarr store, PNG/JPEG/BMP, or a format bioio reads.
+
+    Returns
+    -------
+    ImageData
+        ``data`` is a lazy array-like in the file's order of axes.
+
     Raises
     ------
     ImageReadError
@@ -545,7 +372,17 @@ def open_image(path: str | Path) -> ImageData:
 
 
 def read_image(path: str | Path) -> ImageData:
-    """Read an image file with its axes and pixel size into memory (a numpy array).
+    """Read an image file with its axes and pixel size into memory.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file :func:`open_image` opens.
+
+    Returns
+    -------
+    ImageData
+        ``data`` is a numpy array in native byte order.
 
     Raises
     ------
@@ -564,45 +401,6 @@ def read_image(path: str | Path) -> ImageData:
     return image
 
 
-# --- writing -------------------------------------------------------------------------------
-
-
-def write_tiff(
-    path: str | Path,
-    data: Any,
-    axes: str,
-    scale: dict[str, float] | None = None,
-    unit: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> None:
-    """Write ``data`` as a TIFF keeping axes, pixel size and run metadata.
-
-    ImageJ hyperstacks allow the axes TZCYXS in that order and uint8, uint16
-    or float32; anything else is written as OME-TIFF, with plane axes folded
-    into one where OME cannot hold them (e.g. two Q axes), which
-    :func:`read_image` undoes. ``metadata`` is stored as JSON (ImageJ "Info")
-    or as an OME MapAnnotation. The file is written under a temporary name and
-    renamed at the end, so a failure never leaves a partial output.
-    """
-    from .outputs import write_array
-
-    write_array(path, data, axes, scale, unit, metadata)
-
-
-def write_ome_zarr(
-    path: str | Path,
-    data: Any,
-    axes: str,
-    scale: dict[str, float] | None = None,
-    unit: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> None:
-    """Write ``data`` as OME-Zarr (OME-NGFF 0.4 via ome-zarr-py), one chunk per plane; see :func:`write_tiff`."""
-    from .outputs import write_array
-
-    write_array(path, data, axes, scale, unit, metadata)
-
-
 def read_training_image(path: str | Path) -> np.ndarray:
     """A 2D gray or RGB image as float32 in [0, 1] for pre-training.
 
@@ -611,9 +409,17 @@ def read_training_image(path: str | Path) -> np.ndarray:
     so a model trained on a user's 16-bit data sees the same intensity range
     it will see when denoising. Stacks yield their first plane only; use
     :func:`read_image` for more.
-    """
-    from .core.run.normalization import fit_scale
 
+    Parameters
+    ----------
+    path : str or Path
+        An image file :func:`read_image` reads.
+
+    Returns
+    -------
+    ndarray
+        float32, shape (H, W) or (H, W, 3), values in [0, 1].
+    """
     image = read_image(path)
     data = image.data
     axes = image.axes

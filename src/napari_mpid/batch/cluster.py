@@ -13,6 +13,9 @@ the same bytes. Inputs and outputs must therefore be on a file system every
 worker sees. The client records each finished share in the journal and
 renames the outputs once all planes of an input are done.
 
+The same steps as :mod:`napari_mpid.batch.run`, which this module imports
+(never the reverse: the command chooses one or the other).
+
 Because every plane's masks depend only on the seed and its plane number,
 the outputs are identical to a serial run with the same seed (on the same
 kind of device, with the same number of threads per worker).
@@ -20,24 +23,21 @@ kind of device, with the same number of threads per worker).
 
 from __future__ import annotations
 
-import sys
+import re
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from .batch import (
-    Job,
-    Outcome,
-    Prepared,
-    RunOptions,
-    _one_line,
-    abandon,
-    complete,
-    metadata_for,
-    prepare,
-    report_error,
-)
-from .io import MissingExtraError
-from .outputs import OutputSpec
+from ..core.params import FillParams
+from ..core.run.normalization import IntensityScale
+from ..core.steps import run_to_end
+from ..files.formats import MissingExtraError
+from ..files.read import open_image
+from ..files.write import OutputSpec, open_array
+from .jobs import STOPPED, Job, Outcome, RunOptions
+from .report import one_line, report_error, report_warnings
+from .run import Prepared, abandon, complete, load_model_and_device, metadata_for, prepare
 
 __all__ = ["connect", "disconnect", "fill_share", "run_on_cluster", "shares"]
 
@@ -114,8 +114,6 @@ def _worker_device(requested: str) -> str:
 
 
 def _image(path: str) -> Any:
-    from .io import open_image
-
     if path not in _IMAGES:
         _IMAGES[path] = open_image(path)
         while len(_IMAGES) > 2:
@@ -134,11 +132,8 @@ def fill_share(task: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from .api import load_model
-    from .core.engine import denoise_planes
-    from .core.params import FillParams
-    from .core.run.normalization import IntensityScale
-    from .outputs import open_array
+    from ..api import load_model
+    from ..core.engine import denoise_planes
 
     try:
         from distributed import get_worker
@@ -166,11 +161,7 @@ def fill_share(task: dict[str, Any]) -> dict[str, Any]:
         planes=task["planes"],
         scales=scales,
     )
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        result = stop.value
+    result = run_to_end(gen)
     return {
         "planes": list(task["planes"]),
         "warnings": list(result.warnings),
@@ -186,15 +177,39 @@ def run_on_cluster(
     jobs: list[Job],
     options: RunOptions,
     client: Any,
-    model: Any,
-    device: Any,
     *,
     batch: bool,
-    on_outcome: Any = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Prepare every job here, fill their planes on the workers, complete each job as its last share returns."""
+    """Run every job with its planes spread over Dask workers.
+
+    Every job is prepared here (checked, planned, scales fitted, outputs and
+    journal created), its planes are filled on the workers, and each job is
+    completed here as its last share returns. Errors, warnings and "not run"
+    are reported as by :func:`napari_mpid.batch.run.run_jobs`, and the
+    outputs are the same.
+
+    Parameters
+    ----------
+    jobs : list of Job
+        From :func:`~napari_mpid.batch.jobs.plan_jobs`, outputs checked.
+    options : RunOptions
+        Parameters and options of the run.
+    client : distributed.Client
+        From :func:`connect`.
+    batch : bool
+        Whether this is batch mode (error lines then name the input).
+    on_outcome : callable, optional
+        Called with each job's outcome, in order, once all are known.
+
+    Returns
+    -------
+    list of Outcome
+        One per job, in order.
+    """
     from distributed import as_completed
 
+    model, device = load_model_and_device(options)
     outcomes: dict[int, Outcome] = {}
     prepared: dict[int, Prepared] = {}
     futures: dict[Any, tuple[int, list[int]]] = {}
@@ -204,7 +219,7 @@ def run_on_cluster(
 
     def fail(k: int, exc: BaseException | str) -> None:
         nonlocal stop
-        outcome = Outcome(jobs[k], "failed", exc if isinstance(exc, str) else _one_line(exc))
+        outcome = Outcome(jobs[k], "failed", exc if isinstance(exc, str) else one_line(exc))
         outcomes[k] = outcome
         report_error(outcome, batch)
         if k in prepared:
@@ -284,9 +299,8 @@ def run_on_cluster(
             bar.close()
     result = []
     for k, job in enumerate(jobs):
-        outcome = outcomes.get(k) or Outcome(job, "not run", "stopped after a failure (--keep-going continues)")
-        for warning in outcome.warnings:
-            print(f"warning: {job.input.name}: {warning}", file=sys.stderr)
+        outcome = outcomes.get(k) or Outcome(job, "not run", STOPPED)
+        report_warnings(outcome)
         result.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
@@ -295,8 +309,6 @@ def run_on_cluster(
 
 def _merge_warnings(warnings: list[str]) -> list[str]:
     """One warning per kind: the out-of-range counts of all shares added up."""
-    import re
-
     total, others = 0, []
     pattern = re.compile(r"^(\d+) pixel value\(s\) lie outside")
     template = None
@@ -322,8 +334,6 @@ def _finish(
     k: int,
 ) -> None:
     """Store the metadata and rename the outputs of a job whose planes are all done."""
-    import time
-
     try:
         meta = metadata_for(prep, model, device)
         meta["warnings"] = merged = _merge_warnings(warnings)

@@ -1,12 +1,11 @@
-"""The resume journal and the array layouts under the outputs (no torch)."""
+"""The resume journal: finished planes, extra entries, and what refuses a resume (no torch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_mpid.arrays import Layout, LayoutArray
-from napari_mpid.journal import Journal, JournalMismatch, fingerprint
+from napari_mpid.batch.journal import Journal, JournalMismatch, fingerprint
 
 
 def test_finished_planes_survive_a_torn_last_line(tmp_path):
@@ -59,19 +58,3 @@ def test_a_journal_with_relative_output_paths_matches_them_made_absolute(tmp_pat
     journal.check(fingerprint(source, data, planes), {"outputs": [str(tmp_path / "out.tif")]})
     with pytest.raises(JournalMismatch, match="outputs"):
         journal.check(fingerprint(source, data, planes), {"outputs": [str(tmp_path / "other.tif")]})
-
-
-def test_layout_array_reads_and_writes_planes_of_a_folded_transposed_store():
-    ours = np.arange(2 * 3 * 4 * 5 * 3).reshape(2, 3, 4, 5, 3).astype(np.float32)  # axes "CQYXS"
-    layout = Layout("CQYXS", ours.shape, (1, 0, 4, 2, 3), (1, 2, 1, 1), "QCYX")  # stored (q, c*s, y, x)
-    stored = np.zeros(layout.stored_shape, np.float32)
-    view = LayoutArray(stored, layout)
-
-    for c in range(2):
-        for q in range(3):
-            view[c, q] = ours[c, q]
-
-    np.testing.assert_array_equal(stored, layout.to_stored(ours))
-    np.testing.assert_array_equal(view[1, 2], ours[1, 2])
-    np.testing.assert_array_equal(np.asarray(view), ours)
-    np.testing.assert_array_equal(layout.to_ours(stored), ours)

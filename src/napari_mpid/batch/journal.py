@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JOURNAL_VERSION", "Journal", "JournalMismatch", "fingerprint", "fsync_directory"]
+from ..files.disk import fsync_directory, write_atomic
+
+__all__ = ["JOURNAL_VERSION", "Journal", "JournalMismatch", "fingerprint"]
 
 JOURNAL_VERSION = 1
 #: Bytes of a file's beginning that go into its fingerprint.
@@ -41,30 +43,6 @@ _HEADER_BYTES = 1 << 20
 
 class JournalMismatch(ValueError):
     """The journal was written for another input or other settings (the message says what differs)."""
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
-
-
-def fsync_directory(path: str | Path) -> None:
-    """Make a rename or a new file in the folder ``path`` durable (no-op where folders cannot be synced)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def fingerprint(path: str | Path, data: Any, planes: list[tuple[Any, ...]]) -> dict[str, Any]:
@@ -131,7 +109,7 @@ class Journal:
         fsync_directory(self.folder.parent)
 
     def _write_header(self, header: dict[str, Any]) -> None:
-        _write_atomic(self.header_path, json.dumps(header, indent=1, sort_keys=True).encode())
+        write_atomic(self.header_path, json.dumps(header, indent=1, sort_keys=True).encode())
         self._header = header
 
     def header(self) -> dict[str, Any]:
@@ -175,7 +153,7 @@ class Journal:
         if "/" in name or name in ("journal.json", "planes.log"):
             raise ValueError(f"invalid journal entry name {name!r}")
         path = self.folder / name
-        _write_atomic(path, data)
+        write_atomic(path, data)
         return path
 
     def load_extra(self, name: str) -> bytes | None:
