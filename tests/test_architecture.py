@@ -114,7 +114,11 @@ def test_no_import_cycles():
 
 def test_core_imports_nothing_outside_core():
     outside = {
-        (m, d) for m in GRAPH if m.startswith("napari_mpid.core") for d in GRAPH[m] if not d.startswith("napari_mpid.core")
+        (m, d)
+        for m in GRAPH
+        if m.startswith("napari_mpid.core")
+        for d in GRAPH[m]
+        if not d.startswith("napari_mpid.core")
     }
 
     assert not outside
@@ -156,7 +160,7 @@ def test_cli_and_widget_reach_the_core_through_api(door):
 
 
 def test_the_contract_fails_on_a_hidden_cycle(monkeypatch):
-    """The checks above can fail: a function-local import from noise up to the engine is an upward import and a cycle."""
+    """The checks can fail: a function-local import from noise up to the engine is upward and closes a cycle."""
     monkeypatch.setitem(GRAPH, "napari_mpid.core.noise", GRAPH["napari_mpid.core.noise"] | {"napari_mpid.core.engine"})
 
     assert ("napari_mpid.core.noise", "napari_mpid.core.engine") in _upward(CORE_FLOORS, "napari_mpid.core")
