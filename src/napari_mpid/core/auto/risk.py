@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_mpid.core.auto.nonlinear import FAMILIES as NONLINEAR
+from napari_mpid.core.auto.nonlinear import candidates as nonlinear_candidates
 from napari_mpid.core.auto.policy import CORRELATED, signal_dependent
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.noise import NoiseEstimate, noise_autocorrelation
@@ -43,9 +45,11 @@ _FAMILIES = (
     ("context prediction", "network"),
     ("noisy", "noisy pixel"),
     ("blur", "blurs"),
+    ("nlm", "non-local means"),
+    ("band", "shrunk bands"),
 )
 #: Every family, in the order summaries list them.
-FAMILIES = ("network", "neighbour planes", "blurs", "noisy pixel")
+FAMILIES = ("network", "neighbour planes", "non-local means", "shrunk bands", "blurs", "noisy pixel")
 
 
 def family_of(candidate: str) -> str:
@@ -158,7 +162,11 @@ def _nonnegative_quadratic(gram: np.ndarray, linear: np.ndarray, free: int) -> n
 
 
 def plane_mix(
-    noisy: np.ndarray, noise: NoiseEstimate, variance: float, independent: dict[str, np.ndarray] | None = None
+    noisy: np.ndarray,
+    noise: NoiseEstimate,
+    variance: float,
+    independent: dict[str, np.ndarray] | None = None,
+    extra: dict[str, tuple[np.ndarray, float]] | None = None,
 ) -> tuple[np.ndarray, float, dict[str, float]]:
     """The noisy plane, its Gaussian blurs and other planes, mixed to minimise Stein's unbiased risk estimate.
 
@@ -182,16 +190,23 @@ def plane_mix(
     intensity-weighted terms, which includes the local intensity's own
     dependence on the pixel.
 
+    ``extra`` maps a name to ``(candidate, D)``: a non-linear candidate and
+    its divergence penalty in the plane's squared units
+    (:func:`~napari_mpid.core.auto.nonlinear.candidates`), which enters as
+    a candidate following the noise with slope ``D / variance``.
+
     Returns the mixture, its slope (the mean divergence, weighted by the
     pixels' noise variance relative to ``variance``) and the weights
     (non-negative; the offset and the intensity terms are free).
     """
     rho = max(noise.correlation, 0.0)
     independent = independent or {}
-    names = ["noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *independent]
+    extra = extra or {}
+    names = ["noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *independent, *extra]
     planes = [noisy] + [np.stack([convolve_separable(c, gaussian_kernel(s)) for c in noisy]) for s in COMBINE_SIGMAS]
-    planes += list(independent.values())
+    planes += list(independent.values()) + [c for c, _ in extra.values()]
     slopes = [1.0, *(blur_slope(s, rho) for s in COMBINE_SIGMAS), *([0.0] * len(independent))]
+    slopes += [d / variance if variance > 0 else 0.0 for _, d in extra.values()]
     x = noisy.ravel()
     n = x.size
     columns = [p.ravel() for p in planes] + [np.ones(n)]
@@ -226,6 +241,7 @@ def combine(
     noise: NoiseEstimate,
     evidence: float = EVIDENCE,
     independent: dict[str, np.ndarray] | None = None,
+    nonlinear: tuple[str, ...] = NONLINEAR,
 ) -> tuple[np.ndarray, Combination]:
     """The best linear mixture of predictions and of the noisy plane and its blurs.
 
@@ -234,9 +250,11 @@ def combine(
     ``E|f - clean|^2 = E|f - noisy|^2 + 2 var d - var``.
 
     1. The noisy plane and its blurs (sigma 0.5-3), whose slopes are known,
-       and the ``independent`` predictions (independent of the plane's noise
+       the ``independent`` predictions (independent of the plane's noise
        at every pixel: means of other planes, see
-       :func:`neighbour_candidates`) are mixed over all pixels
+       :func:`neighbour_candidates`) and the ``nonlinear`` families, NL-means
+       and shrunk bands of the plane (their slopes measured by Monte-Carlo,
+       :mod:`~napari_mpid.core.auto.nonlinear`) are mixed over all pixels
        (:func:`plane_mix`): the plane's own answer.
     2. ``candidates`` are predictions independent of the plane's own noise at
        the held-out pixels only (a filling or context prediction), or
@@ -290,7 +308,8 @@ def combine(
         variance = min(variance, min(float(np.mean((c[:, held_out].ravel() - x) ** 2)) for c in invariant))
     if others:
         variance = min(variance, min(float(np.mean((c - noisy) ** 2)) for c in others.values()))
-    plane, plane_slope, plane_weights = plane_mix(noisy, noise, variance, others)
+    extra = nonlinear_candidates(noisy, noise, variance, nonlinear) if nonlinear else {}
+    plane, plane_slope, plane_weights = plane_mix(noisy, noise, variance, others, extra)
     plane_offset = plane_weights.pop("offset")
     names = list(all_candidates)
     # The noisy plane joins again on its own: a blind-spot prediction mixed with

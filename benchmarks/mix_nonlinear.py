@@ -1,0 +1,141 @@
+"""What the non-linear candidates (NL-means, shrunk bands) earn in the auto preset's mix, and what they cost.
+
+Not a test: a measurement for docs/benchmarks.md ("Non-linear candidates in
+the mix"). Side by side in one run, for every image of the chosen set:
+
+- ``linear``: the mix without non-linear candidates (the auto preset before
+  they joined: noisy pixel, blurs, intensity-dependent weights);
+- ``+ nlm``, ``+ bands``: one family added; ``default``: both (the auto
+  preset as shipped, :data:`napari_mpid.core.auto.nonlinear.FAMILIES`);
+- baselines: a Gaussian blur of sigma 1.25 and the best blur per image over
+  sigma 0.5-4 (chosen with the clean image: an oracle, not a method).
+
+Each variant is :func:`napari_mpid.core.auto.combine` on the whole plane
+with no network candidate: what the auto preset runs on these images (the
+network is skipped on shot noise and on correlated noise; on the ladder crops
+the same holds). Seconds are wall time on one thread, noise estimate included.
+
+Sets: ``fmdd`` (FMD test_mix raw, full 512x512; ``--captures``: 1 is the
+development subset, 2-4 held out) and ``ladder`` (the 128x128 crops of
+benchmarks/ladder.py at raw/avg2/avg4/avg8; ``--captures`` picks them too).
+
+    python benchmarks/mix_nonlinear.py fmdd --captures 1 --json benchmarks/results/mix_nonlinear_fmdd_dev.json
+    python benchmarks/mix_nonlinear.py fmdd --captures 2 3 4 --json benchmarks/results/mix_nonlinear_fmdd_heldout.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import FMD_CROP, eval_dir, psnr, read_unit
+
+from napari_mpid.core.auto import combine
+from napari_mpid.core.filters import convolve_separable, gaussian_kernel
+from napari_mpid.core.noise import estimate_noise
+
+#: Blur widths of the per-image oracle (as the FMDD table of docs/benchmarks.md).
+ORACLE = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+FIXED = 1.25
+VARIANTS = {"linear": (), "+ nlm": ("nlm",), "+ bands": ("bands",), "default": ("nlm", "bands")}
+LEVELS = ("raw", "avg2", "avg4", "avg8")
+
+
+def blur(plane: np.ndarray, sigma: float) -> np.ndarray:
+    return convolve_separable(plane, gaussian_kernel(sigma))
+
+
+def images(kind: str, captures: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, tuple]]:
+    """(name, noisy, clean, the whole noisy image, the crop) in [0, 1] for the chosen set.
+
+    The baselines blur the whole image and then crop (as benchmarks/ladder.py),
+    so that a crop's border is not what separates a blur from the mix.
+    """
+    out = []
+    if kind == "fmdd":
+        root = eval_dir("fmd_test_mix")
+        configs = sorted({p.name.rsplit("_", 1)[0] for p in (root / "raw").glob("*.png")})
+        for capture in captures:
+            for config in configs:
+                name = f"{config}_{capture}.png"
+                noisy = read_unit(root / "raw" / name)
+                out.append((name, noisy, read_unit(root / "gt" / name), noisy, (slice(None), slice(None))))
+        return out
+    root = eval_dir("fmd_test_mix")
+    configs = sorted({p.name.rsplit("_", 1)[0] for p in (root / "raw").glob("*.png")})
+    for level in LEVELS:
+        folder = root / level if (root / level).is_dir() else None
+        if folder is None:
+            raise SystemExit(f"no {level} folder under {root}: the ladder needs FMD's averaged captures")
+        for capture in captures:
+            for config in configs:
+                name = f"{config}_{capture}.png"
+                full = read_unit(folder / name)
+                clean = read_unit(root / "gt" / name)[FMD_CROP]
+                out.append((f"{level}/{name}", full[FMD_CROP], clean, full, FMD_CROP))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("set", choices=["fmdd", "ladder"])
+    parser.add_argument("--captures", nargs="+", default=["1"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = []
+    for name, noisy, clean, full, crop in images(args.set, args.captures):
+        row: dict = {"image": name, f"blur {FIXED:g}": psnr(blur(full, FIXED)[crop], clean)}
+        row["oracle blur"] = max(psnr(blur(full, s)[crop], clean) for s in ORACLE)
+        # No network candidate: the held-out pixels (4 %, as the engine holds out) decide nothing here.
+        held = np.random.default_rng(0).random(noisy.shape) < 0.04
+        for variant in args.variants:
+            start = time.perf_counter()
+            noise = estimate_noise(noisy)
+            mixed, how = combine(noisy[None], {}, held, noise, nonlinear=VARIANTS[variant])
+            row[f"{variant} seconds"] = round(time.perf_counter() - start, 3)
+            row[variant] = psnr(mixed[0], clean)
+            row[f"{variant} shares"] = {k: round(v, 3) for k, v in how.shares().items() if v}
+        rows.append(row)
+        shown = "  ".join(f"{v} {row[v]:6.2f} ({row[f'{v} seconds']:.2f} s)" for v in args.variants)
+        print(f"{name:36s} blur {row[f'blur {FIXED:g}']:6.2f} oracle {row['oracle blur']:6.2f}  {shown}", flush=True)
+    keys = [f"blur {FIXED:g}", "oracle blur", *args.variants, *(f"{v} seconds" for v in args.variants)]
+    groups = {"all": rows}
+    if args.set == "ladder":
+        groups.update({level: [r for r in rows if r["image"].startswith(level + "/")] for level in LEVELS})
+    summary = {g: {k: round(float(np.mean([r[k] for r in rs])), 3) for k in keys} for g, rs in groups.items() if rs}
+    for variant in args.variants:
+        gains = np.array([r[variant] - r["linear"] for r in rows]) if "linear" in args.variants else None
+        if gains is not None and variant != "linear":
+            summary["all"][f"gain of {variant} over linear"] = {
+                "mean": round(float(gains.mean()), 3),
+                "min": round(float(gains.min()), 3),
+                "max": round(float(gains.max()), 3),
+            }
+    below = [r["image"] for r in rows if "default" in r and r["default"] < r["oracle blur"] - 0.3]
+    summary["all"]["more than 0.3 dB below the oracle blur (default)"] = below
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "what": f"auto mix with and without non-linear candidates, {args.set}, captures {args.captures}",
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
+            "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "summary": summary,
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
