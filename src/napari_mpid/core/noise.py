@@ -54,7 +54,8 @@ both without a clean reference:
    shape).
 
 Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py),
-after the calibration is simulated once per process (0.6-1 s).
+after the calibration is simulated once per process (0.6-1 s) and the white
+noise floor of step 6 once per plane shape (0.1-0.2 s for 512x512).
 """
 
 from __future__ import annotations
