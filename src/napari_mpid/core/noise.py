@@ -88,12 +88,10 @@ PATCH = 6
 MAX_PATCHES = 1 << 16
 #: Correlated noise of lag-1 >~ 0.55 leaves less than this share of its variance in the
 #: patches' smallest eigenvalues, and is measured by the blocks alone; a plane whose
-#: patches hold more is taken to have pixel-independent noise. FMD wide-field: 0.03-0.11;
-#: the lowest white-noise planes are densely textured, where the blocks' level holds
-#: texture: FMD confocal BPAE_G means of 16 (128x128 crops) 0.17-0.20, means of 8
-#: 0.30, the tests' filaments under noise of 0.005: 0.19 (benchmarks/noise_correlated.py).
-#: Noise reaching two pixels can leave as much (kernel [0.08, 0.38, 1, 0.38, 0.08]:
-#: 0.18-0.21) and is then taken for white noise: one plane does not tell them apart.
+#: patches hold more is taken to have pixel-independent noise. The lowest white-noise
+#: planes are densely textured ones, where the blocks' level holds texture; noise reaching
+#: two pixels can leave as much and is then taken for white noise: one plane does not tell
+#: them apart (the shares measured on both sides, and what chose the value: docs/constants.md).
 SPECTRAL_FLOOR = 0.16
 #: How many of the smallest eigenvalues of the patch covariance measure its floor.
 FLOOR_EIGENVALUES = 4
@@ -322,10 +320,8 @@ _DEGREE = 3
 #: Spread of the noise variance from block to block in the calibration's simulation
 #: (standard deviation of its log). A real plane's noise level varies between blocks of
 #: one intensity bin (shot noise over the bin's range, camera noise that is not
-#: stationary), so its quietest quarter is quieter than stationary noise's: FMD
-#: wide-field noise (capture 1, measured against gt) keeps 0.61-0.63 of the mean block
-#: variance there, stationary Gaussian noise of the same spectrum 0.66-0.67; this spread
-#: reproduces the ratio (benchmarks/noise_correlated.py).
+#: stationary), so its quietest quarter is quieter than stationary noise's; this spread
+#: reproduces what measured camera noise keeps there (docs/constants.md).
 LEVEL_SPREAD = 0.18
 
 

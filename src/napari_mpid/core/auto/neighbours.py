@@ -12,13 +12,13 @@ from napari_mpid.core.run.stack import neighbours
 
 __all__ = ["NEIGHBOUR_SIGMAS", "REGISTER_MIN", "neighbour_candidates"]
 
-#: Blurs of the means of other planes (:func:`neighbour_candidates`). 0.5 and 0.75 let the mix
-#: reproduce a static series' best baseline, the mean of the frames blurred by 0.75.
+#: Blurs of the means of other planes (:func:`neighbour_candidates`): light ones let the mix
+#: reproduce a lightly blurred mean of frames, the best baseline of a still series
+#: (docs/constants.md).
 NEIGHBOUR_SIGMAS = (0.5, 0.75, 1.0, 2.0)
 #: Other planes that registration would move by less than this (pixels, along Y or X) are
-#: used as they are: interpolating a plane smooths it, which cost more than a sub-pixel
-#: misalignment on the still series and Z-stacks (a development replay, not kept). The gain of
-#: registration above the gate: docs/benchmarks.md, "Weight rules of stage 1" (mix_family.py).
+#: used as they are: interpolating a plane smooths it, which costs more than a sub-pixel
+#: misalignment (what chose the value, and the gain of registration above it: docs/constants.md).
 REGISTER_MIN = 0.5
 
 

@@ -8,12 +8,13 @@ from napari_mpid.core.noise import NoiseEstimate, estimate_noise_channels
 
 __all__ = ["CORRELATED", "SIGNAL_DEPENDENT", "choose_filling", "network_decision", "signal_dependent"]
 
-#: Noise with a lag-1 correlation at or above this is treated as spatially correlated:
-#: FMD's wide-field images measure 0.61-0.63, its confocal and two-photon ones 0.08-0.33
-#: (estimate_noise on the 12 first captures).
+#: Noise with a lag-1 correlation at or above this is treated as spatially correlated: camera
+#: noise that reaches the neighbours lies above it, pixel-independent noise below (the values
+#: measured, and what chose it: docs/constants.md).
 CORRELATED = 0.45
 #: Least ratio of the noise variance at the 90th and 10th percentile of a plane's pixels
-#: (from the noise-level line) for the weights to follow the intensity (:func:`signal_dependent`).
+#: (from the noise-level line) for the weights to follow the intensity (:func:`signal_dependent`;
+#: provenance and margins: docs/constants.md).
 SIGNAL_DEPENDENT = 2.0
 
 
@@ -68,11 +69,11 @@ def signal_dependent(pixel_variance: np.ndarray) -> bool:
     """Whether the noise-level line makes the noise variance differ enough across a plane to act on.
 
     The ratio of its 90th to its 10th percentile over the pixels must reach
-    :data:`SIGNAL_DEPENDENT`: fluorescence planes lie far above it and
-    constant Gaussian noise close to 1, where a small spurious slope of the
-    line would mislead the intensity-dependent weights (the spreads
-    measured by benchmarks/noise_estimate.py: docs/benchmarks.md, "Noise
-    estimate").
+    :data:`SIGNAL_DEPENDENT`: shot noise lies well above it and noise of one
+    level on smooth content close to 1, where a small spurious slope of the
+    line would mislead the intensity-dependent weights. Texture can give
+    the line such a slope under noise of one level (docs/constants.md has
+    the spreads measured on both sides).
     """
     low = float(np.percentile(pixel_variance, 10))
     return low > 0 and float(np.percentile(pixel_variance, 90)) >= SIGNAL_DEPENDENT * low

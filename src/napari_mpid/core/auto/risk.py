@@ -28,15 +28,16 @@ __all__ = [
 COMBINE_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 #: Terms of :func:`plane_mix` whose weight may change linearly with the local intensity
 #: (pixel-independent noise only): the noisy plane and one light and one strong blur.
-#: Varying every term instead fits the noise model's errors too (drift, single ladder
-#: images); docs/benchmarks.md, "Weight rules of stage 1" (benchmarks/mix_family.py).
+#: Varying every term instead fits the noise model's errors too (docs/constants.md).
 VARYING = ("noisy", "blur 1", "blur 2")
 #: A J-invariant candidate whose held-out error is below this fraction of the
-#: estimated noise variance is taken to share the plane's noise and left out
-#: (the estimate can be ~2x too high on textured planes, hence the margin).
+#: estimated noise variance is taken to share the plane's noise and left out: an
+#: independent one errs by at least the variance, and the estimate can read high on
+#: textured planes, hence the margin (docs/constants.md).
 NOT_INDEPENDENT = 0.1
 #: :func:`combine` takes ``1 - (EVIDENCE / t)^2`` of its held-out mixture, t being the
-#: mixture's estimated gain over the plane's own answer in standard errors.
+#: mixture's estimated gain over the plane's own answer in standard errors (a positive-part
+#: James-Stein rule; provenance: docs/constants.md).
 EVIDENCE = 1.0
 
 #: Candidate name prefixes -> the family a result's summary credits them to.

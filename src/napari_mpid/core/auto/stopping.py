@@ -6,7 +6,8 @@ import numpy as np
 
 __all__ = ["HOLDOUT_FRACTION", "EarlyStop"]
 
-#: Fraction of pixels held out of the filling to score it.
+#: Fraction of pixels held out of the filling to score it (not chosen by measurement:
+#: docs/constants.md).
 HOLDOUT_FRACTION = 0.04
 
 

@@ -128,8 +128,8 @@ def stack_mode(run: Run) -> Generator[Progress, None, None]:
 
 #: ``static_scene``: a plane whose difference to the (brightness-matched) mean of its series
 #: exceeds this many times what its noise explains is reported: the scene may have moved
-#: (:func:`static_excess`, the largest of a series). Between FMD's static series and its
-#: drifting ones; the ratios are in docs/benchmarks.md, "Stacks" (benchmarks/reference_limits.py).
+#: (:func:`static_excess`, the largest of a series). Set between still and drifting series
+#: (docs/constants.md).
 STATIC_EXCESS = 1.6
 
 

@@ -298,7 +298,8 @@ def make_plan(
 
 
 #: Context filling when ``FillParams.context`` is None (automatic): this many
-#: neighbours on each side, for stacks of at least MIN_CONTEXT_PLANES planes.
+#: neighbours on each side, for stacks of at least MIN_CONTEXT_PLANES planes
+#: (not yet chosen by measurement: docs/constants.md).
 DEFAULT_CONTEXT = 1
 MIN_CONTEXT_PLANES = 3
 

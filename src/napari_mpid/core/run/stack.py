@@ -20,7 +20,7 @@ __all__ = ["TWIN_SHARE", "PlaneCache", "neighbours"]
 
 #: Two planes whose mean squared difference is below this share of one's noise variance are
 #: taken for copies of one another (planes with independent noise differ by twice the variance
-#: at least; the estimate may be ~2x too high on textured planes, hence the margin).
+#: at least; the estimate can read high on textured planes, hence the margin: docs/constants.md).
 TWIN_SHARE = 0.1
 
 
