@@ -139,6 +139,119 @@ def test_combine_uses_a_held_out_prediction_only_with_evidence():
     assert np.mean((result[0] - clean) ** 2) <= 1.1 * np.mean((blurred - clean) ** 2)
 
 
+def test_fold_map_deals_whole_blocks_evenly_and_the_same_every_time():
+    from napari_mpid.core.auto.risk import FOLD_BLOCK, fold_map
+
+    folds = fold_map((100, 120), 4)
+    assert folds.shape == (100, 120) and np.array_equal(folds, fold_map((100, 120), 4))
+    assert np.array_equal(np.unique(folds), np.arange(4))
+    blocks = folds[::FOLD_BLOCK, ::FOLD_BLOCK]
+    assert np.array_equal(np.repeat(np.repeat(blocks, FOLD_BLOCK, 0), FOLD_BLOCK, 1)[:100, :120], folds)
+    assert np.ptp(np.bincount(blocks.ravel())) <= 1  # balanced, block for block
+    with pytest.raises(ValueError, match="folds"):
+        fold_map((8, 8), 0)
+
+
+def _stage_two(seed: int, n: int = 160, sigma: float = 0.05):
+    """Held-out pixels of a plane: clean values, noisy ones, and the design of combine's second stage.
+
+    Columns: a candidate of pure noise (independent of the clean values), the
+    plane's answer (here an independent estimate, slope 0) and the noisy pixel (slope 1).
+    """
+    rng = np.random.default_rng(seed)
+    clean = 0.3 + 0.1 * rng.random(n)
+    x = clean + rng.normal(0, sigma, n)
+    plane = clean + rng.normal(0, 0.03, n)
+    candidate = 0.3 + rng.normal(0, 0.05, n)
+    return clean, x, np.stack([candidate, plane, x], axis=1), np.array([0.0, 0.0, 1.0])
+
+
+def test_the_out_of_fold_risk_change_is_unbiased_and_reused_pixels_flatter_the_fit():
+    # The estimated change of risk (mixture minus the plane's answer) against the
+    # true one over many noise draws: out of fold it is unbiased; judged on the
+    # pixels that fitted the weights, the fit looks better than it is (by about
+    # Mallows' 2 var k / n), which is the bias cross-fitting removes.
+    from napari_mpid.core.auto.risk import _cross_fitted, _held_out_weights, _risk_change
+
+    sigma = 0.05
+    out_of_fold, reused = [], []
+    for seed in range(400):
+        clean, x, design, slopes = _stage_two(seed, sigma=sigma)
+        fold = np.arange(len(x)) % 4
+        estimated, fits = _cross_fitted(design, x, slopes, fold, lambda pixels: sigma**2)
+        true = np.concatenate(
+            [
+                (design[fold == k] @ fits[k] - clean[fold == k]) ** 2 - (design[fold == k, 1] - clean[fold == k]) ** 2
+                for k in range(4)
+            ]
+        )
+        out_of_fold.append((estimated.mean() - true.mean()) / sigma**2)
+        coef = _held_out_weights(design, x, slopes, sigma**2)
+        estimated = _risk_change(design, x, slopes, coef, sigma**2)
+        true = (design @ coef - clean) ** 2 - (design[:, 1] - clean) ** 2
+        reused.append((estimated.mean() - true.mean()) / sigma**2)
+    for bias in (out_of_fold, reused):
+        assert np.std(bias) / np.sqrt(len(bias)) < 0.006
+    assert abs(np.mean(out_of_fold)) < 3 * np.std(out_of_fold) / np.sqrt(len(out_of_fold))
+    assert np.mean(reused) < -5 * np.std(reused) / np.sqrt(len(reused))
+
+
+def test_the_weights_that_judge_a_fold_never_saw_its_pixels():
+    from napari_mpid.core.auto.risk import _cross_fitted
+
+    _, x, design, slopes = _stage_two(3)
+    fold = np.arange(len(x)) % 4
+    _, fits = _cross_fitted(design, x, slopes, fold, lambda pixels: float(np.mean(x[pixels] ** 2)) * 0.01)
+    moved = x + np.where(fold == 2, 0.2, 0.0)
+    design_moved = design.copy()
+    design_moved[:, -1] = moved
+    _, refits = _cross_fitted(
+        design_moved, moved, slopes, fold, lambda pixels: float(np.mean(moved[pixels] ** 2)) * 0.01
+    )
+    assert np.array_equal(fits[2], refits[2])
+    assert all(not np.allclose(fits[k], refits[k]) for k in (0, 1, 3))
+
+
+def _textured(seed: int, shot: bool) -> tuple[np.random.Generator, np.ndarray, np.ndarray, NoiseEstimate, np.ndarray]:
+    # A texture no blur helps, under Gaussian or under shot (Poisson-Gaussian) noise.
+    rng = np.random.default_rng(seed)
+    clean = 0.25 + 0.5 * rng.random((96, 96))
+    if shot:
+        noisy = clean + rng.normal(0, 1, clean.shape) * np.sqrt(0.005 * clean)
+        noise = NoiseEstimate(0.05, 0.0, 0.005, 0.0)
+    else:
+        noisy = clean + rng.normal(0, 0.05, clean.shape)
+        noise = NoiseEstimate(0.05, 0.0, 0.0, 0.05**2)
+    return rng, clean, noisy, noise, rng.random(clean.shape) < 0.04
+
+
+@pytest.mark.parametrize("shot", [False, True])
+def test_a_pure_noise_candidate_rarely_passes_the_out_of_fold_evidence(shot):
+    from napari_mpid.core.auto import FOLDS, combine
+
+    used = []
+    for seed in range(40):
+        rng, clean, noisy, noise, held = _textured(seed, shot)
+        candidate = clean.mean() + rng.normal(0, 0.05, clean.shape)  # independent of the clean image
+        _, how = combine(noisy[None], {"filling": candidate[None]}, held, noise)
+        assert how.folds == FOLDS
+        used.append(how.held_out_used)
+    assert sum(used) <= 6  # ~15 %: chance alone
+
+
+@pytest.mark.parametrize("shot", [False, True])
+def test_a_truly_better_candidate_is_still_taken_out_of_fold(shot):
+    # An independent estimate as noisy as the plane: averaging the two halves the error.
+    from napari_mpid.core.auto import combine
+
+    for seed in range(10):
+        rng, clean, noisy, noise, held = _textured(seed, shot)
+        result, how = combine(noisy[None], {"filling": (clean + rng.normal(0, 0.05, clean.shape))[None]}, held, noise)
+        plane, _ = combine(noisy[None], {}, held, noise)
+        assert how.held_out_used and how.evidence > 3
+        assert np.mean((result - clean) ** 2) < 0.65 * np.mean((plane - clean) ** 2)
+
+
 def test_the_non_negative_mix_is_exact_on_nearly_collinear_candidates():
     # Kuhn-Tucker conditions of min b'Gb/2 - b'h, b >= 0 (the last entry free): at the
     # minimum the gradient vanishes on the positive entries and points outwards elsewhere.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +17,13 @@ __all__ = [
     "COMBINE_SIGMAS",
     "EVIDENCE",
     "FAMILIES",
+    "FOLDS",
     "VARYING",
     "Combination",
     "blur_slope",
     "combine",
     "family_of",
+    "fold_map",
     "plane_mix",
 ]
 
@@ -39,6 +42,12 @@ NOT_INDEPENDENT = 0.1
 #: mixture's estimated gain over the plane's own answer in standard errors (a positive-part
 #: James-Stein rule; provenance: docs/constants.md).
 EVIDENCE = 1.0
+#: Folds of the held-out pixels in :func:`combine`'s second stage: the weights judged on
+#: one fold are fitted on the others (cross-fitting), so no pixel judges a fit it made.
+FOLDS = 4
+#: Side of the square blocks of pixels that :func:`fold_map` deals to the folds whole:
+#: correlated camera noise reaches a pixel or two, so neighbours stay in one fold.
+FOLD_BLOCK = 8
 
 #: Candidate name prefixes -> the family a result's summary credits them to.
 _FAMILIES = (
@@ -82,6 +91,10 @@ class Combination:
     evidence: float = 0.0
     #: Whether the held-out mix replaced the plane's own (all-pixel) mix.
     held_out_used: bool = False
+    #: Folds of the held-out pixels the evidence was computed on: with 2 or more, each
+    #: fold's risk comes from weights fitted on the other folds (out of fold); with 1,
+    #: the pixels that fitted the weights also judged them (in sample, Mallows' penalty).
+    folds: int = FOLDS
 
     def shares(self) -> dict[str, float]:
         """Fraction of the result each candidate family produced (:data:`FAMILIES`), summing to 1.
@@ -112,6 +125,21 @@ class Combination:
         if self.rejected:
             text += f"; left out as not independent of the plane's noise: {', '.join(self.rejected)}"
         return text
+
+
+def fold_map(shape: tuple[int, int], folds: int) -> np.ndarray:
+    """The fold (0 to ``folds - 1``) of every pixel of a plane ``shape``: whole blocks, dealt at random.
+
+    Blocks of :data:`FOLD_BLOCK` pixels square are shuffled by a fixed seed
+    (the same map for the same shape, so results repeat) and dealt to the
+    folds in turn, which balances the folds and spreads each over the plane.
+    """
+    if folds < 1:
+        raise ValueError(f"folds must be at least 1, got {folds}")
+    h, w = shape
+    rows, cols = -(-h // FOLD_BLOCK), -(-w // FOLD_BLOCK)
+    blocks = (np.random.default_rng(0).permutation(rows * cols) % folds).reshape(rows, cols)
+    return np.repeat(np.repeat(blocks, FOLD_BLOCK, axis=0), FOLD_BLOCK, axis=1)[:h, :w]
 
 
 def _nonnegative_quadratic(gram: np.ndarray, linear: np.ndarray, free: int) -> np.ndarray:
@@ -235,6 +263,43 @@ def plane_mix(
     return mixed, slope, {k: float(coef[i]) for i, k in enumerate([*names, *free_names])}
 
 
+def _held_out_weights(design: np.ndarray, x: np.ndarray, slopes: np.ndarray, variance: float) -> np.ndarray:
+    """Non-negative weights of ``design``'s columns minimising SURE against ``x`` (noise ``variance``)."""
+    n = len(x)
+    return _nonnegative_quadratic(design.T @ design / n, design.T @ x / n - variance * slopes, free=len(slopes))
+
+
+def _risk_change(
+    design: np.ndarray, x: np.ndarray, slopes: np.ndarray, coef: np.ndarray, variance: float
+) -> np.ndarray:
+    """Per-pixel SURE of the mixture ``coef`` minus that of the plane's answer (the last column but one) alone."""
+    mixture = (design @ coef - x) ** 2 + 2 * variance * float(slopes @ coef)
+    return mixture - ((design[:, -2] - x) ** 2 + 2 * variance * float(slopes[-2]))
+
+
+def _cross_fitted(
+    design: np.ndarray, x: np.ndarray, slopes: np.ndarray, fold: np.ndarray, bounded: Callable[[np.ndarray], float]
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Out-of-fold risk changes of :func:`combine`'s second stage, and the weights fitted for every fold.
+
+    Each fold's per-pixel risk change (:func:`_risk_change`) is taken for
+    the weights and the noise variance (``bounded`` of the other folds'
+    pixels) fitted on the other folds, whose noise is independent of its
+    own: an unbiased estimate of the gain of a fit on ``(K - 1) / K`` of the
+    pixels, a little pessimistic for the fit on all of them that is used.
+    Empty when fewer than two folds hold pixels.
+    """
+    pieces, fits = [], {}
+    for k in np.unique(fold):
+        inside = fold == k
+        if inside.all():
+            break
+        v = bounded(~inside)
+        fits[int(k)] = coef = _held_out_weights(design[~inside], x[~inside], slopes, v)
+        pieces.append(_risk_change(design[inside], x[inside], slopes, coef, v))
+    return (np.concatenate(pieces) if pieces else np.zeros(0)), fits
+
+
 def combine(
     noisy: np.ndarray,
     candidates: dict[str, np.ndarray | tuple[np.ndarray, float]],
@@ -243,6 +308,7 @@ def combine(
     evidence: float = EVIDENCE,
     independent: dict[str, np.ndarray] | None = None,
     nonlinear: tuple[str, ...] = NONLINEAR,
+    folds: int = FOLDS,
 ) -> tuple[np.ndarray, Combination]:
     """The best linear mixture of predictions and of the noisy plane and its blurs.
 
@@ -266,19 +332,28 @@ def combine(
        plane are nearly collinear, and free weights of +-3 exploited the
        estimate's own noise) and no offset (the plane's answer has one).
 
-    The second stage is estimated on few pixels; its gain over the plane's
-    answer, less Mallows' penalty for its weights, is measured in standard
-    errors ``t`` of the per-pixel risk difference, and the result is
-    ``s * mix + (1 - s) * plane`` with ``s = 1 - (evidence / t)^2`` (zero
-    below ``t = evidence``): a positive-part James-Stein shrinkage, because
-    an unguarded mixture fitted on so few pixels does worse than the
-    plane's answer on average (docs/benchmarks.md, "Noise ladder").
+    The second stage is estimated on few pixels. Its gain over the plane's
+    answer is measured by cross-fitting: the held-out pixels are dealt to
+    ``folds`` folds in blocks (:func:`fold_map`), and each fold's per-pixel
+    risk difference is taken for the weights (and the variance bound below)
+    fitted on the other folds, so no pixel judges a fit it took part in.
+    That gain, in standard errors ``t`` of the per-pixel risk difference,
+    sets the result ``s * mix + (1 - s) * plane`` with
+    ``s = 1 - (evidence / t)^2`` (zero below ``t = evidence``): a
+    positive-part James-Stein shrinkage, because an unguarded mixture fitted
+    on so few pixels does worse than the plane's answer on average
+    (docs/benchmarks.md, "Noise ladder"). ``mix`` itself is fitted on all
+    held-out pixels. ``folds=1`` judges the fit on its own pixels, less
+    Mallows' penalty for its weights (the rule before cross-fitting, kept
+    for comparison).
 
     ``var`` is the mean noise variance from the noise-level function,
     bounded by the error against the plane of the best slope-0 candidate (a
     J-invariant prediction's error there is its own error plus the noise
     variance).
     """
+    if folds < 1:
+        raise ValueError(f"folds must be at least 1, got {folds}")
     x = noisy[:, held_out].ravel()
     n = len(x)
     all_candidates: dict[str, tuple[np.ndarray, float]] = {
@@ -303,12 +378,17 @@ def combine(
     for k in rejected:
         all_candidates.pop(k, None)
         others.pop(k, None)
-    variance = everywhere
-    invariant = [c for c, slope in all_candidates.values() if slope == 0.0]
-    if invariant:
-        variance = min(variance, min(float(np.mean((c[:, held_out].ravel() - x) ** 2)) for c in invariant))
+    # A prediction independent of the plane's noise errs by at least the noise variance.
+    bound = everywhere
     if others:
-        variance = min(variance, min(float(np.mean((c - noisy) ** 2)) for c in others.values()))
+        bound = min(bound, min(float(np.mean((c - noisy) ** 2)) for c in others.values()))
+    invariant = [c[:, held_out].ravel() for c, slope in all_candidates.values() if slope == 0.0]
+
+    def bounded(pixels: slice | np.ndarray) -> float:
+        """The noise variance, bounded by the slope-0 candidates' error on the held-out ``pixels``."""
+        return min([bound, *(float(np.mean((c[pixels] - x[pixels]) ** 2)) for c in invariant)])
+
+    variance = bounded(slice(None))
     extra = nonlinear_candidates(noisy, noise, variance, nonlinear) if nonlinear else {}
     plane, plane_slope, plane_weights = plane_mix(noisy, noise, variance, others, extra)
     plane_offset = plane_weights.pop("offset")
@@ -320,14 +400,16 @@ def combine(
     columns = [all_candidates[k][0][:, held_out].ravel() for k in names] + [plane[:, held_out].ravel(), x]
     design = np.stack(columns, axis=1)
     slopes = np.array([all_candidates[k][1] for k in names] + [plane_slope, 1.0])
-    gram = design.T @ design / n
-    coef = _nonnegative_quadratic(gram, design.T @ x / n - variance * slopes, free=len(names) + 2)
-    # Per-pixel risk of the mixture minus that of the plane's answer alone, whose
-    # weights were not fitted on these pixels; Mallows' penalty for the ones that were.
-    difference = (design @ coef - x) ** 2 + 2 * variance * float(slopes @ coef)
-    difference -= (plane[:, held_out].ravel() - x) ** 2 + 2 * variance * plane_slope
-    gain = -float(difference.mean()) - 2 * variance * int(np.count_nonzero(coef)) / n
-    error = float(difference.std()) / np.sqrt(n)
+    coef = _held_out_weights(design, x, slopes, variance)
+    if folds == 1:
+        # In sample: the pixels that fitted the weights judge them, less Mallows' penalty.
+        difference = _risk_change(design, x, slopes, coef, variance)
+        gain = -float(difference.mean()) - 2 * variance * int(np.count_nonzero(coef)) / n
+    else:
+        fold = np.tile(fold_map(noisy.shape[1:], folds)[held_out], noisy.shape[0])
+        difference, _ = _cross_fitted(design, x, slopes, fold, bounded)
+        gain = -float(difference.mean()) if len(difference) else 0.0
+    error = float(difference.std()) / np.sqrt(len(difference)) if len(difference) else 0.0
     plane_risk = float(np.mean((plane - noisy) ** 2)) + 2 * variance * plane_slope - variance
     # Shrink the held-out mix towards the plane's answer by its evidence t (gain
     # in standard errors): weight 1 - (evidence / t)^2, none below t = evidence.
@@ -345,4 +427,4 @@ def combine(
         weights["noisy"] += share * b
         offset = (share * a + 1 - share) * plane_offset
         risk = plane_risk - share * gain
-    return mixed, Combination(weights, offset, risk, rejected, float(t) if np.isfinite(t) else 0.0, used)
+    return mixed, Combination(weights, offset, risk, rejected, float(t) if np.isfinite(t) else 0.0, used, folds)
