@@ -181,32 +181,3 @@ def test_correlated_noise_on_a_full_wide_field_fmd_image_is_measured_within_15_p
 
     assert found.sigma**2 == pytest.approx(measured, rel=0.15)
     assert found.correlation > 0.45
-
-
-@pytest.mark.parametrize("size", [48, 128])
-def test_floor_bound_leaves_white_noise_on_small_planes_alone(size):
-    # The smallest eigenvalues of few patches sit below the noise's variance (0.93 of it on
-    # 128x128, less on smaller planes); uncorrected, the bound would cut the estimate.
-    noise = np.random.default_rng(14).normal(0, 0.05, (size, size))
-
-    found = estimate_noise(0.3 + noise)
-
-    assert found.sigma**2 == pytest.approx(float(noise.var()), rel=0.06)
-
-
-@pytest.mark.skipif(not FMD.exists(), reason="needs ../shared/data/eval (FMD test_mix)")
-def test_texture_on_a_weakly_noisy_fmd_crop_is_not_taken_for_noise():
-    # A 128x128 crop of a mean of 4 captures: texture reaches the patch spectrum's tail
-    # (its mean read 1.43x the variance measured against gt); the floor bounds it.
-    from PIL import Image
-
-    crop = (slice(192, 320), slice(192, 320))
-    noisy = np.asarray(Image.open(FMD / "avg4" / "Confocal_BPAE_R_1.png"), dtype=np.float64)[crop] / 255
-    gt = np.asarray(Image.open(FMD / "gt" / "Confocal_BPAE_R_1.png"), dtype=np.float64)[crop] / 255
-    design = np.stack([gt.ravel(), np.ones(gt.size)], axis=1)
-    residual = noisy.ravel() - design @ np.linalg.lstsq(design, noisy.ravel(), rcond=None)[0]
-    measured = float(np.mean(residual**2)) * 50 / 46
-
-    found = estimate_noise(noisy)
-
-    assert found.sigma**2 == pytest.approx(measured, rel=0.15)

@@ -42,20 +42,9 @@ both without a clean reference:
    texture: on FMD confocal crops the blocks measure a lag-1 of 0.07-0.31
    in single captures and 0.27-0.58 in means of 8, which only texture
    explains.
-6. On small planes (128x128 crops of FMD's means of 4 and 8 captures) texture
-   reaches the patches' eigen-directions that step 5's rule takes for noise:
-   their spectrum then slopes down to its smallest eigenvalues instead of
-   levelling off, and the level read up to 1.6x. The white-noise variance is
-   therefore taken no higher than :data:`TAIL_ALLOWANCE` times the mean of
-   the :data:`FLOOR_EIGENVALUES` smallest eigenvalues, which are divided by
-   what they keep of pure white noise on a plane of the same shape (a
-   finite patch count spreads the eigenvalues of pure noise: on 128x128,
-   the 4 smallest of 36 average 0.93 of its variance; simulated once per
-   shape).
 
 Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py),
-after the calibration is simulated once per process (0.6-1 s) and the white
-noise floor of step 6 once per plane shape (0.1-0.2 s for 512x512).
+after the calibration is simulated once per process (0.6-1 s).
 """
 
 from __future__ import annotations
@@ -88,20 +77,13 @@ PATCH = 6
 MAX_PATCHES = 1 << 16
 #: Correlated noise of lag-1 >~ 0.55 leaves less than this share of its variance in the
 #: patches' smallest eigenvalues, and is measured by the blocks alone; a plane whose
-#: patches hold more is taken to have pixel-independent noise. The lowest white-noise
-#: planes are densely textured ones, where the blocks' level holds texture; noise reaching
-#: two pixels can leave as much and is then taken for white noise: one plane does not tell
-#: them apart (the shares measured on both sides, and what chose the value: docs/constants.md).
+#: patches hold more is taken to have pixel-independent noise. FMD wide-field: 0.03-0.11;
+#: the lowest white-noise planes are densely textured, where the blocks' level holds
+#: texture: FMD confocal BPAE_G means of 16 (128x128 crops) 0.17-0.20, means of 8
+#: 0.30, the tests' filaments under noise of 0.005: 0.19 (benchmarks/noise_correlated.py).
+#: Noise reaching two pixels can leave as much (kernel [0.08, 0.38, 1, 0.38, 0.08]:
+#: 0.18-0.21) and is then taken for white noise: one plane does not tell them apart.
 SPECTRAL_FLOOR = 0.16
-#: How many of the smallest eigenvalues of the patch covariance measure its floor.
-FLOOR_EIGENVALUES = 4
-#: The white-noise variance is at most this many times the patches' floor (step 6 of the
-#: module docstring). Real noise is not quite white: FMD confocal and two-photon noise alone
-#: (the residual against gt, 128x128 crops of development capture 1) has a tail mean of
-#: 0.94-1.16 times its corrected floor, median 1.05-1.08 by level; texture on averaged crops
-#: raises the ratio to 1.4-1.65. About that median, chosen on capture 1
-#: (benchmarks/noise_ladder.py, docs/benchmarks.md "Noise estimate").
-TAIL_ALLOWANCE = 1.075
 
 
 @dataclass(frozen=True)
@@ -178,15 +160,12 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
         raise ValueError(f"need a 2D plane of at least {4 * BLOCK}x{4 * BLOCK} pixels, got {data.shape}")
     blocks = block_estimate(data)
     correlation, level = blocks.correlation, blocks.sigma**2
-    eigenvalues = _patch_eigenvalues(data, PATCH)
-    patches = _tail_mean(eigenvalues)
+    patches = patch_noise_variance(data)
     if patches > SPECTRAL_FLOOR * level:
         # Correlated noise strong enough to matter leaves less than this in the
         # patches: the noise is (close to) white, and the blocks' correlation
-        # and part of their variance were texture. Texture that reaches the
-        # tail makes it slope: its floor bounds it (step 6).
-        floor = float(eigenvalues[-FLOOR_EIGENVALUES:].mean()) / _white_floor(data.shape, PATCH)
-        correlation, total = 0.0, min(patches, TAIL_ALLOWANCE * max(floor, 0.0))
+        # and part of their variance were texture.
+        correlation, total = 0.0, patches
     else:
         total = level
     scale = total / level if level > 0 else 1.0
@@ -249,39 +228,18 @@ def patch_noise_variance(plane: np.ndarray, size: int = PATCH) -> float:
     Spatially correlated noise gives less than its variance: see
     :func:`estimate_noise`.
     """
-    return _tail_mean(_patch_eigenvalues(np.asarray(plane, dtype=np.float64), size))
-
-
-def _patch_eigenvalues(data: np.ndarray, size: int) -> np.ndarray:
-    """Eigenvalues, largest first, of the covariance of the ``size`` x ``size`` patches of a float64 plane."""
+    data = np.asarray(plane, dtype=np.float64)
     windows = np.lib.stride_tricks.sliding_window_view(data, (size, size))
     rows, cols = windows.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(rows * cols / MAX_PATCHES))))
     vectors = windows[::step, ::step].reshape(-1, size * size)
     vectors = vectors - vectors.mean(axis=0)
-    return np.linalg.eigvalsh(vectors.T @ vectors / len(vectors))[::-1]
-
-
-def _tail_mean(eigenvalues: np.ndarray) -> float:
-    """Mean of the largest set of smallest eigenvalues whose mean does not exceed their median (at least 0)."""
+    eigenvalues = np.linalg.eigvalsh(vectors.T @ vectors / len(vectors))[::-1]
     for start in range(len(eigenvalues)):
         tail = eigenvalues[start:]
         if tail.mean() <= np.median(tail):
             return float(max(tail.mean(), 0.0))
     return float(max(eigenvalues[-1], 0.0))
-
-
-@functools.lru_cache(maxsize=32)
-def _white_floor(shape: tuple[int, ...], size: int) -> float:
-    """Mean of the :data:`FLOOR_EIGENVALUES` smallest patch eigenvalues of unit white noise on a plane of ``shape``.
-
-    Sample covariances of finitely many (overlapping) patches spread the
-    eigenvalues of white noise around its variance, the smallest below it
-    (Marchenko-Pastur): simulated with a fixed seed, mean of 3 draws.
-    """
-    rng = np.random.default_rng(0)
-    draws = [_patch_eigenvalues(rng.standard_normal(shape), size)[-FLOOR_EIGENVALUES:].mean() for _ in range(3)]
-    return float(np.mean(draws))
 
 
 def _lags(residual: np.ndarray) -> tuple[float, float]:
@@ -320,8 +278,10 @@ _DEGREE = 3
 #: Spread of the noise variance from block to block in the calibration's simulation
 #: (standard deviation of its log). A real plane's noise level varies between blocks of
 #: one intensity bin (shot noise over the bin's range, camera noise that is not
-#: stationary), so its quietest quarter is quieter than stationary noise's; this spread
-#: reproduces what measured camera noise keeps there (docs/constants.md).
+#: stationary), so its quietest quarter is quieter than stationary noise's: FMD
+#: wide-field noise (capture 1, measured against gt) keeps 0.61-0.63 of the mean block
+#: variance there, stationary Gaussian noise of the same spectrum 0.66-0.67; this spread
+#: reproduces the ratio (benchmarks/noise_correlated.py).
 LEVEL_SPREAD = 0.18
 
 
