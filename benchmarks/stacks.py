@@ -46,6 +46,7 @@ import torch
 from _common import ORACLE_SIGMAS, eval_dir, psnr, psnr_gain_matched, read_gray, run_to_end
 from scipy.ndimage import gaussian_filter, shift
 
+import napari_mpid.core.auto.risk as auto_risk
 from napari_mpid import __version__
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.engine import modes as engine
@@ -177,9 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baselines-only", action="store_true")
     parser.add_argument("--label", help="name of this method in the results")
+    parser.add_argument(
+        "--linear-mix",
+        action="store_true",
+        help="ablation: the auto preset's mix without its non-linear candidates (NL-means, shrunk bands)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.linear_mix:
+        auto_risk.nonlinear_candidates = lambda *_, **__: {}
     if args.passes:
         engine.CONTEXT_PASSES = args.passes
     if args.crop:
@@ -211,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.every > 1 and not args.label:
         label += f", every {args.every}th plane"
+    if args.linear_mix and not args.label:
+        label += ", linear mix"
 
     per_item = []
     for item in load(args.dataset, args.limit, args.every):

@@ -88,10 +88,11 @@ MIX_SIDE = 128
 MIX_STACK = 5
 #: A forward pass costs about a third of a training step (forward + backward).
 FORWARD_SHARE = 1 / 3
-#: Seconds per megapixel of the auto preset's per-plane work (noise estimate and blur mix),
-#: alone and with neighbour planes, when :func:`calibrate` could not time them (measured on
-#: 2 cores of an AMD EPYC without AVX-512, 128x128 and 256x256 planes, one thread).
-MIX_FALLBACK = (2.0, 8.0)
+#: Seconds per megapixel of the auto preset's per-plane work (noise estimate and the mix with
+#: its non-linear candidates), alone and with neighbour planes, when :func:`calibrate` could not
+#: time them: one thread of an AMD EPYC without AVX-512, FMDD's 512x512 planes and the 256x256
+#: Z-stacks (docs/benchmarks.md, "Non-linear candidates in the mix").
+MIX_FALLBACK = (5.5, 7.0)
 
 
 def device_description(device: torch.device) -> str:
