@@ -153,7 +153,9 @@ class DenoiseResult:
         count = f"{self.planes} plane{'s' if self.planes != 1 else ''}"
         text = f"Denoised {count} in {self.seconds:.0f} s on {self.device}"
         shares = self.produced_by()
-        made = ", ".join(f"{k} {_percent(v)}" for k, v in shares.items() if v > 0)
+        # Largest share first; the families' own order breaks ties.
+        ranked = sorted(shares.items(), key=lambda item: -item[1])
+        made = ", ".join(f"{k} {_percent(v)}" for k, v in ranked if v > 0)
         if not self.choices:
             return f"{text} with the paper's iterative filling: {made}."
         ran = sum(1 for c in self.choices if c.get("network", True))
