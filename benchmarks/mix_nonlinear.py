@@ -21,6 +21,7 @@ benchmarks/ladder.py at raw/avg2/avg4/avg8; ``--captures`` picks them too).
 
     python benchmarks/mix_nonlinear.py fmdd --captures 1 --json benchmarks/results/mix_nonlinear_fmdd_dev.json
     python benchmarks/mix_nonlinear.py fmdd --captures 2 3 4 --json benchmarks/results/mix_nonlinear_fmdd_heldout.json
+    python benchmarks/mix_nonlinear.py fmdd --captures 1 --variants default --nlm-search 7   # a sweep (dev only)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from _common import FMD_CROP, eval_dir, psnr, read_unit
 
+import napari_mpid.core.auto.nonlinear as nonlinear
 from napari_mpid.core.auto import combine
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.noise import estimate_noise
@@ -88,9 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("set", choices=["fmdd", "ladder"])
     parser.add_argument("--captures", nargs="+", default=["1"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--nlm-search", type=int, help="NL-means' search radius (default: the shipped NLM_SEARCH)")
+    parser.add_argument("--nlm-patch", type=int, help="NL-means' patch radius (default: the shipped NLM_PATCH)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    # A sweep of NL-means' extent on the development subset: the module constants, set for this run.
+    if args.nlm_search is not None:
+        nonlinear.NLM_SEARCH = args.nlm_search
+    if args.nlm_patch is not None:
+        nonlinear.NLM_PATCH = args.nlm_patch
     rows = []
     for name, noisy, clean, full, crop in images(args.set, args.captures):
         row: dict = {"image": name, f"blur {FIXED:g}": psnr(blur(full, FIXED)[crop], clean)}
@@ -130,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
             "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "nlm": {"search": nonlinear.NLM_SEARCH, "patch": nonlinear.NLM_PATCH, "h": list(nonlinear.NLM_H)},
             "summary": summary,
             "rows": rows,
         }
