@@ -124,7 +124,7 @@ def test_an_auto_run_whose_first_plane_needs_no_network_is_timed_as_the_mix(mode
 
     def decide(part):
         asked.append(part.shape)
-        return False, "noise that grows with the signal (shot noise): blur mix only"
+        return False, "noise that grows with the signal (shot noise): mix without the network"
 
     monkeypatch.setattr(auto, "network_decision", decide, raising=False)
 

@@ -38,7 +38,7 @@ def test_shot_noise_and_correlated_noise_skip_the_network_constant_noise_runs_it
     correlated = (filaments(96) + 0.05 * correlated_noise((96, 96), 0.6, rng))[None]
     constant = _gaussian_texture_plane()[None]
 
-    assert network_decision(shot) == (False, "noise that grows with the signal (shot noise): blur mix only")
+    assert network_decision(shot) == (False, "noise that grows with the signal (shot noise): mix without the network")
     run_it, why = network_decision(correlated)
     assert not run_it and "correlated" in why
     run_it, why = network_decision(constant, estimate_noise_channels(constant))

@@ -59,9 +59,9 @@ def network_decision(part: np.ndarray, noise: NoiseEstimate | None = None) -> tu
     if noise is None:
         noise = estimate_noise_channels(part)
     if noise.correlation >= CORRELATED:
-        return False, f"spatially correlated noise (lag-1 {noise.correlation:.2f}): blur mix only"
+        return False, f"spatially correlated noise (lag-1 {noise.correlation:.2f}): mix without the network"
     if signal_dependent(np.asarray(noise.variance(part.reshape(-1)))):
-        return False, "noise that grows with the signal (shot noise): blur mix only"
+        return False, "noise that grows with the signal (shot noise): mix without the network"
     return True, "noise of one level over the plane: network filling joins the mix"
 
 

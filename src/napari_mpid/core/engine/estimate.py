@@ -219,7 +219,7 @@ def estimate_text(
     With the auto preset, planes filled alone are counted at all their
     iterations, which they may not need: the line says "at most". When the
     first plane of ``source`` does not need the network, the line says so and
-    counts the blur mix only.
+    counts the mix only.
 
     Uncalibrated (:func:`calibrate_for` never ran for this device, precision
     and model), the figure comes from speeds measured elsewhere, and only the
