@@ -30,8 +30,9 @@ step 100 tests python3 -m pytest -q -p no:cacheprovider tests/core/test_cuda_gra
     tests/core/test_context.py tests/core/test_stacked.py tests/core/test_network_use.py
 # 2. What the network adds and costs (docs/benchmarks.md, "The network's value and cost"):
 #    FMDD's 12 first full images at defaults (the network decision; target <= 1 s per image
-#    on a GPU), with the network on every plane, and the paper's fast preset; then CSet9,
-#    where the network runs by default.
+#    on a GPU; the mix's NL-means and bands run on the CPU threads: 1.4 s per 512x512 plane on
+#    one thread of the 2-core machine), with the network on every plane, and the paper's fast
+#    preset; then CSet9, where the network runs by default.
 step 150 fmdd_network python3 benchmarks/network_value.py fmdd --captures 1 --variants auto always fast \
     --device "$DEVICE" --threads "$T" "${LIM[@]}" --json "$R/network_value_fmdd12.json"
 step 60 cset9_network python3 benchmarks/network_value.py cset9 --variants auto never fast --device "$DEVICE" \
