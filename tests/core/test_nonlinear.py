@@ -142,3 +142,57 @@ def test_a_pixel_left_out_needs_no_divergence_but_one_reused_does(draws):
     assert abs(ratio(draws, "neighbours", "claimed independent") - 1) < 0.05
     assert abs(ratio(draws, "box", "estimate") - 1) < 0.05
     assert abs(ratio(draws, "box", "claimed independent") - 1) > 0.05
+
+
+def _nl_means_directly(plane: np.ndarray, noise: NoiseEstimate, strength: float) -> np.ndarray:
+    """NL-means as written in the paper's terms: every offset of the window on its own (float64)."""
+    from napari_mpid.core.auto.nonlinear import NLM_PATCH as p
+    from napari_mpid.core.auto.nonlinear import NLM_SEARCH as s
+    from napari_mpid.core.auto.nonlinear import stabilise
+
+    z = np.pad(stabilise(plane, noise), s + p, mode="reflect")
+    y = np.pad(plane, s, mode="reflect")
+    h, w = plane.shape
+    num, den = np.zeros((h, w)), np.zeros((h, w))
+    box = np.ones(2 * p + 1) / (2 * p + 1)
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            diff = (
+                z[s : s + h + 2 * p, s : s + w + 2 * p] - z[s + dy : s + dy + h + 2 * p, s + dx : s + dx + w + 2 * p]
+            ) ** 2
+            dist = np.apply_along_axis(lambda r: np.convolve(r, box, "valid"), 1, diff)
+            dist = np.apply_along_axis(lambda c: np.convolve(c, box, "valid"), 0, dist)
+            weight = np.exp(-np.maximum(dist - 2.0, 0.0) / strength**2)
+            num += weight * y[s + dy : s + dy + h, s + dx : s + dx + w]
+            den += weight
+    return num / den
+
+
+def test_nl_means_with_shared_pair_weights_equals_every_offset_on_its_own():
+    # The shipped loop computes each pair of opposite offsets once; borders included, it must
+    # give what computing every offset separately gives.
+    rng = np.random.default_rng(5)
+    clean = clean_plane(40)
+    noisy = GAIN * rng.poisson(clean / GAIN) + rng.normal(0.0, np.sqrt(READ), clean.shape)
+    noise = NoiseEstimate(float(np.sqrt(np.mean(GAIN * clean + READ))), 0.0, GAIN, READ, 0.0)
+
+    shipped = nl_means(noisy, noise, hs=(0.7,))["nlm h 0.7"]
+
+    np.testing.assert_allclose(shipped, _nl_means_directly(noisy, noise, 0.7), rtol=0, atol=1e-5)
+
+
+def test_candidates_follow_the_noise_kind_and_refuse_unknown_families():
+    from napari_mpid.core.auto.nonlinear import candidates
+
+    plane = clean_plane(48)[None] + np.random.default_rng(2).normal(0, 0.02, (1, 48, 48))
+    white = NoiseEstimate(0.02, 0.0, 0.0, 4e-4, 0.0)
+    correlated = NoiseEstimate(0.02, 0.6, 0.0, 4e-4, 0.0)
+
+    on_white = candidates(plane, white, 4e-4)
+    on_correlated = candidates(plane, correlated, 4e-4)
+
+    assert {n.split()[0] for n in on_white} == {"nlm", "band"}
+    assert {n.split()[0] for n in on_correlated} == {"nlm"}  # the bands' risk misleads under correlated noise
+    assert all(c.shape == plane.shape and d > 0 for c, d in on_white.values())
+    with pytest.raises(ValueError, match="unknown candidate families"):
+        candidates(plane, white, 4e-4, ("wiener",))
