@@ -232,30 +232,39 @@ def plane_mix(
     independent = independent or {}
     extra = extra or {}
     names = ["noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *independent, *extra]
-    planes = [noisy] + [np.stack([convolve_separable(c, gaussian_kernel(s)) for c in noisy]) for s in COMBINE_SIGMAS]
-    planes += list(independent.values()) + [c for c, _ in extra.values()]
     slopes = [1.0, *(blur_slope(s, rho) for s in COMBINE_SIGMAS), *([0.0] * len(independent))]
     slopes += [d / variance if variance > 0 else 0.0 for _, d in extra.values()]
     x = noisy.ravel()
     n = x.size
-    columns = [p.ravel() for p in planes] + [np.ones(n)]
-    divergence = [np.full(n, d) for d in slopes] + [np.zeros(n)]
-    free_names = ["offset"]
-    pixel_variance = np.full(n, variance)
     line = np.asarray(noise.variance(x), dtype=np.float64)
-    if rho < CORRELATED and VARYING and signal_dependent(line):
+    varying = rho < CORRELATED and bool(VARYING) and signal_dependent(line)
+    free_names = ["offset", *(f"{name} x intensity" for name in (VARYING if varying else ()))]
+    # One design matrix, filled column by column: on a large plane every copy of a column
+    # costs 8 bytes per pixel, and the candidates already hold a dozen of them.
+    design = np.empty((n, len(names) + len(free_names)))
+    design[:, 0] = x
+    for k, s in enumerate(COMBINE_SIGMAS, start=1):
+        design[:, k] = np.stack([convolve_separable(c, gaussian_kernel(s)) for c in noisy]).ravel()
+    for k, plane in enumerate([*independent.values(), *(c for c, _ in extra.values())], start=1 + len(COMBINE_SIGMAS)):
+        design[:, k] = plane.ravel()
+    design[:, len(names)] = 1.0
+    # A candidate that follows every pixel's noise with the same slope d has penalty d times the
+    # mean of the pixels' variance; the intensity terms' slopes change from pixel to pixel.
+    mean_variance = variance
+    penalty = [mean_variance * d for d in slopes] + [0.0]
+    if varying:
         kernel = gaussian_kernel(2.0)
         own = kernel[len(kernel) // 2] ** 2  # the local intensity's weight on the pixel itself
         local = np.stack([convolve_separable(c, kernel) for c in noisy]).ravel()
         local -= local.mean()
         pixel_variance = line * (variance / line.mean())
-        for name in VARYING:
+        mean_variance = float(np.mean(pixel_variance))
+        penalty = [mean_variance * d for d in slopes] + [0.0]
+        for j, name in enumerate(VARYING, start=len(names) + 1):
             i = names.index(name)
-            columns.append(local * columns[i])
-            divergence.append(own * columns[i] + local * slopes[i])
-            free_names.append(f"{name} x intensity")
-    design = np.stack(columns, axis=1)
-    penalty = np.array([float(np.mean(pixel_variance * d)) for d in divergence])
+            design[:, j] = local * design[:, i]
+            penalty.append(float(np.mean(pixel_variance * (own * design[:, i] + local * slopes[i]))))
+    penalty = np.array(penalty)
     linear = design.T @ x / n - penalty
     coef = _nonnegative_quadratic(design.T @ design / n, linear, free=len(names))
     mixed = (design @ coef).reshape(noisy.shape)
