@@ -21,7 +21,8 @@ benchmarks/ladder.py at raw/avg2/avg4/avg8; ``--captures`` picks them too).
 
     python benchmarks/mix_nonlinear.py fmdd --captures 1 --json benchmarks/results/mix_nonlinear_fmdd_dev.json
     python benchmarks/mix_nonlinear.py fmdd --captures 2 3 4 --json benchmarks/results/mix_nonlinear_fmdd_heldout.json
-    python benchmarks/mix_nonlinear.py fmdd --captures 1 --variants default --nlm-search 7   # a sweep (dev only)
+    python benchmarks/mix_nonlinear.py fmdd --captures 1 --variants default --nlm-search 7   # sweeps (dev only):
+    # also --nlm-patch 1 / 3, --nlm-h 0.3 0.5 0.7 1.0 1.4, --combine-sigmas 0.5 0.75 1 1.5 2 3 4
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch
 from _common import FMD_CROP, eval_dir, psnr, read_unit
 
 import napari_mpid.core.auto.nonlinear as nonlinear
+import napari_mpid.core.auto.risk as auto_risk
 from napari_mpid.core.auto import combine
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.noise import estimate_noise
@@ -92,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--nlm-search", type=int, help="NL-means' search radius (default: the shipped NLM_SEARCH)")
     parser.add_argument("--nlm-patch", type=int, help="NL-means' patch radius (default: the shipped NLM_PATCH)")
+    parser.add_argument("--nlm-h", type=float, nargs="+", help="NL-means' strengths (default: the shipped NLM_H)")
+    parser.add_argument(
+        "--combine-sigmas", type=float, nargs="+", help="the mix's blurs of the plane (default: COMBINE_SIGMAS)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -100,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         nonlinear.NLM_SEARCH = args.nlm_search
     if args.nlm_patch is not None:
         nonlinear.NLM_PATCH = args.nlm_patch
+    if args.nlm_h:
+        # candidates() calls nl_means with its default strengths: the default is what changes.
+        nonlinear.NLM_H = tuple(args.nlm_h)
+        nonlinear.nl_means.__defaults__ = (nonlinear.NLM_H,)
+    if args.combine_sigmas:
+        auto_risk.COMBINE_SIGMAS = tuple(args.combine_sigmas)
     rows = []
     for name, noisy, clean, full, crop in images(args.set, args.captures):
         row: dict = {"image": name, f"blur {FIXED:g}": psnr(blur(full, FIXED)[crop], clean)}
@@ -140,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
             "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "nlm": {"search": nonlinear.NLM_SEARCH, "patch": nonlinear.NLM_PATCH, "h": list(nonlinear.NLM_H)},
+            "combine sigmas": list(auto_risk.COMBINE_SIGMAS),
             "summary": summary,
             "rows": rows,
         }

@@ -22,35 +22,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from napari_mpid.api import denoise
 from napari_mpid.core.params import preset
-
-BACKGROUND = 500.0
-PEAK = 20_000.0
-
-
-def spot_plane(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """The clean plane, its Poisson-noisy uint16 version and the spots' centres."""
-    clean = np.full((size, size), BACKGROUND)
-    centres = [(size // 4, size // 4), (size // 2, 3 * size // 4), (3 * size // 4, size // 3)]
-    for y, x in centres:
-        clean[y - 1 : y + 2, x - 1 : x + 2] = PEAK
-    noisy = np.random.default_rng(seed).poisson(clean).astype(np.uint16)
-    return clean, noisy, centres
-
-
-def spot_photometry(image: np.ndarray, centre: tuple[int, int]) -> tuple[float, float]:
-    """Integrated intensity (7x7 window) and peak of one spot over its local background."""
-    y, x = centre
-    outer = image[y - 5 : y + 6, x - 5 : x + 6].astype(np.float64)
-    ring = np.ones(outer.shape, bool)
-    ring[2:-2, 2:-2] = False
-    background = float(np.median(outer[ring]))
-    window = image[y - 3 : y + 4, x - 3 : x + 4].astype(np.float64)
-    peak = float(image[y - 1 : y + 2, x - 1 : x + 2].max())
-    return float((window - background).sum()), peak - background
+from napari_mpid.synthetic import spot_photometry, spot_plane
 
 
 def main() -> None:

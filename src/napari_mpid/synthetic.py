@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fluorescence_stack"]
+__all__ = ["SPOT_BACKGROUND", "SPOT_PEAK", "fluorescence_stack", "spot_photometry", "spot_plane"]
+
+#: :func:`spot_plane`: the flat background and the spots' peak, in photons.
+SPOT_BACKGROUND = 500.0
+SPOT_PEAK = 20_000.0
 
 
 def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -96,3 +100,33 @@ def fluorescence_stack(
     noisy = rng.poisson(photons * (volume + 0.03)) + offset + rng.normal(0, read_noise, volume.shape)
     noisy = np.clip(np.round(noisy), 0, 65535).astype(np.uint16)
     return noisy, clean.astype(np.float32)
+
+
+def spot_plane(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """A flat Poisson plane with three 3x3 spots below the optical resolution, to check photometry.
+
+    Returns the clean plane (background :data:`SPOT_BACKGROUND`, spots
+    :data:`SPOT_PEAK`), its Poisson-noisy uint16 version and the spots' centres.
+    """
+    clean = np.full((size, size), SPOT_BACKGROUND)
+    centres = [(size // 4, size // 4), (size // 2, 3 * size // 4), (3 * size // 4, size // 3)]
+    for y, x in centres:
+        clean[y - 1 : y + 2, x - 1 : x + 2] = SPOT_PEAK
+    noisy = np.random.default_rng(seed).poisson(clean).astype(np.uint16)
+    return clean, noisy, centres
+
+
+def spot_photometry(image: np.ndarray, centre: tuple[int, int]) -> tuple[float, float]:
+    """Integrated intensity (7x7 window) and peak of one spot, over its local background.
+
+    The background is the median of the ring between the 7x7 window and the
+    11x11 one around ``centre``.
+    """
+    y, x = centre
+    outer = image[y - 5 : y + 6, x - 5 : x + 6].astype(np.float64)
+    ring = np.ones(outer.shape, bool)
+    ring[2:-2, 2:-2] = False
+    background = float(np.median(outer[ring]))
+    window = image[y - 3 : y + 4, x - 3 : x + 4].astype(np.float64)
+    peak = float(image[y - 1 : y + 2, x - 1 : x + 2].max())
+    return float((window - background).sum()), peak - background

@@ -15,29 +15,13 @@ import pytest
 
 from napari_mpid.api import denoise
 from napari_mpid.core.params import preset
+from napari_mpid.synthetic import SPOT_BACKGROUND, SPOT_PEAK, spot_photometry, spot_plane
 
-BACKGROUND = 500.0
-PEAK = 20_000.0
-
-
-def spot_plane(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """A flat Poisson plane with three 3x3 spots: the clean plane, the noisy uint16 one, the spots' centres."""
-    clean = np.full((size, size), BACKGROUND)
-    centres = [(size // 4, size // 4), (size // 2, 3 * size // 4), (3 * size // 4, size // 3)]
-    for y, x in centres:
-        clean[y - 1 : y + 2, x - 1 : x + 2] = PEAK
-    noisy = np.random.default_rng(seed).poisson(clean).astype(np.uint16)
-    return clean, noisy, centres
+BACKGROUND, PEAK = SPOT_BACKGROUND, SPOT_PEAK
 
 
 def integrated_intensity(image: np.ndarray, centre: tuple[int, int]) -> float:
-    """Sum of a 7x7 window over the spot minus its local background (median of the ring out to 11x11)."""
-    y, x = centre
-    outer = image[y - 5 : y + 6, x - 5 : x + 6].astype(np.float64)
-    ring = np.ones(outer.shape, bool)
-    ring[2:-2, 2:-2] = False
-    window = image[y - 3 : y + 4, x - 3 : x + 4].astype(np.float64)
-    return float((window - np.median(outer[ring])).sum())
+    return spot_photometry(image, centre)[0]
 
 
 def test_integrated_intensity_of_a_spot_is_measured_against_its_local_background():

@@ -46,76 +46,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def _denoise(
-    image: Any,
-    params: FillParams,
-    *,
-    axes: str | None = None,
-    rgb: bool | None = None,
-    model: LoadedModel | None = None,
-    preview_every: int | None = None,
-    out: Any = None,
-    noise_out: Any = None,
-    noise_map: bool = True,
-    planes: Iterable[int] | None = None,
-    scales: dict[int, IntensityScale] | None = None,
-    fitted: dict[int, dict[str, torch.Tensor]] | None = None,
-) -> Generator[Progress, None, DenoiseResult]:
-    """The body of :func:`denoise_planes` (which adds the out-of-memory message)."""
-    source = _as_source(image)
-    device = resolve_device(params.device)
-    model = load_model(params.model, device) if model is None else _private_model(model, device)
-    plan = make_plan(source.shape, source.dtype, params, model, device, axes=axes, rgb=rgb)
-    if isinstance(source, np.ndarray):
-        check_finite(source, "the image")
-    numbers = list(range(len(plan.planes))) if planes is None else sorted(set(int(n) for n in planes))
-    if numbers and not 0 <= numbers[0] <= numbers[-1] < len(plan.planes):
-        raise InputError(f"plane numbers must be in [0, {len(plan.planes)}), got {numbers[0]}..{numbers[-1]}")
-    if scales is None:
-        scales = fit_scales(source, plan, plan.params.normalization, plan.notes)
-    outputs = Outputs(plan, out, noise_out, with_noise_map=noise_map, partial=len(numbers) < len(plan.planes))
-    run = Run(plan, source, scales, outputs, PlaneFiller(model, plan, device), numbers, preview_every)
-    if plan.params.static_scene:
-        yield from static_mode(run)
-    elif plan.series:
-        fitted = dict(fitted or {})
-        yield from context_mode(run, model, fitted)
-    elif plan.stack > 1 and not plan.params.adaptive:
-        # Stack mode fills planes with the paper's loop only; the auto preset's
-        # per-plane choices (hold-out, stopping, mix) need one plane at a time.
-        yield from stack_mode(run)
-    else:
-        yield from plane_by_plane(run)
-
-    p = plan.params
-    warnings = list(run.warnings)
-    networked = not p.adaptive or any(c.get("network", True) for c in run.filler.choices)
-    if run.outside and networked:
-        # Only the network works in [0, 1]; the mix of blurs and planes is linear and keeps every value.
-        warnings.append(
-            f"{run.outside} pixel(s) lie beyond the intensity range the network works in "
-            f"(normalization '{p.normalization}'), so the network may dim them; if they are bright "
-            "structures you want to measure, run again with normalization 'minmax'"
-        )
-    return DenoiseResult(
-        denoised=outputs.denoised,
-        noise_map=outputs.noise_map,
-        params=p,
-        axes=plan.axes,
-        model=model.source,
-        model_sha256=model.sha256,
-        device=str(device),
-        seconds=time.perf_counter() - run.start,
-        precision=run.filler.precision,
-        scales=[(s.low, s.high) for s in scales.values()],
-        warnings=warnings,
-        notes=list(plan.notes),
-        planes=len(numbers),
-        fitted=fitted if plan.series and not p.static_scene else {},
-        choices=run.filler.choices,
-    )
-
-
 def denoise_planes(
     image: Any,
     params: FillParams,
@@ -177,21 +107,58 @@ def denoise_planes(
         The device ran out of memory; the message names the settings to lower.
     """
     try:
-        return (
-            yield from _denoise(
-                image,
-                params,
-                axes=axes,
-                rgb=rgb,
-                model=model,
-                preview_every=preview_every,
-                out=out,
-                noise_out=noise_out,
-                noise_map=noise_map,
-                planes=planes,
-                scales=scales,
-                fitted=fitted,
+        # The whole run: the device can run out of memory in any plane, not only the first.
+        source = _as_source(image)
+        device = resolve_device(params.device)
+        model = load_model(params.model, device) if model is None else _private_model(model, device)
+        plan = make_plan(source.shape, source.dtype, params, model, device, axes=axes, rgb=rgb)
+        if isinstance(source, np.ndarray):
+            check_finite(source, "the image")
+        numbers = list(range(len(plan.planes))) if planes is None else sorted(set(int(n) for n in planes))
+        if numbers and not 0 <= numbers[0] <= numbers[-1] < len(plan.planes):
+            raise InputError(f"plane numbers must be in [0, {len(plan.planes)}), got {numbers[0]}..{numbers[-1]}")
+        if scales is None:
+            scales = fit_scales(source, plan, plan.params.normalization, plan.notes)
+        outputs = Outputs(plan, out, noise_out, with_noise_map=noise_map, partial=len(numbers) < len(plan.planes))
+        run = Run(plan, source, scales, outputs, PlaneFiller(model, plan, device), numbers, preview_every)
+        if plan.params.static_scene:
+            yield from static_mode(run)
+        elif plan.series:
+            fitted = dict(fitted or {})
+            yield from context_mode(run, model, fitted)
+        elif plan.stack > 1 and not plan.params.adaptive:
+            # Stack mode fills planes with the paper's loop only; the auto preset's
+            # per-plane choices (hold-out, stopping, mix) need one plane at a time.
+            yield from stack_mode(run)
+        else:
+            yield from plane_by_plane(run)
+
+        p = plan.params
+        warnings = list(run.warnings)
+        networked = not p.adaptive or any(c.get("network", True) for c in run.filler.choices)
+        if run.outside and networked:
+            # Only the network works in [0, 1]; the mix of blurs and planes is linear and keeps every value.
+            warnings.append(
+                f"{run.outside} pixel(s) lie beyond the intensity range the network works in "
+                f"(normalization '{p.normalization}'), so the network may dim them; if they are bright "
+                "structures you want to measure, run again with normalization 'minmax'"
             )
+        return DenoiseResult(
+            denoised=outputs.denoised,
+            noise_map=outputs.noise_map,
+            params=p,
+            axes=plan.axes,
+            model=model.source,
+            model_sha256=model.sha256,
+            device=str(device),
+            seconds=time.perf_counter() - run.start,
+            precision=run.filler.precision,
+            scales=[(s.low, s.high) for s in scales.values()],
+            warnings=warnings,
+            notes=list(plan.notes),
+            planes=len(numbers),
+            fitted=fitted if plan.series and not p.static_scene else {},
+            choices=run.filler.choices,
         )
     except (RuntimeError, MemoryError) as exc:
         if not _is_out_of_memory(exc):
