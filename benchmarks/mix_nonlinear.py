@@ -5,8 +5,9 @@ the mix"). Side by side in one run, for every image of the chosen set:
 
 - ``linear``: the mix without non-linear candidates (the auto preset before
   they joined: noisy pixel, blurs, intensity-dependent weights);
-- ``+ nlm``, ``+ bands``: one family added; ``default``: both (the auto
-  preset as shipped, :data:`napari_mpid.core.auto.nonlinear.FAMILIES`);
+- ``+ nlm``, ``+ nlm prefiltered``, ``+ bands``: one family added;
+  ``no prefiltered nlm``: NL-means and bands; ``default``: all three (the
+  auto preset as shipped, :data:`napari_mpid.core.auto.nonlinear.FAMILIES`);
 - baselines: a Gaussian blur of sigma 1.25 and the best blur per image over
   sigma 0.5-4 (chosen with the clean image: an oracle, not a method).
 
@@ -48,7 +49,14 @@ from napari_mpid.core.noise import estimate_noise
 #: Blur widths of the per-image oracle (as the FMDD table of docs/benchmarks.md).
 ORACLE = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 FIXED = 1.25
-VARIANTS = {"linear": (), "+ nlm": ("nlm",), "+ bands": ("bands",), "default": ("nlm", "bands")}
+VARIANTS = {
+    "linear": (),
+    "+ nlm": ("nlm",),
+    "+ nlm prefiltered": ("nlm-prefiltered",),
+    "+ bands": ("bands",),
+    "no prefiltered nlm": ("nlm", "bands"),
+    "default": nonlinear.FAMILIES,
+}
 LEVELS = ("raw", "avg2", "avg4", "avg8")
 
 
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nlm_h:
         # candidates() calls nl_means with its default strengths: the default is what changes.
         nonlinear.NLM_H = tuple(args.nlm_h)
-        nonlinear.nl_means.__defaults__ = (nonlinear.NLM_H,)
+        nonlinear.nl_means.__defaults__ = (nonlinear.NLM_H, 0.0)
     if args.combine_sigmas:
         auto_risk.COMBINE_SIGMAS = tuple(args.combine_sigmas)
     rows = []
@@ -151,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
             "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "nlm": {"search": nonlinear.NLM_SEARCH, "patch": nonlinear.NLM_PATCH, "h": list(nonlinear.NLM_H)},
+            "nlm": {
+                "search": nonlinear.NLM_SEARCH,
+                "patch": nonlinear.NLM_PATCH,
+                "h": list(nonlinear.NLM_H),
+                "prefilter": nonlinear.NLM_PREFILTER,
+            },
             "combine sigmas": list(auto_risk.COMBINE_SIGMAS),
             "summary": summary,
             "rows": rows,

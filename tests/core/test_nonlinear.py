@@ -66,6 +66,7 @@ def families(noise: NoiseEstimate) -> dict:
         "noisy": lambda z: {"noisy": z},
         "blur 1": lambda z: {"blur 1": convolve_separable(z, gaussian_kernel(1.0))},
         "nlm": lambda z: {"nlm": nl_means(z, noise, hs=(0.7,))["nlm h 0.7"]},
+        "nlm prefiltered": lambda z: {"nlm": nl_means(z, noise, hs=(0.7,), prefilter=1.0)["nlm prefiltered 1 h 0.7"]},
         # A band alone is no estimate of the plane: the light blur plus its shrunk detail is.
         "bands": lambda z: {
             "bands": convolve_separable(z, gaussian_kernel(0.75)) + shrunk_bands(z, noise)["band 0-0.75 shrunk"]
@@ -115,7 +116,7 @@ def ratio(draws, family: str, key: str) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["noisy", "blur 1", "nlm", "bands", "neighbours"])
+@pytest.mark.parametrize("family", ["noisy", "blur 1", "nlm", "nlm prefiltered", "bands", "neighbours"])
 def test_risk_estimate_is_unbiased_for_every_family(draws, family):
     assert abs(ratio(draws, family, "estimate") - 1) < 0.05
 
@@ -128,6 +129,7 @@ def test_risk_estimate_is_unbiased_for_every_family(draws, family):
         ("blur 1", "variance 20 % high"),
         ("nlm", "variance 20 % high"),
         ("nlm", "mean variance"),
+        ("nlm prefiltered", "mean variance"),
         ("bands", "mean variance"),
         ("box", "claimed independent"),
     ],
@@ -144,13 +146,19 @@ def test_a_pixel_left_out_needs_no_divergence_but_one_reused_does(draws):
     assert abs(ratio(draws, "box", "claimed independent") - 1) > 0.05
 
 
-def _nl_means_directly(plane: np.ndarray, noise: NoiseEstimate, strength: float) -> np.ndarray:
+def _nl_means_directly(plane: np.ndarray, noise: NoiseEstimate, strength: float, prefilter: float = 0.0) -> np.ndarray:
     """NL-means as written in the paper's terms: every offset of the window on its own (float64)."""
     from napari_mpid.core.auto.nonlinear import NLM_PATCH as p
     from napari_mpid.core.auto.nonlinear import NLM_SEARCH as s
     from napari_mpid.core.auto.nonlinear import stabilise
 
-    z = np.pad(stabilise(plane, noise), s + p, mode="reflect")
+    guide = stabilise(plane, noise)
+    expected = 2.0
+    if prefilter > 0:
+        kernel = gaussian_kernel(prefilter)
+        guide = convolve_separable(guide, kernel)
+        expected = 2.0 * float(np.sum(kernel**2)) ** 2  # white noise: what the blur passes, squared per axis
+    z = np.pad(guide, s + p, mode="reflect")
     y = np.pad(plane, s, mode="reflect")
     h, w = plane.shape
     num, den = np.zeros((h, w)), np.zeros((h, w))
@@ -162,13 +170,14 @@ def _nl_means_directly(plane: np.ndarray, noise: NoiseEstimate, strength: float)
             ) ** 2
             dist = np.apply_along_axis(lambda r: np.convolve(r, box, "valid"), 1, diff)
             dist = np.apply_along_axis(lambda c: np.convolve(c, box, "valid"), 0, dist)
-            weight = np.exp(-np.maximum(dist - 2.0, 0.0) / strength**2)
+            weight = np.exp(-np.maximum(dist - expected, 0.0) / (strength**2 * expected / 2))
             num += weight * y[s + dy : s + dy + h, s + dx : s + dx + w]
             den += weight
     return num / den
 
 
-def test_nl_means_with_shared_pair_weights_equals_every_offset_on_its_own():
+@pytest.mark.parametrize("prefilter", [0.0, 1.0])
+def test_nl_means_with_shared_pair_weights_equals_every_offset_on_its_own(prefilter):
     # The shipped loop computes each pair of opposite offsets once; borders included, it must
     # give what computing every offset separately gives.
     rng = np.random.default_rng(5)
@@ -176,9 +185,21 @@ def test_nl_means_with_shared_pair_weights_equals_every_offset_on_its_own():
     noisy = GAIN * rng.poisson(clean / GAIN) + rng.normal(0.0, np.sqrt(READ), clean.shape)
     noise = NoiseEstimate(float(np.sqrt(np.mean(GAIN * clean + READ))), 0.0, GAIN, READ, 0.0)
 
-    shipped = nl_means(noisy, noise, hs=(0.7,))["nlm h 0.7"]
+    (shipped,) = nl_means(noisy, noise, hs=(0.7,), prefilter=prefilter).values()
 
-    np.testing.assert_allclose(shipped, _nl_means_directly(noisy, noise, 0.7), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(shipped, _nl_means_directly(noisy, noise, 0.7, prefilter), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.6])
+def test_passed_variance_is_what_a_blur_leaves_of_the_models_noise(correlation):
+    from napari_mpid.core.auto.nonlinear import _unit_field, passed_variance
+
+    kernel = gaussian_kernel(1.0)
+    field = _unit_field((384, 384), correlation, seed=3)
+
+    measured = float(np.mean(convolve_separable(field, kernel)[8:-8, 8:-8] ** 2))
+
+    assert passed_variance(kernel, correlation) == pytest.approx(measured, rel=0.04)
 
 
 def test_candidates_follow_the_noise_kind_and_refuse_unknown_families():
@@ -192,6 +213,7 @@ def test_candidates_follow_the_noise_kind_and_refuse_unknown_families():
     on_correlated = candidates(plane, correlated, 4e-4)
 
     assert {n.split()[0] for n in on_white} == {"nlm", "band"}
+    assert any(n.startswith("nlm prefiltered") for n in on_correlated)
     assert {n.split()[0] for n in on_correlated} == {"nlm"}  # the bands' risk misleads under correlated noise
     assert all(c.shape == plane.shape and d > 0 for c, d in on_white.values())
     with pytest.raises(ValueError, match="unknown candidate families"):
