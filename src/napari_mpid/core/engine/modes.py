@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mpid.core.auto import CORRELATED, choose_filling, combine, neighbour_candidates
+from napari_mpid.core.auto import CORRELATED, REGISTER_MIN, choose_filling, combine, neighbour_candidates
+from napari_mpid.core.auto.registration import estimate_shift, shift_plane
 from napari_mpid.core.engine.parts import PlaneFiller, held_out_pixels, record_choice, wants_network
 from napari_mpid.core.fill.context import ContextFiller
 from napari_mpid.core.model.checkpoints import LoadedModel
@@ -136,8 +137,12 @@ STATIC_EXCESS = 1.6
 def static_mode(run: Run) -> Generator[Progress, None, None]:
     """Repeated exposures of one scene: every series averaged, its mean filled as one plane, written to all.
 
-    The planes are read twice (summed, then compared and written one by one)
-    so that a long series never has to fit in memory.
+    Exposures of a scene that drifted (stage or sample drift between
+    frames) are moved onto the series' first plane before they are averaged
+    (:func:`exposure_shift`), and the filled mean is moved back onto each of
+    them when it is written: motion-corrected frame averaging. The planes
+    are read twice (summed, then compared and written one by one) so that a
+    long series never has to fit in memory.
     """
     plan, filler, iterations = run.plan, run.filler, run.params.iterations
     letters = [a for a in plan.axes if a not in "YXS"]
@@ -148,12 +153,21 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
         index, plane, scale = run.read(number, count=count)
         return index, plane, scale, [scale.forward(part) for part in split_parts(plane, plan)]
 
+    def moved(parts: list[np.ndarray], shift: tuple[float, float] | None) -> list[np.ndarray]:
+        return parts if shift is None else [shift_plane(part, shift) for part in parts]
+
     for series in plan.series:
         if not wanted.intersection(series):
             continue
         sums: list[np.ndarray] = []
+        reference: np.ndarray | None = None
+        shifts: dict[int, tuple[float, float] | None] = {}
         for number in series:
             *_, parts = exposure(number, count=True)
+            if reference is None:
+                reference = sum(part.sum(axis=0) for part in parts)
+            shifts[number] = exposure_shift(reference, sum(part.sum(axis=0) for part in parts))
+            parts = moved(parts, shifts[number])
             sums = parts if not sums else [total + part for total, part in zip(sums, parts)]
         means = [total / len(series) for total in sums]
         filled: list[np.ndarray] = []
@@ -162,23 +176,47 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
             for tile, t in fill:
                 yield run.progress(position, series[0], t, tile=tile, part=part_no + 1)
             filled.append(fill.result)
-        moved = {}
+        changed = {}
         for number in series:
             index, plane, scale, parts = exposure(number, count=False)
-            excess = static_excess(parts, means, len(series))
+            shift = shifts[number]
+            excess = static_excess(moved(parts, shift), means, len(series))
             if excess > STATIC_EXCESS:
-                moved[" ".join(f"{a}={i}" for a, i in zip(letters, index))] = excess
+                changed[" ".join(f"{a}={i}" for a, i in zip(letters, index))] = excess
             if number in wanted:
-                run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(f) for f in filled], plan))
+                back = None if shift is None else (-shift[0], -shift[1])
+                result = [scale.inverse(f) for f in moved(filled, back)]
+                run.outputs.write(index, plane, merge_parts(plane, result, plan))
                 yield run.progress(position, number, iterations, tile=len(plan.tiles), part=plan.parts, event="plane")
                 position += 1
-        if moved:
-            shown = ", ".join(list(moved)[:5]) + (", ..." if len(moved) > 5 else "")
+        drifted = {number: shift for number, shift in shifts.items() if shift is not None}
+        if drifted:
+            largest = max(max(abs(dy), abs(dx)) for dy, dx in drifted.values())
+            plan.notes.append(
+                f"static scene: {len(drifted)} of {len(series)} exposures had drifted (up to {largest:.1f} px) "
+                "and were moved onto the first before averaging"
+            )
+        if changed:
+            shown = ", ".join(list(changed)[:5]) + (", ..." if len(changed) > 5 else "")
             run.warnings.append(
-                f"static_scene: {len(moved)} of {len(series)} planes differ from the mean of their series by up "
-                f"to {max(moved.values()):.1f}x their noise variance ({shown}): the scene may not be static, "
+                f"static_scene: {len(changed)} of {len(series)} planes differ from the mean of their series by up "
+                f"to {max(changed.values()):.1f}x their noise variance ({shown}): the scene may not be static, "
                 "and the result shows the mean"
             )
+
+
+def exposure_shift(reference: np.ndarray, plane: np.ndarray) -> tuple[float, float] | None:
+    """The shift that moves an exposure onto the series' reference, or None where it is not worth moving.
+
+    As for the neighbour means of :func:`~napari_mpid.core.auto.neighbour_candidates`:
+    shifts below :data:`~napari_mpid.core.auto.REGISTER_MIN` pixels are left
+    alone (interpolating smooths a plane's noise, which costs more than a
+    sub-pixel misalignment), and so are implausible ones beyond a quarter of
+    the plane (no common structure: the excess test then warns).
+    """
+    shift = estimate_shift(reference, plane)
+    size = min(reference.shape[-2:])
+    return shift if REGISTER_MIN <= max(abs(shift[0]), abs(shift[1])) <= size / 4 else None
 
 
 def static_excess(parts: list[np.ndarray], means: list[np.ndarray], count: int) -> float:
