@@ -22,7 +22,11 @@ neuron, pollen
 
 Every run also scores the trivial baselines on the same inputs: a 2-D
 Gaussian blur of each frame (fixed sigmas), the mean of the series plus a
-blur, and a 3-D Gaussian blur.
+blur, and a 3-D Gaussian blur; on the FMD series (static, drift) also the
+registered mean plus a blur: every other frame moved onto the scored one
+by the shift our registration measures on the noisy frames
+(:func:`napari_mpid.core.auto.registration.estimate_shift`), averaged
+with it, then blurred.
 
 Examples::
 
@@ -48,6 +52,7 @@ from scipy.ndimage import gaussian_filter, shift
 
 import napari_mpid.core.auto.risk as auto_risk
 from napari_mpid import __version__
+from napari_mpid.core.auto.registration import estimate_shift, shift_plane
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.engine import modes as engine
 from napari_mpid.core.params import PRESETS, preset
@@ -79,7 +84,7 @@ def load(dataset: str, limit: int | None = None, every: int = 1) -> list[dict]:
                 frames = [read_gray(root / "raw" / f"{n}_1.png") for n in names]
                 noisy = np.stack([f[crop] for f in frames])
                 clean = np.stack([read_gray(root / "gt" / f"{n}_1.png")[crop] for n in names]) / 255.0
-                items.append({"name": cfg, "noisy": noisy, "clean": clean, "scored": [0]})
+                items.append({"name": cfg, "noisy": noisy, "clean": clean, "scored": [0], "series": False})
                 continue
             frames, truths = [], []
             for k in range(4):
@@ -93,12 +98,20 @@ def load(dataset: str, limit: int | None = None, every: int = 1) -> list[dict]:
                     truth = gt
                 frames.append(raw.astype(np.uint8)[crop])
                 truths.append(truth[crop] / 255.0)
-            items.append({"name": cfg, "noisy": np.stack(frames), "clean": np.stack(truths), "scored": [0, 1, 2, 3]})
+            items.append(
+                {
+                    "name": cfg,
+                    "noisy": np.stack(frames),
+                    "clean": np.stack(truths),
+                    "scored": [0, 1, 2, 3],
+                    "series": True,
+                }
+            )
     else:
         noisy = tifffile.imread(eval_dir("zstacks", f"{dataset}_noisy.tif"))
         clean = tifffile.imread(eval_dir("zstacks", f"{dataset}_clean.tif")).astype(np.float64)
         scored = list(range(every // 2, len(noisy), every)) if every > 1 else list(range(len(noisy)))
-        items.append({"name": dataset, "noisy": noisy, "clean": clean, "scored": scored})
+        items.append({"name": dataset, "noisy": noisy, "clean": clean, "scored": scored, "series": False})
     return items
 
 
@@ -112,16 +125,31 @@ def scores(item: dict, estimate: np.ndarray, metric=None) -> list[float]:
     return [metric(estimate[k], item["clean"][k]) for k in item["scored"]]
 
 
+def registered_means(noisy: np.ndarray) -> np.ndarray:
+    """Per frame of a ``(T, H, W)`` series, the mean of all frames moved onto it (shifts measured on the noisy frames)."""
+    out = np.empty_like(noisy)
+    for k in range(len(noisy)):
+        moved = [noisy[k]] + [
+            shift_plane(noisy[j], estimate_shift(noisy[k], noisy[j])) for j in range(len(noisy)) if j != k
+        ]
+        out[k] = np.mean(moved, axis=0)
+    return out
+
+
 def baselines(item: dict) -> dict[str, list[float]]:
     noisy = to_unit(item, item["noisy"].astype(np.float64))
     out = {"noisy": scores(item, noisy)}
+    registered = registered_means(noisy) if item["series"] else None
     for s in SIGMAS:
         mean = np.broadcast_to(noisy.mean(axis=0), noisy.shape)
-        for name, estimate in (
+        estimates = [
             (f"blur2d_{s}", gaussian_filter(noisy, (0, s, s))),
             (f"mean+blur_{s}", gaussian_filter(mean, (0, s, s))),
             (f"blur3d_{s}", gaussian_filter(noisy, s, mode="reflect")),
-        ):
+        ]
+        if registered is not None:
+            estimates.append((f"regmean+blur_{s}", gaussian_filter(registered, (0, s, s))))
+        for name, estimate in estimates:
             out[name] = scores(item, estimate)
             out[name + " (gain-matched)"] = scores(item, estimate, psnr_gain_matched)
     return out
@@ -239,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             ((k, v) for k, v in means.items() if k.startswith(kind) and k.endswith("(gain-matched)") == bool(tag)),
             key=lambda kv: kv[1],
         )
-        for kind in ("blur2d", "mean+blur", "blur3d")
+        for kind in ("blur2d", "mean+blur", "blur3d", "regmean+blur")
         for tag in ("", " (gain-matched)")
+        if any(k.startswith(kind) for k in means)
     }
     for kind, (k, v) in best.items():
         print(f"best {kind}: {k} {v:.2f}")

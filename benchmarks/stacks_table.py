@@ -43,7 +43,9 @@ def main(paths: list[str]) -> int:
             f"| {seconds:.0f} s | {ratio} |"
         )
     best = runs[0]["best_baselines"]
-    for kind in ("blur2d", "mean+blur", "blur3d"):
+    for kind in ("blur2d", "mean+blur", "blur3d", "regmean+blur"):
+        if kind not in best:  # registered means: FMD series only
+            continue
         name, psnr = best[kind]["name"], best[kind]["psnr"]
         matched = best[kind + " (gain-matched)"]
         print(f"| best {kind} ({name.split('_')[1]}) | {psnr:.2f} | {matched['psnr']:.2f} ({matched['name'].split('_')[1].split()[0]}) | - | - |")  # fmt: skip
