@@ -133,7 +133,9 @@ class FillParams:
         unchanging scene (frame averaging, done in software): each such
         series is averaged, the mean denoised as one plane, and the result
         written to every plane of the series (per-frame brightness flicker
-        is averaged away with the noise). Excludes ``context``. A result
+        is averaged away with the noise). Exposures that drifted (by half a
+        pixel or more) are registered to the first before averaging and the
+        result is moved back onto each. Excludes ``context``. A result
         warns when a plane differs from the series more than noise would.
     adaptive : bool
         The auto preset: per plane, choose the mask ratio from the plane's
@@ -234,7 +236,7 @@ class FillParams:
         default=False,
         metadata=_meta(
             "The planes along the stack axis are repeated exposures of one unchanging scene: denoise their "
-            "mean and write it to every plane."
+            "mean (drifted exposures registered first) and write it to every plane."
         ),
     )
     adaptive: bool = field(

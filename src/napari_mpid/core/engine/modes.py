@@ -13,6 +13,7 @@ from napari_mpid.core.auto import CORRELATED, REGISTER_MIN, choose_filling, comb
 from napari_mpid.core.auto.registration import estimate_shift, shift_plane
 from napari_mpid.core.engine.parts import PlaneFiller, held_out_pixels, record_choice, wants_network
 from napari_mpid.core.fill.context import ContextFiller
+from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.model.checkpoints import LoadedModel
 from napari_mpid.core.noise import NoiseEstimate, estimate_noise_channels
 from napari_mpid.core.params import FillParams
@@ -132,6 +133,10 @@ def stack_mode(run: Run) -> Generator[Progress, None, None]:
 #: (:func:`static_excess`, the largest of a series). Set between still and drifting series
 #: (docs/constants.md).
 STATIC_EXCESS = 1.6
+#: ``static_scene``: an exposure is moved onto the series' first only where moving it leaves
+#: less than this share of its (lightly blurred) mismatch in place (:func:`exposure_shift`;
+#: the values measured on drifting and still FMD series: docs/constants.md).
+DRIFT_EVIDENCE = 0.5
 
 
 def static_mode(run: Run) -> Generator[Progress, None, None]:
@@ -208,15 +213,33 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
 def exposure_shift(reference: np.ndarray, plane: np.ndarray) -> tuple[float, float] | None:
     """The shift that moves an exposure onto the series' reference, or None where it is not worth moving.
 
-    As for the neighbour means of :func:`~napari_mpid.core.auto.neighbour_candidates`:
+    As for the neighbour means of :func:`~napari_mpid.core.auto.neighbour_candidates`,
     shifts below :data:`~napari_mpid.core.auto.REGISTER_MIN` pixels are left
     alone (interpolating smooths a plane's noise, which costs more than a
     sub-pixel misalignment), and so are implausible ones beyond a quarter of
-    the plane (no common structure: the excess test then warns).
+    the plane. Unlike there, no risk estimate weighs the moved plane against
+    the plane as it is, so a shift must also show that the exposure moved:
+    moved, it must differ from the reference (both lightly blurred, so that
+    the comparison sees structure rather than noise; brightness matched; away
+    from the borders) by less than :data:`DRIFT_EVIDENCE` of what it did in
+    place. On weak or low-contrast planes the measured shift can be wrong by
+    pixels, and then moving the plane does not bring it closer.
     """
     shift = estimate_shift(reference, plane)
     size = min(reference.shape[-2:])
-    return shift if REGISTER_MIN <= max(abs(shift[0]), abs(shift[1])) <= size / 4 else None
+    if not REGISTER_MIN <= max(abs(shift[0]), abs(shift[1])) <= size / 4:
+        return None
+    kernel = gaussian_kernel(1.5)
+    margin = size // 8
+    inner = (slice(margin, -margin), slice(margin, -margin))
+
+    def mismatch(candidate: np.ndarray) -> float:
+        a = convolve_separable(reference, kernel)[inner]
+        b = convolve_separable(candidate, kernel)[inner]
+        gain = float(np.sum(a * b) / max(float(np.sum(b * b)), 1e-30))
+        return float(np.mean((a - gain * b) ** 2))
+
+    return shift if mismatch(shift_plane(plane, shift)) < DRIFT_EVIDENCE * mismatch(plane) else None
 
 
 def static_excess(parts: list[np.ndarray], means: list[np.ndarray], count: int) -> float:
