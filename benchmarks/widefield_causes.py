@@ -15,12 +15,21 @@ replaced by what gt measures, side by side:
 - ``constant``: the measured variance, one level for every pixel;
 - ``spectrum``: the noise's whole autocorrelation measured against gt
   (lags up to :data:`REACH`) in every place the mix uses the [s, 1, s]
-  model: the blurs' slopes and the Monte-Carlo probe of NL-means'
-  divergence (a field with the measured spectrum); the estimated variance;
+  model: the blurs' slopes, the Monte-Carlo probe of NL-means' divergence
+  (a field with the measured spectrum) and, where NL-means compares
+  prefiltered patches, the noise variance its prefilter passes
+  (``nonlinear.passed_variance``); the estimated variance;
 - ``variance + spectrum``: both;
-- ``nlm spectrum``: the measured spectrum in NL-means' probe only;
+- ``nlm spectrum``: the measured spectrum in NL-means (probe and prefilter) only;
+- ``slopes spectrum``: the measured spectrum in the blurs' slopes only (and with the measured variance);
 - ``estimate, constant``: the estimated variance, one level for every pixel;
 - ``estimate x 1.1``, ``x 1.2``: the estimate's line scaled up by a constant;
+- ``spectrum within 2 px`` (and with the measured variance): the measured
+  autocorrelation cut to lags of at most 2 pixels (what a 5x5 model could hold);
+- ``calibrated 5-tap model`` (and with the measured variance): no gt: the
+  separable autocorrelation of the kernel [t, s, 1, s, t] whose lag-1 and
+  lag-2 the shipped calibration reads off the flat blocks (its table fitted
+  for the kernels' lag-2 too), in the same three places;
 - ``linear`` and ``linear, variance + spectrum``: without NL-means;
 - ``oracle weights``: the same candidates (noisy, blurs, NL-means) weighed
   by least squares against gt with an offset: the ceiling of the candidate set
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import sys
@@ -147,6 +157,58 @@ def lags3(r: np.ndarray) -> tuple[float, ...]:
     )
 
 
+def passed_with(acf: np.ndarray, kernel: np.ndarray) -> float:
+    """Variance the separable blur ``kernel`` leaves of unit noise with the autocorrelation ``acf``."""
+    k = np.asarray(kernel, dtype=np.float64)
+    own = np.correlate(k, k, "full")  # the 1-D kernel's autocorrelation, lags -(L-1)..L-1
+    r, reach = len(own) // 2, acf.shape[0] // 2
+    m = min(r, reach)
+    c = own[r - m : r + m + 1]
+    return float(c @ acf[reach - m : reach + m + 1, reach - m : reach + m + 1] @ c)
+
+
+@functools.cache
+def lag2_fit() -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The shipped calibration's table, fitted for the true lag-2 of its kernels [t, s, 1, s, t] (cubic, as shipped).
+
+    Returns the coefficients over ``noise._terms``, the measured lags' box,
+    and the table's true lag-2 range.
+    """
+    measured1, measured2, _, _ = noise._calibration_table()
+    kernels = [(s, t) for s, t in itertools.product(noise._STRENGTHS, noise._REACHES) if not s > noise._FOLD + t + 1e-9]
+    true2 = np.array([(2 * t + s * s) / (1 + 2 * s * s + 2 * t * t) for s, t in kernels])
+    design = np.stack([noise._terms(a, b) for a, b in zip(measured1, measured2)])
+    coefficients = np.linalg.lstsq(design, true2, rcond=None)[0]
+    box = np.array([[measured1.min(), measured2.min()], [measured1.max(), measured2.max()]])
+    return coefficients, box, float(true2.min()), float(true2.max())
+
+
+def modelled_acf(plane: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """A blind autocorrelation: the kernel [t, s, 1, s, t] whose lag-1 and lag-2 the calibration reads off the blocks.
+
+    The calibration turns the flat blocks' measured lags 1-2 into the
+    noise's true lag-1 (as shipped) and, fitted the same way, its lag-2; the
+    kernel with those two is found on a grid. Returns the separable
+    ``(2 REACH + 1)^2`` autocorrelation and the two lags.
+    """
+    coefficients, box, low, high = lag2_fit()
+    lag1, lag2 = block_lags(plane)[:2]
+    lag1, lag2 = float(np.clip(lag1, box[0, 0], box[1, 0])), float(np.clip(lag2, box[0, 1], box[1, 1]))
+    true1 = noise._calibration(lag1, lag2)[0]
+    true2 = float(np.clip(noise._terms(lag1, lag2) @ coefficients, low, high))
+    # On the table's own domain: beyond its fold two kernels share lags 1-2.
+    s, t = np.meshgrid(np.linspace(0.0, 0.6, 121), np.linspace(-0.1, 0.3, 81), indexing="ij")
+    norm = 1 + 2 * s * s + 2 * t * t
+    error = ((2 * s + 2 * s * t) / norm - true1) ** 2 + ((2 * t + s * s) / norm - true2) ** 2
+    error[s > noise._FOLD + t + 1e-9] = np.inf
+    i = np.unravel_index(np.argmin(error), error.shape)
+    kernel = np.array([t[i], s[i], 1.0, s[i], t[i]])
+    one = np.correlate(kernel, kernel, "full") / float(kernel @ kernel)  # lags -4..4
+    a = np.zeros(2 * REACH + 1)
+    a[REACH - 4 : REACH + 5] = one
+    return np.outer(a, a), true1, true2
+
+
 def scaled(noise: NoiseEstimate, factor: float) -> NoiseEstimate:
     return dataclasses.replace(
         noise,
@@ -174,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     shipped_slope, shipped_field = risk.blur_slope, nonlinear._unit_field
+    shipped_passed = getattr(nonlinear, "passed_variance", None)
     rows = []
     for name, noisy, clean, _, _ in images("fmdd", args.captures):
         if not name.startswith("WideField"):
@@ -197,8 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         flat = dataclasses.replace(estimate, gain=0.0, offset=estimate.sigma**2, floor=0.0)
         constant = dataclasses.replace(estimate, sigma=float(np.sqrt(measured)), gain=0.0, offset=measured, floor=0.0)
 
+        near = acf.copy()  # the measured autocorrelation within two pixels (a 5x5 model's reach)
+        ring = np.abs(np.arange(-REACH, REACH + 1))
+        near[np.maximum.outer(ring, ring) > 2] = 0.0
+        model, model1, model2 = modelled_acf(noisy)
+        spectra = {True: acf, "near": near, "model": model}
+
         def blur_spectrum(sigma: float, _rho: float, a: np.ndarray = acf) -> float:
             return slope_with(a, sigma)
+
+        def passed_spectrum(kernel: np.ndarray, _rho: float, a: np.ndarray = acf) -> float:
+            return passed_with(a, kernel)
 
         def field_spectrum(shape: tuple[int, int], _rho: float, seed: int, a: np.ndarray = acf) -> np.ndarray:
             return field_from(a, shape, seed)
@@ -211,9 +283,15 @@ def main(argv: list[str] | None = None) -> int:
             "spectrum": (estimate, True, True, nonlinear.FAMILIES),
             "variance + spectrum": (true_variance, True, True, nonlinear.FAMILIES),
             "nlm spectrum": (estimate, False, True, nonlinear.FAMILIES),
+            "slopes spectrum": (estimate, True, False, nonlinear.FAMILIES),
+            "variance + slopes spectrum": (true_variance, True, False, nonlinear.FAMILIES),
             "estimate, constant": (flat, False, False, nonlinear.FAMILIES),
             "estimate x 1.1": (scaled(estimate, 1.1), False, False, nonlinear.FAMILIES),
             "estimate x 1.2": (scaled(estimate, 1.2), False, False, nonlinear.FAMILIES),
+            "spectrum within 2 px": (estimate, "near", "near", nonlinear.FAMILIES),
+            "variance + spectrum within 2 px": (true_variance, "near", "near", nonlinear.FAMILIES),
+            "calibrated 5-tap model": (estimate, "model", "model", nonlinear.FAMILIES),
+            "variance + calibrated 5-tap model": (true_variance, "model", "model", nonlinear.FAMILIES),
             "linear": (estimate, False, False, ()),
             "linear, variance + spectrum": (true_variance, True, False, ()),
         }
@@ -231,17 +309,23 @@ def main(argv: list[str] | None = None) -> int:
             "variance / measured below long periods": estimate.sigma**2
             / (measured * (1 - float(np.mean(slow**2) / np.mean(residual**2)))),
             **pure_blocks(residual / np.sqrt(line)),
+            "5-tap model lags 1-2": [round(model1, 3), round(model2, 3)],
             "lags 1-4 measured": [
                 round(float(acf[REACH, REACH + d] + acf[REACH + d, REACH]) / 2, 3) for d in range(1, 5)
             ],
         }
         for label, (given, slopes, field, families) in variants.items():
-            risk.blur_slope = blur_spectrum if slopes else shipped_slope
-            nonlinear._unit_field = field_spectrum if field else shipped_field
+            a_slopes, a_field = spectra.get(slopes), spectra.get(field)
+            risk.blur_slope = functools.partial(blur_spectrum, a=a_slopes) if slopes else shipped_slope
+            nonlinear._unit_field = functools.partial(field_spectrum, a=a_field) if field else shipped_field
+            if shipped_passed is not None:
+                nonlinear.passed_variance = functools.partial(passed_spectrum, a=a_field) if field else shipped_passed
             try:
                 mixed, how = risk.combine(noisy[None], {}, held, given, nonlinear=families)
             finally:
                 risk.blur_slope, nonlinear._unit_field = shipped_slope, shipped_field
+                if shipped_passed is not None:
+                    nonlinear.passed_variance = shipped_passed
             row[label] = psnr(mixed[0], clean)
             row[f"{label} weights"] = {k: round(v, 3) for k, v in how.weights.items() if abs(v) > 1e-4}
         row["oracle weights"] = oracle_weights(noisy, clean, estimate, estimate.sigma**2)
