@@ -30,6 +30,8 @@ replaced by what gt measures, side by side:
   separable autocorrelation of the kernel [t, s, 1, s, t] whose lag-1 and
   lag-2 the shipped calibration reads off the flat blocks (its table fitted
   for the kernels' lag-2 too), in the same three places;
+- ``lag-1 measured``: the [s, 1, s] model as shipped, at the lag-1 correlation
+  measured against gt instead of the estimated one;
 - ``linear`` and ``linear, variance + spectrum``: without NL-means;
 - ``oracle weights``: the same candidates (noisy, blurs, NL-means) weighed
   by least squares against gt with an offset: the ceiling of the candidate set
@@ -257,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         true_line = dataclasses.replace(
             estimate, sigma=float(np.sqrt(measured)), gain=float(gain), offset=float(offset), floor=0.0
         )
+        measured_lag1 = dataclasses.replace(
+            estimate, correlation=float(acf[REACH, REACH + 1] + acf[REACH + 1, REACH]) / 2
+        )
         flat = dataclasses.replace(estimate, gain=0.0, offset=estimate.sigma**2, floor=0.0)
         constant = dataclasses.replace(estimate, sigma=float(np.sqrt(measured)), gain=0.0, offset=measured, floor=0.0)
 
@@ -292,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "variance + spectrum within 2 px": (true_variance, "near", "near", nonlinear.FAMILIES),
             "calibrated 5-tap model": (estimate, "model", "model", nonlinear.FAMILIES),
             "variance + calibrated 5-tap model": (true_variance, "model", "model", nonlinear.FAMILIES),
+            "lag-1 measured": (measured_lag1, False, False, nonlinear.FAMILIES),
             "linear": (estimate, False, False, ()),
             "linear, variance + spectrum": (true_variance, True, False, ()),
         }
