@@ -52,6 +52,7 @@ from napari_mpid.core.noise import (
     NoiseEstimate,
     block_estimate,
     estimate_noise,
+    highpass_line,
     patch_noise_variance,
 )
 
@@ -70,8 +71,16 @@ def before(plane: np.ndarray) -> NoiseEstimate:
     return NoiseEstimate(float(np.sqrt(patches)), 0.0, blocks.gain * s, blocks.offset * s, blocks.floor * s)
 
 
+#: ``--level median``: "after" also takes the white-noise variance from median_tail_level (tried, not in src).
+LEVEL_RULE = "tail"
+
+
 def after(plane: np.ndarray) -> NoiseEstimate:
-    return estimate_noise(np.asarray(plane, dtype=np.float64))
+    found = estimate_noise(np.asarray(plane, dtype=np.float64))
+    if LEVEL_RULE == "tail" or found.correlation != 0.0 or found.sigma <= 0:
+        return found
+    s = median_tail_level(plane, found) / found.sigma**2
+    return NoiseEstimate(float(found.sigma * np.sqrt(s)), 0.0, found.gain * s, found.offset * s, found.floor * s)
 
 
 def spread_of(variance: np.ndarray) -> float:
@@ -280,6 +289,9 @@ def run_level(captures: str) -> dict:
                             "image": name,
                             "tail": round(found.sigma**2 / measured, 3),
                             "median": round(median_tail_level(noisy, found) / measured, 3),
+                            # A whiteness test tried for the median: the highest frequencies' level
+                            # over the patch tail's (~1 for white noise, lower for low-pass noise).
+                            "highpass / tail": round(highpass_line(noisy).sigma ** 2 / found.sigma**2, 3),
                         }
                     )
             key = f"{'shifted ' if moved else ''}crops {level}, captures {captures[:1] if moved else captures}"
@@ -289,10 +301,15 @@ def run_level(captures: str) -> dict:
                 "tail min-max": [float(t.min()), float(t.max())],
                 "median min-max": [float(m.min()), float(m.max())],
                 "outside 15 %, tail / median": [int((np.abs(t - 1) > 0.15).sum()), int((np.abs(m - 1) > 0.15).sum())],
+                "highpass / tail min-max": [
+                    min(r["highpass / tail"] for r in rows),
+                    max(r["highpass / tail"] for r in rows),
+                ],
                 "rows": rows,
             }
             print(f"{key:40s} n={len(rows)} tail {t.min():.2f}-{t.max():.2f} median {m.min():.2f}-{m.max():.2f} "
-                  f"outside 15 % {out[key]['outside 15 %, tail / median']}", flush=True)  # fmt: skip
+                  f"outside 15 % {out[key]['outside 15 %, tail / median']} highpass/tail "
+                  f"{out[key]['highpass / tail min-max']}", flush=True)  # fmt: skip
     return out
 
 
@@ -300,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="+", choices=("spreads", "mix-dev", "mix-heldout", "level"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--level", choices=("tail", "median"), default="tail", help="mix: the white-noise variance of 'after'"
+    )
     args = parser.parse_args(argv)
+    global LEVEL_RULE
+    LEVEL_RULE = args.level
     result: dict[str, object] = {"constants": {"SIGNAL_DEPENDENT": SIGNAL_DEPENDENT, "CORRELATED": CORRELATED}}
     if args.json and args.json.exists():
         result = json.loads(args.json.read_text())
@@ -311,11 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         print("held out", flush=True)
         result["spreads, held out"] = run_spreads([fmd_items("234"), stack_items("pollen"), cset9_items()])
     if "mix-dev" in args.what:
-        result["mix alone, development"] = run_mix(
+        result["mix alone, development" + ("" if args.level == "tail" else ", median level")] = run_mix(
             [fmd_items("1", ("raw", "avg2", "avg4", "avg8"), ("raw",)), controls(), stack_items("neuron", 5)]
         )
     if "mix-heldout" in args.what:
-        result["mix alone, held out"] = run_mix(
+        result["mix alone, held out" + ("" if args.level == "tail" else ", median level")] = run_mix(
             [fmd_items("234", ("raw",)), fmd_items("2", ("avg2", "avg4", "avg8"), ()), stack_items("pollen", 5)]
         )
     if "level" in args.what:
