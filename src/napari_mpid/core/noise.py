@@ -207,7 +207,8 @@ def highpass_line(data: np.ndarray) -> NoiseEstimate | None:
     variance. ``None`` when the bins cannot carry a line (a flat plane).
 
     ``data`` is a float64 ``(H, W)`` plane; returns gain, offset and floor
-    in its units (``sigma`` is the line's mean level over the plane).
+    in its units (``sigma``: the root of the line's mean over an even
+    sample of the plane's pixels).
     """
     # As many pixels as patches in patch_noise_variance, evenly strided: the bins' means
     # are then within a few per cent, at a fraction of the time on big planes.
@@ -237,7 +238,9 @@ def highpass_line(data: np.ndarray) -> NoiseEstimate | None:
     if gain < 0:  # noise cannot shrink with intensity: fall back to a constant level
         gain, offset = 0.0, float(np.average(v, weights=count[held]))
     floor = float(v[0])  # the darkest bin: the line is not taken below what it measures
-    level = float(np.maximum(gain * data + offset, floor).mean())
+    # The line's mean over the plane, on the same strided pixels (only its ratio to the
+    # patch variance is used).
+    level = float(np.maximum(gain * data[::step, ::step] + offset, floor).mean())
     return NoiseEstimate(float(np.sqrt(level)), 0.0, float(gain), float(offset), floor)
 
 
