@@ -313,9 +313,29 @@ def run_level(captures: str) -> dict:
     return out
 
 
+def run_timing(repeats: int = 15) -> dict:
+    """Milliseconds per estimate of a full 512x512 FMD image (white noise), median of ``repeats``, before and after.
+
+    "before" is block_estimate and patch_noise_variance, what estimate_noise
+    did on a white plane before the line came from the highest frequencies.
+    """
+    plane = read_unit(eval_dir("fmd_test_mix") / "raw" / "Confocal_FISH_1.png")
+    out = {}
+    for key, rule in (("before", before), ("after", after), ("before, again", before), ("after, again", after)):
+        rule(plane)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            rule(plane)
+            times.append(time.perf_counter() - start)
+        out[key] = round(float(np.median(times)) * 1000, 1)
+    print("ms per 512x512 estimate (median):", out, flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="+", choices=("spreads", "mix-dev", "mix-heldout", "level"))
+    parser.add_argument("what", nargs="+", choices=("spreads", "mix-dev", "mix-heldout", "level", "timing"))
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--level", choices=("tail", "median"), default="tail", help="mix: the white-noise variance of 'after'"
@@ -343,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     if "level" in args.what:
         result["level, development"] = run_level("1")
         result["level, held out"] = run_level("234")
+    if "timing" in args.what:
+        result["timing"] = run_timing()
     result["seconds " + "+".join(args.what)] = round(time.perf_counter() - start, 1)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=float) + "\n")
