@@ -343,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global LEVEL_RULE
     LEVEL_RULE = args.level
+    if args.window != 3:
+        import functools
+
+        import napari_mpid.core.noise as noise_module
+
+        noise_module.highpass_line = functools.partial(noise_module.highpass_line, window=args.window)
     result: dict[str, object] = {"constants": {"SIGNAL_DEPENDENT": SIGNAL_DEPENDENT, "CORRELATED": CORRELATED}}
     if args.json and args.json.exists():
         result = json.loads(args.json.read_text())

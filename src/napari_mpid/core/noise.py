@@ -190,7 +190,7 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
     )
 
 
-def highpass_line(data: np.ndarray) -> NoiseEstimate | None:
+def highpass_line(data: np.ndarray, window: int = 3) -> NoiseEstimate | None:
     """The noise-level line of pixel-independent noise from a plane's highest frequencies, up to a common scale.
 
     Every pixel's response to the separable second difference
@@ -206,6 +206,11 @@ def highpass_line(data: np.ndarray) -> NoiseEstimate | None:
     shape stays; :func:`estimate_noise` rescales the line to the patch
     variance. ``None`` when the bins cannot carry a line (a flat plane).
 
+    ``window`` (odd) is the side of the local mean that bins the pixels; a
+    wider one dilutes the slope less with the noise of the mean, a narrower
+    one mixes less structure into it (benchmarks/noise_texture.py
+    ``--window``).
+
     ``data`` is a float64 ``(H, W)`` plane; returns gain, offset and floor
     in its units (``sigma``: the root of the line's mean over an even
     sample of the plane's pixels).
@@ -219,7 +224,14 @@ def highpass_line(data: np.ndarray) -> NoiseEstimate | None:
     width = data.shape[1] - 2
     column = [slice(k, width + k, step) for k in range(3)]
     response = ((rows[:, column[0]] - 2 * rows[:, column[1]] + rows[:, column[2]]) / 6).ravel() ** 2
-    local = ((sums[:, column[0]] + sums[:, column[1]] + sums[:, column[2]]) / 9).ravel()
+    if window == 3:
+        local = ((sums[:, column[0]] + sums[:, column[1]] + sums[:, column[2]]) / 9).ravel()
+    else:
+        # Box means by summed-area table, centred on the response's pixels; the edges repeat.
+        total = np.cumsum(np.cumsum(np.pad(data, ((1, 0), (1, 0))), 0), 1)
+        box = total[window:, window:] - total[:-window, window:] - total[window:, :-window] + total[:-window, :-window]
+        box = np.pad(box / window**2, window // 2 - 1, mode="edge")
+        local = box[::step, ::step][: rows.shape[0], : len(range(0, width, step))].ravel()
     edges = np.quantile(local, np.linspace(0, 1, INTENSITY_BINS + 1))
     index = np.clip(np.searchsorted(edges, local, side="right") - 1, 0, INTENSITY_BINS - 1)
     count = np.bincount(index, minlength=INTENSITY_BINS)
