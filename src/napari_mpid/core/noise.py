@@ -50,7 +50,8 @@ both without a clean reference:
    line is rescaled to the patch variance, so only its shape changes.
 
 Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py),
-after the calibration is simulated once per process (0.6-1 s).
+after the calibration is simulated once per process (0.6-1 s); step 6 adds
+about a fifth on white-noise planes (benchmarks/noise_texture.py timing).
 """
 
 from __future__ import annotations
