@@ -181,3 +181,38 @@ def test_correlated_noise_on_a_full_wide_field_fmd_image_is_measured_within_15_p
 
     assert found.sigma**2 == pytest.approx(measured, rel=0.15)
     assert found.correlation > 0.45
+
+
+@pytest.mark.parametrize("sigma", [0.005, 0.01])
+def test_noise_of_one_level_on_dense_texture_does_not_read_as_growing_with_the_signal(sigma):
+    # The quietest blocks of the bright bins still hold filaments that a quadratic
+    # does not follow: the blocks' line had a slope, its variance at the 90th
+    # percentile of the pixels 5.5x (sigma 0.005) and 2.4x (0.01) that at the 10th,
+    # above the auto preset's shot-noise gate (SIGNAL_DEPENDENT). The line of the
+    # highest frequencies stays flat.
+    from napari_mpid.core.auto import SIGNAL_DEPENDENT
+
+    clean = filaments()
+    noisy = clean + np.random.default_rng(13).normal(0, sigma, clean.shape)
+    found = estimate_noise(noisy)
+    variance = found.variance(noisy)
+    assert found.correlation == 0.0
+    assert np.percentile(variance, 90) < 0.75 * SIGNAL_DEPENDENT * np.percentile(variance, 10)
+    assert found.sigma == pytest.approx(sigma, rel=0.15)
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.03])
+def test_resampled_noise_keeps_its_variance(sigma):
+    # A half-pixel shift by cubic interpolation (as a registered plane has) makes the
+    # noise low-pass: 0.64 of its variance is left, most of it below the highest
+    # frequencies. A rule that reads the level from those frequencies, or from the
+    # patch spectrum's floor, cuts it; the estimate must stay within 15 %.
+    clean = _cells(seed=6)
+    noisy = clean + np.random.default_rng(12).normal(0, sigma, clean.shape)
+    taps = np.array([-1.0, 9.0, 9.0, -1.0]) / 16
+    shifted = sum(w * np.roll(noisy, s, axis=0) for w, s in zip(taps, (-1, 0, 1, 2)))
+    found = estimate_noise(shifted)
+    assert found.correlation == 0.0
+    assert found.sigma**2 == pytest.approx(sigma**2 * float((taps**2).sum()), rel=0.15)
+    variance = found.variance(shifted)
+    assert np.percentile(variance, 90) < 1.5 * np.percentile(variance, 10)

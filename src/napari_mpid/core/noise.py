@@ -42,9 +42,16 @@ both without a clean reference:
    texture: on FMD confocal crops the blocks measure a lag-1 of 0.07-0.31
    in single captures and 0.27-0.58 in means of 8, which only texture
    explains.
+6. On pixel-independent noise the line's shape (gain, offset, floor) comes
+   from the highest frequencies, not from the blocks (:func:`highpass_line`):
+   texture sits in the bright blocks more than in the dark ones, so the
+   quietest quarter of a bright bin still holds some, and the blocks' line
+   rose with the intensity under noise of one level on textured planes. The
+   line is rescaled to the patch variance, so only its shape changes.
 
 Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py),
-after the calibration is simulated once per process (0.6-1 s).
+after the calibration is simulated once per process (0.6-1 s); step 6 adds
+about a fifth on white-noise planes (benchmarks/noise_texture.py timing).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ __all__ = [
     "correlation_tap",
     "estimate_noise",
     "estimate_noise_channels",
+    "highpass_line",
     "noise_autocorrelation",
     "patch_noise_variance",
 ]
@@ -164,7 +172,12 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
     if patches > SPECTRAL_FLOOR * level:
         # Correlated noise strong enough to matter leaves less than this in the
         # patches: the noise is (close to) white, and the blocks' correlation
-        # and part of their variance were texture.
+        # and part of their variance were texture. Texture also sits in the
+        # brighter blocks more than in the dark ones and would tilt their line:
+        # the line's shape comes from the highest frequencies instead.
+        line = highpass_line(data)
+        if line is not None and line.sigma > 0:
+            blocks, level = line, line.sigma**2
         correlation, total = 0.0, patches
     else:
         total = level
@@ -176,6 +189,72 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
         float(blocks.offset * scale),
         float(blocks.floor * scale),
     )
+
+
+def highpass_line(data: np.ndarray, window: int = 3) -> NoiseEstimate | None:
+    """The noise-level line of pixel-independent noise from a plane's highest frequencies, up to a common scale.
+
+    Every pixel's response to the separable second difference
+    ``[1, -2, 1] x [1, -2, 1] / 6`` (unit gain on white noise) is squared
+    and averaged per intensity bin (:data:`INTENSITY_BINS` quantiles of the
+    3x3 local mean, which the response does not correlate with: its weights
+    sum to zero); a line is fitted to the bins' means. The operator passes
+    mostly the corner of the spectrum, where white noise keeps its power and
+    an image blurred by a microscope's optics keeps little: the quietest
+    blocks of a bright, textured bin still hold texture that a quadratic
+    does not follow, and tilt the blocks' line. Noise that is low-pass
+    (resampled planes) loses the same share at every intensity, so the
+    shape stays; :func:`estimate_noise` rescales the line to the patch
+    variance. ``None`` when the bins cannot carry a line (a flat plane).
+
+    ``window`` (odd) is the side of the local mean that bins the pixels; a
+    wider one dilutes the slope less with the noise of the mean, a narrower
+    one mixes less structure into it (benchmarks/noise_texture.py
+    ``--window``).
+
+    ``data`` is a float64 ``(H, W)`` plane; returns gain, offset and floor
+    in its units (``sigma``: the root of the line's mean over an even
+    sample of the plane's pixels).
+    """
+    # As many pixels as patches in patch_noise_variance, evenly strided: the bins' means
+    # are then within a few per cent, at a fraction of the time on big planes.
+    step = max(1, int(np.ceil(np.sqrt((data.shape[0] - 2) * (data.shape[1] - 2) / MAX_PATCHES))))
+    near = [data[k : data.shape[0] - 2 + k : step] for k in range(3)]
+    rows = near[0] - 2 * near[1] + near[2]
+    sums = near[0] + near[1] + near[2]
+    width = data.shape[1] - 2
+    column = [slice(k, width + k, step) for k in range(3)]
+    response = ((rows[:, column[0]] - 2 * rows[:, column[1]] + rows[:, column[2]]) / 6).ravel() ** 2
+    if window == 3:
+        local = ((sums[:, column[0]] + sums[:, column[1]] + sums[:, column[2]]) / 9).ravel()
+    else:
+        # Box means by summed-area table, centred on the response's pixels; the edges repeat.
+        total = np.cumsum(np.cumsum(np.pad(data, ((1, 0), (1, 0))), 0), 1)
+        box = total[window:, window:] - total[:-window, window:] - total[window:, :-window] + total[:-window, :-window]
+        box = np.pad(box / window**2, window // 2 - 1, mode="edge")
+        local = box[::step, ::step][: rows.shape[0], : len(range(0, width, step))].ravel()
+    edges = np.quantile(local, np.linspace(0, 1, INTENSITY_BINS + 1))
+    index = np.clip(np.searchsorted(edges, local, side="right") - 1, 0, INTENSITY_BINS - 1)
+    count = np.bincount(index, minlength=INTENSITY_BINS)
+    held = count > 0
+    m = np.bincount(index, local, INTENSITY_BINS)[held] / count[held]
+    v = np.bincount(index, response, INTENSITY_BINS)[held] / count[held]
+    if v.max() <= 0:
+        return None
+    # A bin's mean square has a standard error proportional to its level; dark bins of
+    # clipped planes can be ~0 and must not take all the weight.
+    weight = 1.0 / np.maximum(v, 1e-3 * v.max())
+    if np.ptp(m) > 0 and len(m) >= 2:
+        gain, offset = np.polyfit(m, v, 1, w=weight)
+    else:
+        gain, offset = 0.0, float(np.mean(v))
+    if gain < 0:  # noise cannot shrink with intensity: fall back to a constant level
+        gain, offset = 0.0, float(np.average(v, weights=count[held]))
+    floor = float(v[0])  # the darkest bin: the line is not taken below what it measures
+    # The line's mean over the plane, on the same strided pixels (only its ratio to the
+    # patch variance is used).
+    level = float(np.maximum(gain * data[::step, ::step] + offset, floor).mean())
+    return NoiseEstimate(float(np.sqrt(level)), 0.0, float(gain), float(offset), floor)
 
 
 def block_estimate(data: np.ndarray) -> NoiseEstimate:
