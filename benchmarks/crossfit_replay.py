@@ -39,6 +39,7 @@ import napari_mpid.core.engine.parts as parts
 from napari_mpid.core import auto
 from napari_mpid.core.auto import combine
 from napari_mpid.core.engine import denoise_planes
+from napari_mpid.core.noise import estimate_noise_channels
 from napari_mpid.core.params import preset
 
 CACHE = REPO / "bench_out" / "crossfit"
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N configurations / images only")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--capture", action="store_true", help="only fill and cache, no replay")
+    parser.add_argument(
+        "--fresh-noise",
+        action="store_true",
+        help="estimate the noise again with the current code (as the engine does, on the plane handed to combine) "
+        "instead of the estimate cached with the filling",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.capture:
             continue
         (plane, candidates, held, noise, independent) = calls[0]  # single planes: one call
+        if args.fresh_noise:
+            noise = estimate_noise_channels(plane)
         reference = clean.transpose(2, 0, 1) if clean.ndim == 3 else clean[None]
         row = {"image": name, "filling": psnr(next(iter(candidates.values()))[0], reference)}
         for label, folds in (("reused", 1), ("cross-fitted", auto.FOLDS)):
