@@ -53,8 +53,13 @@ def measured_speed(monkeypatch):
 
 @pytest.fixture
 def stack() -> np.ndarray:
-    """A 2x48x48 uint16 Poisson stack (the network needs at least 33x33)."""
-    return np.random.default_rng(0).poisson(50, (2, 48, 48)).astype(np.uint16)
+    """A 2x48x48 uint16 Poisson stack brightening from 20 to 200 photons across X (the network needs 33x33).
+
+    Shot noise that grows with the signal, as in fluorescence: a flat Poisson field has one
+    noise level everywhere and reads so.
+    """
+    mean = np.broadcast_to(np.linspace(20.0, 200.0, 48), (2, 48, 48))
+    return np.random.default_rng(0).poisson(mean).astype(np.uint16)
 
 
 @pytest.fixture

@@ -410,6 +410,7 @@ def test_progress_also_goes_to_napari_activity_dock(qtbot, viewer_with_widget):
 def test_cancel_in_the_activity_dock_stops_the_run(qtbot, viewer_with_widget):
     viewer, widget = viewer_with_widget
     widget.controls["iterations"].value = 500
+    widget.controls["network"].value = "always"  # a run long enough to cancel: shot noise alone skips the network
     steps = []
 
     worker = widget.run(start=False)
