@@ -21,17 +21,7 @@ from stacks import load
 
 from napari_mpid.core.auto import REGISTER_MIN
 from napari_mpid.core.auto.registration import estimate_shift, shift_plane
-from napari_mpid.core.filters import convolve_separable, gaussian_kernel
-
-
-def mismatch(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """As in ``exposure_shift``: blurred by sigma 1.5, brightness matched, an eighth of the side off each border."""
-    kernel = gaussian_kernel(1.5)
-    margin = min(reference.shape) // 8
-    inner = (slice(margin, -margin), slice(margin, -margin))
-    a, b = convolve_separable(reference, kernel)[inner], convolve_separable(candidate, kernel)[inner]
-    gain = float(np.sum(a * b) / np.sum(b * b))
-    return float(np.mean((a - gain * b) ** 2))
+from napari_mpid.core.engine.modes import drift_mismatch
 
 
 def main() -> int:
@@ -44,7 +34,8 @@ def main() -> int:
                 if max(abs(shift[0]), abs(shift[1])) < REGISTER_MIN:
                     shown.append("-")
                     continue
-                ratio = mismatch(frames[0], shift_plane(frames[k], shift)) / mismatch(frames[0], frames[k])
+                still, moved = drift_mismatch(frames[0], [frames[k], shift_plane(frames[k], shift)])
+                ratio = moved / still
                 shown.append(f"({shift[0]:+.2f}, {shift[1]:+.2f}) {ratio:.2f}")
             print(f"{dataset:6s} {item['name']:18s} " + "  ".join(shown), flush=True)
     return 0

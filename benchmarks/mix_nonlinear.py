@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nlm-search", type=int, help="NL-means' search radius (default: the shipped NLM_SEARCH)")
     parser.add_argument("--nlm-patch", type=int, help="NL-means' patch radius (default: the shipped NLM_PATCH)")
     parser.add_argument("--nlm-h", type=float, nargs="+", help="NL-means' strengths (default: the shipped NLM_H)")
+    parser.add_argument("--nlm-prefilter", type=float, help="the prefiltered NL-means' blur (default: NLM_PREFILTER)")
     parser.add_argument(
         "--combine-sigmas", type=float, nargs="+", help="the mix's blurs of the plane (default: COMBINE_SIGMAS)"
     )
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         # candidates() calls nl_means with its default strengths: the default is what changes.
         nonlinear.NLM_H = tuple(args.nlm_h)
         nonlinear.nl_means.__defaults__ = (nonlinear.NLM_H, 0.0)
+    if args.nlm_prefilter is not None:
+        nonlinear.NLM_PREFILTER = args.nlm_prefilter
     if args.combine_sigmas:
         auto_risk.COMBINE_SIGMAS = tuple(args.combine_sigmas)
     rows = []

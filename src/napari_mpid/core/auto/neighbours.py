@@ -10,7 +10,7 @@ from napari_mpid.core.auto.registration import estimate_shift, shift_plane
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.run.stack import neighbours
 
-__all__ = ["NEIGHBOUR_SIGMAS", "REGISTER_MIN", "neighbour_candidates"]
+__all__ = ["NEIGHBOUR_SIGMAS", "REGISTER_MIN", "neighbour_candidates", "plausible_shift"]
 
 #: Blurs of the means of other planes (:func:`neighbour_candidates`): light ones let the mix
 #: reproduce a lightly blurred mean of frames, the best baseline of a still series
@@ -20,6 +20,16 @@ NEIGHBOUR_SIGMAS = (0.5, 0.75, 1.0, 2.0)
 #: used as they are: interpolating a plane smooths it, which costs more than a sub-pixel
 #: misalignment (what chose the value, and the gain of registration above it: docs/constants.md).
 REGISTER_MIN = 0.5
+
+
+def plausible_shift(shift: tuple[float, float], shape: tuple[int, ...]) -> bool:
+    """Whether a measured shift is worth applying to a plane of ``shape`` (``(..., H, W)``).
+
+    From :data:`REGISTER_MIN` pixels along Y or X (less moves a plane by less
+    than its interpolation costs) to a quarter of its smaller side (more is
+    implausible between planes of one scene).
+    """
+    return REGISTER_MIN <= max(abs(shift[0]), abs(shift[1])) <= min(shape[-2:]) / 4
 
 
 def neighbour_candidates(
@@ -65,8 +75,7 @@ def neighbour_candidates(
         """Plane j moved onto the plane, or None where it would move less than REGISTER_MIN (or implausibly far)."""
         target, moving = plane(index), plane(j)
         shift = estimate_shift(target.sum(axis=0), moving.sum(axis=0))
-        size = min(target.shape[-2:])
-        if not REGISTER_MIN <= max(abs(shift[0]), abs(shift[1])) <= size / 4:
+        if not plausible_shift(shift, target.shape):
             return None
         return shift_plane(moving, shift)
 

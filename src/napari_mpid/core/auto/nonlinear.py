@@ -123,10 +123,10 @@ def nl_means(
     same signal (2 under unit noise); the pixel itself weighs 1. With
     ``prefilter`` > 0 the stabilised plane is blurred by a Gaussian of that
     width first, which shrinks ``e`` by the share of the noise the blur
-    passes (:func:`passed_variance`), so ``h`` keeps its meaning. Outputs ``"nlm h <h>"``, or ``"nlm prefiltered
-    <prefilter> h <h>"``. Averages the plane itself, in float32 (the
-    divergence reads the same to three digits as in float64, in two thirds
-    of the time).
+    passes (:func:`passed_variance`), so ``h`` keeps its meaning. Outputs
+    ``"nlm h <h>"``, or ``"nlm prefiltered <prefilter> h <h>"``. Averages
+    the plane itself, in float32 (the divergence reads the same to three
+    digits as in float64, in two thirds of the time).
     """
     p, s = NLM_PATCH, NLM_SEARCH
     stabilised = stabilise(plane, noise)
@@ -273,8 +273,8 @@ def candidates(
     Returns ``name -> (candidate (C, H, W), D)``, ``D`` the divergence under
     :func:`pixel_variance` scaled to ``variance`` (the variance the mix's
     blurs use), averaged over channels. Of ``families``: NL-means (both
-    comparisons) always,
-    the shrunk bands on pixel-independent noise only (correlation below
+    comparisons) always, the shrunk bands on pixel-independent noise only
+    (correlation below
     :data:`~napari_mpid.core.auto.policy.CORRELATED`).
     """
     unknown = set(families) - set(FAMILIES)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mpid.core.auto import CORRELATED, REGISTER_MIN, choose_filling, combine, neighbour_candidates
+from napari_mpid.core.auto import CORRELATED, choose_filling, combine, neighbour_candidates
+from napari_mpid.core.auto.neighbours import plausible_shift
 from napari_mpid.core.auto.registration import estimate_shift, shift_plane
 from napari_mpid.core.engine.parts import PlaneFiller, held_out_pixels, record_choice, wants_network
 from napari_mpid.core.fill.context import ContextFiller
@@ -169,9 +170,9 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
         shifts: dict[int, tuple[float, float] | None] = {}
         for number in series:
             *_, parts = exposure(number, count=True)
-            if reference is None:
-                reference = sum(part.sum(axis=0) for part in parts)
-            shifts[number] = exposure_shift(reference, sum(part.sum(axis=0) for part in parts))
+            image = sum(part.sum(axis=0) for part in parts)
+            shifts[number] = None if reference is None else exposure_shift(reference, image)
+            reference = image if reference is None else reference
             parts = moved(parts, shifts[number])
             sums = parts if not sums else [total + part for total, part in zip(sums, parts)]
         means = [total / len(series) for total in sums]
@@ -214,32 +215,38 @@ def exposure_shift(reference: np.ndarray, plane: np.ndarray) -> tuple[float, flo
     """The shift that moves an exposure onto the series' reference, or None where it is not worth moving.
 
     As for the neighbour means of :func:`~napari_mpid.core.auto.neighbour_candidates`,
-    shifts below :data:`~napari_mpid.core.auto.REGISTER_MIN` pixels are left
-    alone (interpolating smooths a plane's noise, which costs more than a
-    sub-pixel misalignment), and so are implausible ones beyond a quarter of
-    the plane. Unlike there, no risk estimate weighs the moved plane against
-    the plane as it is, so a shift must also show that the exposure moved:
-    moved, it must differ from the reference (both lightly blurred, so that
-    the comparison sees structure rather than noise; brightness matched; away
-    from the borders) by less than :data:`DRIFT_EVIDENCE` of what it did in
-    place. On weak or low-contrast planes the measured shift can be wrong by
-    pixels, and then moving the plane does not bring it closer.
+    only shifts that :func:`~napari_mpid.core.auto.neighbours.plausible_shift`
+    accepts are applied. Unlike there, no risk estimate weighs the moved
+    plane against the plane as it is, so a shift must also show that the
+    exposure moved: moved, its :func:`drift_mismatch` to the reference must
+    fall below :data:`DRIFT_EVIDENCE` of what it was in place. On weak or
+    low-contrast planes the measured shift can be wrong by pixels, and then
+    moving the plane does not bring it closer.
     """
     shift = estimate_shift(reference, plane)
-    size = min(reference.shape[-2:])
-    if not REGISTER_MIN <= max(abs(shift[0]), abs(shift[1])) <= size / 4:
+    if not plausible_shift(shift, reference.shape):
         return None
+    moved = drift_mismatch(reference, [plane, shift_plane(plane, shift)])
+    return shift if moved[1] < DRIFT_EVIDENCE * moved[0] else None
+
+
+def drift_mismatch(reference: np.ndarray, planes: list[np.ndarray]) -> list[float]:
+    """How far each of ``planes`` is from ``reference``: both blurred (sigma 1.5), brightness matched, borders off.
+
+    The blur leaves structure and takes most of the noise, so the figure
+    follows misalignment; an eighth of the side is left out at each border,
+    where moving a plane reflects its edge.
+    """
     kernel = gaussian_kernel(1.5)
-    margin = size // 8
+    margin = min(reference.shape[-2:]) // 8
     inner = (slice(margin, -margin), slice(margin, -margin))
-
-    def mismatch(candidate: np.ndarray) -> float:
-        a = convolve_separable(reference, kernel)[inner]
-        b = convolve_separable(candidate, kernel)[inner]
+    a = convolve_separable(reference, kernel)[inner]
+    out = []
+    for plane in planes:
+        b = convolve_separable(plane, kernel)[inner]
         gain = float(np.sum(a * b) / max(float(np.sum(b * b)), 1e-30))
-        return float(np.mean((a - gain * b) ** 2))
-
-    return shift if mismatch(shift_plane(plane, shift)) < DRIFT_EVIDENCE * mismatch(plane) else None
+        out.append(float(np.mean((a - gain * b) ** 2)))
+    return out
 
 
 def static_excess(parts: list[np.ndarray], means: list[np.ndarray], count: int) -> float:
