@@ -22,6 +22,7 @@ from napari_mpid.core.engine.estimate import (
 from napari_mpid.core.engine.timing import Calibration, calibration_key, run_seconds, save_calibration
 from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.params import FillParams
+from napari_mpid.core.run.devices import resolve_precision
 from napari_mpid.core.run.plan import make_plan
 
 
@@ -102,8 +103,10 @@ def test_a_cached_calibration_replaces_the_fixed_speeds_and_says_when_it_was_mea
     assert estimate_seconds(plan, cpu) == pytest.approx(run_seconds(plan, cal)) != pytest.approx(table)
     text = estimate_text(plan, cpu)
     assert text.startswith("rough estimate: ~") and "this machine's speed (measured 2026-03-04)" in text
-    # Another precision or model was not measured: the fixed speeds again.
-    assert estimate_seconds(plan_for(model, (4, 256, 256), precision="bfloat16"), cpu) != pytest.approx(
+    # Another precision or model was not measured: the fixed speeds again. "auto" is bf16
+    # on CPUs with native bf16 instructions (AVX-512 BF16), float32 elsewhere.
+    other = "float32" if resolve_precision("auto", cpu) == "bfloat16" else "bfloat16"
+    assert estimate_seconds(plan_for(model, (4, 256, 256), precision=other), cpu) != pytest.approx(
         estimate_seconds(plan, cpu)
     )
 
