@@ -43,6 +43,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -226,11 +227,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ablation: the auto preset's mix without its non-linear candidates (NL-means, shrunk bands)",
     )
+    parser.add_argument(
+        "--no-denoised-mean",
+        action="store_true",
+        help="ablation: the neighbour means without the denoised mean of the other planes (auto.mean_denoiser)",
+    )
+    parser.add_argument(
+        "--mean-families",
+        nargs="*",
+        help="ablation: the non-linear families of the denoised mean's mix (default: the mix's own)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.linear_mix:
         auto_risk.nonlinear_candidates = lambda *_, **__: {}
+    if args.no_denoised_mean:
+        engine.mean_denoiser = lambda noise: None
+    if args.mean_families is not None:
+        engine.mean_denoiser = functools.partial(auto_risk.mean_denoiser, families=tuple(args.mean_families))
     if args.passes:
         engine.CONTEXT_PASSES = args.passes
     if args.crop:
@@ -264,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         label += f", every {args.every}th plane"
     if args.linear_mix and not args.label:
         label += ", linear mix"
+    if args.no_denoised_mean and not args.label:
+        label += ", no denoised mean"
+    if args.mean_families is not None and not args.label:
+        label += f", denoised mean with {'+'.join(args.mean_families) or 'blurs only'}"
 
     per_item = []
     for item in load(args.dataset, args.limit, args.every):

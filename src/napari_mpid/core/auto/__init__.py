@@ -42,6 +42,7 @@ from napari_mpid.core.auto.risk import (
     blur_slope,
     combine,
     family_of,
+    mean_denoiser,
     plane_mix,
 )
 from napari_mpid.core.auto.stopping import HOLDOUT_FRACTION, EarlyStop
@@ -63,6 +64,7 @@ __all__ = [
     "choose_filling",
     "combine",
     "family_of",
+    "mean_denoiser",
     "neighbour_candidates",
     "network_decision",
     "plane_mix",

@@ -38,6 +38,7 @@ def neighbour_candidates(
     index: int,
     context: int,
     twin: Callable[[int, int], bool] | None = None,
+    denoise: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Predictions of plane ``index`` from the other planes of its stack alone, ``(C, H, W)`` each.
 
@@ -60,6 +61,13 @@ def neighbour_candidates(
     moved planes joins as ``"<name>, registered"`` (with its blurs) beside
     the mean as it is, and the risk estimate weighs both. The shift depends
     on the plane's noise only through two numbers fitted on all its pixels.
+
+    ``denoise(mean, members)``, where given
+    (:func:`~napari_mpid.core.auto.mean_denoiser`), denoises the mean of the
+    widest group (all others, else the farthest neighbours; its registered
+    mean too) as a plane of its own: it joins as ``"<name>, denoised"``. A
+    mean of a few planes still holds noise, and the blurs that remove it
+    smooth the edges that a non-linear denoiser keeps.
     """
     planes: dict[int, np.ndarray] = {}
 
@@ -100,6 +108,12 @@ def neighbour_candidates(
                 [plane(j) if moved[j] is None else moved[j] for j in members], axis=0
             )
     out = {}
+    if denoise is not None and groups:
+        # One group only: denoising a mean costs about as much as the plane's own mix.
+        widest = max(groups, key=lambda k: len(set(groups[k])))
+        for name in (widest, f"{widest}, registered"):
+            if name in means:
+                out[f"{name}, denoised"] = denoise(means[name], len(set(groups[widest])))
     for name, mean in means.items():
         out[name] = mean
         for sigma in NEIGHBOUR_SIGMAS:

@@ -24,6 +24,7 @@ __all__ = [
     "combine",
     "family_of",
     "fold_map",
+    "mean_denoiser",
     "plane_mix",
 ]
 
@@ -270,6 +271,38 @@ def plane_mix(
     mixed = (design @ coef).reshape(noisy.shape)
     slope = float(penalty @ coef) / variance if variance > 0 else float(np.dot(slopes, coef[: len(slopes)]))
     return mixed, slope, {k: float(coef[i]) for i, k in enumerate([*names, *free_names])}
+
+
+def mean_denoiser(
+    noise: NoiseEstimate, families: tuple[str, ...] = NONLINEAR
+) -> Callable[[np.ndarray, int], np.ndarray]:
+    """A denoiser of means of other planes, for :func:`~napari_mpid.core.auto.neighbour_candidates`.
+
+    The returned ``denoise(mean, members)`` mixes the mean of ``members``
+    other planes as a plane of its own (:func:`plane_mix` with the
+    non-linear candidates), its noise taken as the plane's noise-level line
+    (``noise``) divided by ``members``: the planes' noise is independent,
+    and a line measured on the mean itself would read its texture, which
+    stands ``members`` times higher above the noise variance than on one
+    plane, partly as noise (the estimate reads high on weakly noisy
+    textured planes). Nothing of the
+    plane's own noise enters, so the result is a J-invariant candidate
+    like the mean itself; unlike the mean's blurs, NL-means of the mean
+    keep edges that a blur strong enough for its noise smooths away.
+    ``families``: the non-linear candidates of the mean's mix (as
+    :func:`combine`'s ``nonlinear``).
+    """
+
+    def denoise(mean: np.ndarray, members: int) -> np.ndarray:
+        k = max(int(members), 1)
+        scaled = NoiseEstimate(
+            noise.sigma / np.sqrt(k), noise.correlation, noise.gain / k, noise.offset / k, noise.floor / k
+        )
+        variance = float(np.mean(scaled.variance(mean)))
+        mixed, _, _ = plane_mix(mean, scaled, variance, extra=nonlinear_candidates(mean, scaled, variance, families))
+        return mixed
+
+    return denoise
 
 
 def _held_out_weights(design: np.ndarray, x: np.ndarray, slopes: np.ndarray, variance: float) -> np.ndarray:

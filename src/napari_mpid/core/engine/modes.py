@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_mpid.core.auto import CORRELATED, choose_filling, combine, neighbour_candidates
+from napari_mpid.core.auto import CORRELATED, choose_filling, combine, mean_denoiser, neighbour_candidates
 from napari_mpid.core.auto.neighbours import plausible_shift
 from napari_mpid.core.auto.registration import estimate_shift, shift_plane
 from napari_mpid.core.engine.parts import PlaneFiller, held_out_pixels, record_choice, wants_network
@@ -410,7 +410,7 @@ def _finish_context(
     noise = estimate_noise_channels(noisy)
     network = result is not None
     slope = probe(noise) if network and noise.correlation >= CORRELATED else 0.0
-    others = neighbour_candidates(plane_at, count, index, context, twin)
+    others = neighbour_candidates(plane_at, count, index, context, twin, mean_denoiser(noise))
     candidates = {"context prediction": (result, slope)} if network else {}
     out, how = combine(noisy, candidates, held, noise, independent=others)
     choice = {

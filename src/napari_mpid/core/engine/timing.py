@@ -257,7 +257,9 @@ def _time_mix(clock: Callable[[], float], notes: list[str]) -> tuple[float, floa
         auto.combine(planes[middle], {"filling": planes[middle] * 0.9}, held, noise)
         middle_time = clock()
         noise = estimate_noise_channels(planes[middle])
-        neighbours = auto.neighbour_candidates(lambda i: planes[i], MIX_STACK, middle, 2)
+        neighbours = auto.neighbour_candidates(
+            lambda i: planes[i], MIX_STACK, middle, 2, denoise=auto.mean_denoiser(noise)
+        )
         auto.combine(planes[middle], {"filling": planes[middle] * 0.9}, held, noise, independent=neighbours)
         end = clock()
     except Exception as exc:  # a timing probe of another module's internals must never break the estimate
