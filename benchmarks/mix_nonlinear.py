@@ -56,8 +56,6 @@ VARIANTS = {
     "+ bands": ("bands",),
     "no prefiltered nlm": ("nlm", "bands"),
     "default": nonlinear.FAMILIES,
-    "+ dct": ("dct",),
-    "default + dct": (*nonlinear.FAMILIES, "dct"),
 }
 LEVELS = ("raw", "avg2", "avg4", "avg8")
 

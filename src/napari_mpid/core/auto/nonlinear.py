@@ -67,8 +67,6 @@ __all__ = [
 #: The families :func:`candidates` computes by default ("nlm": :func:`nl_means`; "nlm-prefiltered": the same
 #: comparing patches blurred by :data:`NLM_PREFILTER`; "bands": :func:`shrunk_bands`).
 FAMILIES = ("nlm", "nlm-prefiltered", "bands")
-#: Every family :func:`candidates` knows ("dct": :func:`sliding_dct`, not in the default).
-KNOWN = (*FAMILIES, "dct")
 #: Strengths ``h`` of NL-means, in units of the stabilised noise; the mix weighs the three outputs.
 NLM_H = (0.4, 0.7, 1.2)
 #: NL-means compares ``(2 p + 1)^2`` patches over a ``(2 s + 1)^2`` search window.
@@ -80,11 +78,6 @@ NLM_PREFILTER = 1.0
 BAND_SIGMAS = (0.0, 0.75, 1.5, 3.0)
 #: Width of the Gaussian window over which a band's local energy is measured.
 BAND_WINDOW = 2.0
-#: :func:`sliding_dct`: patch side, step between patches, and the hard threshold in noise
-#: standard deviations (BM3D's values, Dabov et al. 2007: 8, 3, 2.7).
-DCT_SIDE = 8
-DCT_STEP = 2
-DCT_THRESHOLD = 2.7
 #: Step of the Monte-Carlo divergence, in units of the probe (whose standard deviation is the noise's).
 EPSILON = 1e-3
 #: Side of the simulated field that measures how much of the noise each band passes.
@@ -252,76 +245,6 @@ def shrunk_bands(plane: np.ndarray, noise: NoiseEstimate, sigmas: tuple[float, .
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _dct_matrix() -> torch.Tensor:
-    """The orthonormal 2-D DCT-II of :data:`DCT_SIDE` x :data:`DCT_SIDE` patches, as a matrix on flattened patches."""
-    n = DCT_SIDE
-    k, i = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    one = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
-    one[0] /= np.sqrt(2.0)
-    return torch.from_numpy(np.kron(one, one).astype(np.float32))
-
-
-def _patches(plane: torch.Tensor) -> torch.Tensor:
-    """DCT coefficients ``(side^2, L)`` of the patches at a step of :data:`DCT_STEP`, edges reflected."""
-    pad = DCT_SIDE - 1
-    padded = torch.nn.functional.pad(plane[None, None], (pad, pad, pad, pad), mode="reflect")
-    columns = torch.nn.functional.unfold(padded, DCT_SIDE, stride=DCT_STEP)[0]
-    return _dct_matrix() @ columns
-
-
-def _aggregate(coefficients: torch.Tensor, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """The patches of ``coefficients`` back in the plane, overlaps averaged with one weight per patch."""
-    pad = DCT_SIDE - 1
-    size = (shape[0] + 2 * pad, shape[1] + 2 * pad)
-    columns = (_dct_matrix().T @ coefficients) * weights
-    fold = functools.partial(torch.nn.functional.fold, output_size=size, kernel_size=DCT_SIDE, stride=DCT_STEP)
-    num = fold(columns[None])[0, 0]
-    den = fold(weights.expand_as(columns)[None])[0, 0]
-    return (num / den)[pad : pad + shape[0], pad : pad + shape[1]]
-
-
-@functools.lru_cache(maxsize=16)
-def _dct_noise(correlation: float) -> torch.Tensor:
-    """Variance of every DCT coefficient ``(side^2, 1)`` under unit noise with the model's correlation (simulated)."""
-    field = torch.from_numpy(_unit_field((_PROBE_SIDE, _PROBE_SIDE), correlation, seed=54321).astype(np.float32))
-    return _patches(field).square().mean(dim=1, keepdim=True)
-
-
-def sliding_dct(plane: np.ndarray, noise: NoiseEstimate) -> dict[str, np.ndarray]:
-    """Two-step shrinkage of overlapping DCT patches of a ``(H, W)`` plane: ``"dct hard"`` and ``"dct wiener"``.
-
-    The step of BM3D (Dabov et al., IEEE TIP 2007) without its block
-    matching, as the sliding-window DCT denoiser of Yu & Sapiro (IPOL
-    2011): every :data:`DCT_SIDE`-pixel patch (at a step of
-    :data:`DCT_STEP`) keeps the DCT coefficients above :data:`DCT_THRESHOLD`
-    noise standard deviations (the hard-thresholded pilot, overlaps
-    averaged with weights 1 / kept), then a second pass scales every
-    coefficient by the Wiener gain ``P^2 / (P^2 + N)`` of the pilot's
-    coefficient ``P`` (weights 1 / sum of squared gains). Which
-    coefficients to keep and the gains are decided on the stabilised plane
-    (:func:`stabilise`, with the noise's per-coefficient variance ``N``
-    under its correlation), and applied to the plane's own coefficients, as
-    :func:`nl_means` averages the plane itself: no inverse transform.
-    """
-    y = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
-    z = torch.from_numpy(stabilise(plane, noise).astype(np.float32))
-    shape = (y.shape[0], y.shape[1])
-    variance = _dct_noise(max(noise.correlation, 0.0))
-    raw = _patches(y)
-    energy = _patches(z).square()
-    # A garrote, not a hard threshold: continuous in the plane, so its divergence (the risk's
-    # penalty) is what a small step measures; a hard threshold's jumps are missed and the mix
-    # then overrates it.
-    shrink = (1.0 - DCT_THRESHOLD**2 * variance / energy.clamp(min=1e-12)).clamp(min=0.0)
-    shrink[0] = 1.0  # the patch mean is never shrunk
-    pilot = _aggregate(raw * shrink, 1.0 / shrink.square().sum(dim=0, keepdim=True), shape)
-    guide = _patches(torch.from_numpy(stabilise(pilot.double().numpy(), noise).astype(np.float32))).square()
-    gain = guide / (guide + variance)
-    wiener = _aggregate(raw * gain, 1.0 / gain.square().sum(dim=0, keepdim=True).clamp(min=1e-6), shape)
-    return {"dct garrote": pilot.double().numpy(), "dct wiener": wiener.double().numpy()}
-
-
 def divergence(
     family: Family,
     plane: np.ndarray,
@@ -354,9 +277,9 @@ def candidates(
     (correlation below
     :data:`~napari_mpid.core.auto.policy.CORRELATED`).
     """
-    unknown = set(families) - set(KNOWN)
+    unknown = set(families) - set(FAMILIES)
     if unknown:
-        raise ValueError(f"unknown candidate families {sorted(unknown)}; known: {', '.join(KNOWN)}")
+        raise ValueError(f"unknown candidate families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
     rho = max(noise.correlation, 0.0)
     chosen: list[Family] = []
     if "nlm" in families:
@@ -365,8 +288,6 @@ def candidates(
         chosen.append(lambda z: nl_means(z, noise, prefilter=NLM_PREFILTER))
     if "bands" in families and rho < CORRELATED:
         chosen.append(lambda z: shrunk_bands(z, noise))
-    if "dct" in families:
-        chosen.append(lambda z: sliding_dct(z, noise))
     std = np.sqrt(pixel_variance(noisy, noise, variance))
     out: dict[str, tuple[list[np.ndarray], list[float]]] = {}
     for family in chosen:

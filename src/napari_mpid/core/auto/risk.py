@@ -58,10 +58,9 @@ _FAMILIES = (
     ("blur", "blurs"),
     ("nlm", "non-local means"),
     ("band", "shrunk bands"),
-    ("dct", "sliding DCT"),
 )
 #: Every family, in the order summaries list them.
-FAMILIES = ("network", "neighbour planes", "non-local means", "sliding DCT", "shrunk bands", "blurs", "noisy pixel")
+FAMILIES = ("network", "neighbour planes", "non-local means", "shrunk bands", "blurs", "noisy pixel")
 
 
 def family_of(candidate: str) -> str:
