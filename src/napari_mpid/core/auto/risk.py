@@ -285,12 +285,13 @@ def mean_denoiser(
     and a line measured on the mean itself would read its texture, which
     stands ``members`` times higher above the noise variance than on one
     plane, partly as noise (the estimate reads high on weakly noisy
-    textured planes). Nothing of the
-    plane's own noise enters, so the result is a J-invariant candidate
-    like the mean itself; unlike the mean's blurs, NL-means of the mean
-    keep edges that a blur strong enough for its noise smooths away.
-    ``families``: the non-linear candidates of the mean's mix (as
-    :func:`combine`'s ``nonlinear``).
+    textured planes). Nothing of the plane's own noise enters, so the
+    result is a J-invariant candidate like the mean itself; unlike the
+    mean's blurs, NL-means of the mean keep edges that a blur strong
+    enough for its noise smooths away. ``families``: the non-linear
+    candidates of the mean's mix (as :func:`combine`'s ``nonlinear``).
+    Registered means are treated alike, although interpolation has
+    smoothed some of their noise (the line then reads a little high).
     """
 
     def denoise(mean: np.ndarray, members: int) -> np.ndarray:
