@@ -234,7 +234,7 @@ def test_axes_line_says_where_the_neighbour_planes_come_from(viewer_with_widget)
     stack = np.random.default_rng(1).poisson(30, (3, 48, 48)).astype(np.uint16)
     widget.image.value = viewer.add_image(stack, name="three", axis_labels=("z", "y", "x"))
     assert (
-        "3 planes of 48x48 pixels; each plane denoised with 1 neighbour plane on each side along Z "
+        "3 planes of 48x48 pixels; each plane denoised with 2 neighbour planes on each side along Z "
         "(chosen automatically)" in widget.axes_status.value
     )
 

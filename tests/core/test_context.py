@@ -15,6 +15,7 @@ from napari_mpid.core.fill.single import forward
 from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.model.network import network_input
 from napari_mpid.core.params import preset
+from napari_mpid.core.run.plan import DEFAULT_CONTEXT
 from napari_mpid.core.run.stack import neighbours
 
 from .helpers import filaments, run
@@ -67,12 +68,12 @@ def test_context_zero_is_the_plane_by_plane_filling(stack):
 def test_automatic_context_turns_on_for_z_stacks(stack):
     params = preset("fast", iterations=2, model="random-init:1:single")
     steps, result = run(denoise_planes(stack, params, axes="ZYX"))
-    assert result.params.context == 1 and result.params.context_axis == "Z"
+    assert result.params.context == DEFAULT_CONTEXT and result.params.context_axis == "Z"
     assert {s.stage for s in steps} == {"fit", "predict"}
     assert [s.number for s in steps if s.event == "plane"] == [0, 1, 2, 3]
     fractions = [s.fraction for s in steps]
     assert all(b >= a for a, b in itertools.pairwise(fractions)) and fractions[-1] == pytest.approx(1.0)
-    assert any("context 1" in note for note in result.notes)
+    assert any(f"context {DEFAULT_CONTEXT}" in note for note in result.notes)
 
 
 def test_fitted_networks_let_a_subset_of_planes_match_the_full_run(stack):

@@ -299,8 +299,9 @@ def make_plan(
 
 #: Context filling when ``FillParams.context`` is None (automatic): this many
 #: neighbours on each side, for stacks of at least MIN_CONTEXT_PLANES planes
-#: (not yet chosen by measurement: docs/constants.md).
-DEFAULT_CONTEXT = 1
+#: (chosen on the neuron Z-stack among 1-3, checked on the held-out stacks:
+#: docs/constants.md).
+DEFAULT_CONTEXT = 2
 MIN_CONTEXT_PLANES = 3
 
 
