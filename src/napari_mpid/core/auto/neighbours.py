@@ -111,9 +111,10 @@ def neighbour_candidates(
     if denoise is not None and groups:
         # One group only: denoising a mean costs about as much as the plane's own mix.
         widest = max(groups, key=lambda k: len(set(groups[k])))
+        members = len(set(groups[widest]))  # ends are reflected: a plane can be listed twice
         for name in (widest, f"{widest}, registered"):
             if name in means:
-                out[f"{name}, denoised"] = denoise(means[name], len(set(groups[widest])))
+                out[f"{name}, denoised"] = denoise(means[name], members)
     for name, mean in means.items():
         out[name] = mean
         for sigma in NEIGHBOUR_SIGMAS:
