@@ -466,6 +466,9 @@ def test_live_preview_works_for_tiled_planes_and_in_stack_mode(qtbot, viewer_wit
     for name, value in settings.items():
         widget.controls[name].value = value
     widget.controls["iterations"].value = 4
+    # Previews of a filling that runs to the end: noise alone gives the auto preset's
+    # check nothing to earn, and it would abandon the filling after one iteration.
+    widget.controls["network"].value = "always"
     widget.live_preview.value = True
     previews, steps = [], []
     viewer.layers.events.inserted.connect(
@@ -536,18 +539,23 @@ def test_repeated_exposures_are_averaged_and_the_mean_denoised_into_every_plane(
 
 def test_the_status_line_says_whether_the_network_ran_and_what_produced_the_result(qtbot, viewer_with_widget):
     # Shot noise over blobs: the auto preset skips the network; Gaussian noise of one level
-    # over texture: it runs. The status line names the families of the final mix either way.
+    # over texture: it runs, and abandons the (random) network's filling, which earns nothing,
+    # unless asked to keep it. The status line names the families of the final mix every time.
     viewer, widget = viewer_with_widget
     rng = np.random.default_rng(6)
     y, x = np.mgrid[:64, :64]
     blobs = 0.05 + sum(0.6 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 20.0) for cy, cx in rng.uniform(8, 56, (8, 2)))
-    texture = np.sin(x / 2.0) * np.cos(y / 3.0) * 0.2 + 0.5 + rng.normal(0, 0.08, (64, 64))
+    texture = (np.sin(x / 2.0) * np.cos(y / 3.0) * 0.2 + 0.5 + rng.normal(0, 0.08, (64, 64))).astype(np.float32)
     shown = {}
-    for name, data in (("shot", (rng.poisson(blobs * 60) * 10 + 100).astype(np.uint16)), ("flat", texture)):
-        widget.image.value = viewer.add_image(data.astype(np.float32) if name == "flat" else data, name=name)
+    cases = (("shot", (rng.poisson(blobs * 60) * 10 + 100).astype(np.uint16), "auto"), ("flat", texture, "auto"),
+             ("kept", texture, "always"))  # fmt: skip
+    for name, data, network in cases:
+        widget.image.value = viewer.add_image(data, name=name)
+        widget.controls["network"].value = network
         run_to_end(qtbot, widget)
         shown[name] = widget.status.value
 
     assert shown["shot"].startswith("Denoised 1 plane in ") and "without the network: " in shown["shot"]
-    assert "with the network on every plane: network" in shown["flat"]
+    assert "without the network (tried on 1, abandoned: it earned nothing): " in shown["flat"]
+    assert "with the network on every plane: network" in shown["kept"]
     assert all("%" in text and text.endswith(".") for text in shown.values())

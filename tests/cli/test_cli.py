@@ -248,9 +248,13 @@ def test_the_summary_says_in_plain_words_what_produced_each_result(tmp_path, tin
 
     code = main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iterations", "3", "--model",
                  tiny_model, "-q"])  # fmt: skip
-
     out = capsys.readouterr().out
-    assert code == 0
+    # Asked to keep the network, whose filling (tiny, untrained) the run above abandons.
+    kept = main(["denoise", str(tmp_path / "in" / "texture.tif"), "-o", str(tmp_path / "kept"), "--iterations",
+                 "3", "--model", tiny_model, "--network", "always", "-q"])  # fmt: skip
+    kept_out = capsys.readouterr().out
+
+    assert code == 0 and kept == 0
     lines = out.splitlines()
 
     def summary_of(name: str) -> str:
@@ -259,5 +263,6 @@ def test_the_summary_says_in_plain_words_what_produced_each_result(tmp_path, tin
 
     shot_line, texture_line = summary_of("shot.tif"), summary_of("texture.tif")
     assert "without the network: " in shot_line and "network" not in shot_line.split(":")[1]
-    assert "with the network on every plane: network" in texture_line
+    assert "without the network (tried on 1, abandoned: it earned nothing): " in texture_line
+    assert "with the network on every plane: network" in kept_out
     assert "% of the intensity range before" in shot_line

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from napari_mpid.core.auto import FAMILIES, Combination, combine, family_of, network_decision
 from napari_mpid.core.engine import denoise_planes
-from napari_mpid.core.engine.parts import record_choice
+from napari_mpid.core.engine.parts import ABANDON_AT, PlaneFiller, record_choice
+from napari_mpid.core.model.checkpoints import load_model
 from napari_mpid.core.noise import correlated_noise, estimate_noise_channels
 from napari_mpid.core.params import ParameterError, preset
+from napari_mpid.core.run.plan import make_plan
 
 from .helpers import filaments, run
 
 MODEL = "random-init:1:single"
+
+
+@pytest.fixture
+def tiny_filler():
+    """A plane filler for a 64x64 gray plane (random network), a noisy plane and its clean image."""
+    params = preset("auto", model=MODEL, device="cpu")
+    model = load_model(MODEL, torch.device("cpu"))
+    plan = make_plan((1, 64, 64), np.float32, params, model, torch.device("cpu"), axes="ZYX")
+    clean = filaments(64, 5)[None].astype(np.float32)
+    noisy = clean + np.random.default_rng(5).normal(0, 0.08, clean.shape).astype(np.float32)
+    return PlaneFiller(model, plan, torch.device("cpu")), noisy, clean
 
 
 def _shot_noise_plane(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -107,7 +121,10 @@ def test_auto_without_the_network_runs_no_iteration_and_says_so(changes):
     assert np.isfinite(result.denoised).all() and result.denoised.std() < plane.std()
 
 
-def test_a_plane_whose_noise_wants_the_network_is_filled_and_credited():
+def test_a_plane_whose_noise_wants_the_network_is_filled_and_credited(monkeypatch):
+    # A random network's filling earns nothing and would be abandoned (next test): here it
+    # is taken to earn its place, to check what a run that keeps it records.
+    monkeypatch.setattr(PlaneFiller, "filling_earns", lambda self, *args: True)
     plane = _gaussian_texture_plane(64).astype(np.float32)
     params = preset("auto", iterations=4, model=MODEL, device="cpu")
 
@@ -120,6 +137,34 @@ def test_a_plane_whose_noise_wants_the_network_is_filled_and_credited():
     assert "with the network on every plane: network" in result.summary()
 
 
+def test_a_filling_that_earns_nothing_is_abandoned_and_the_plane_gets_the_mix_alone():
+    plane = _gaussian_texture_plane(64).astype(np.float32)
+    params = preset("auto", iterations=8, model=MODEL, device="cpu")
+    check = round(ABANDON_AT * params.iterations)
+
+    steps, result = run(denoise_planes(plane, params))
+    _, alone = run(denoise_planes(plane, preset("auto", model=MODEL, device="cpu", network="never")))
+
+    (choice,) = result.choices
+    assert choice["network"] is True and choice["abandoned_at"] == check
+    assert max(s.iteration for s in steps if s.event == "iteration") == check
+    assert choice["blend_weight"] == 0.0 and result.produced_by()["network"] == 0.0
+    # The same held-out pixels, noise estimate and mix as a run without the network.
+    np.testing.assert_array_equal(result.denoised, alone.denoised)
+    assert "without the network (tried on 1, abandoned: it earned nothing)" in result.summary()
+    assert f"network on 0 of 1 (tried and abandoned on 1 more at iteration {check}" in result.metadata()["notes"][-1]
+
+
+def test_filling_earns_tells_a_good_filling_from_a_useless_one(tiny_filler):
+    filler, noisy, clean = tiny_filler
+    held = np.random.default_rng(4).random(noisy.shape[1:]) < 0.04
+    noise = estimate_noise_channels(noisy)
+    useless = np.full_like(noisy, float(noisy.mean()))
+
+    assert filler.filling_earns(noisy, filler.to_batch(clean), held, noise, 0, 0)
+    assert not filler.filling_earns(noisy, filler.to_batch(useless), held, noise, 0, 0)
+
+
 def test_network_always_fills_planes_the_decision_would_skip():
     plane = (_shot_noise_plane(64) * 1000).astype(np.uint16)
     params = preset("auto", iterations=3, network="always", model=MODEL, device="cpu")
@@ -128,6 +173,8 @@ def test_network_always_fills_planes_the_decision_would_skip():
 
     assert result.choices[0]["network"] is True
     assert result.choices[0]["network_reason"] == "network on (network 'always')"
+    # What the user asked for runs to the end, earning or not.
+    assert "abandoned_at" not in result.choices[0] and result.choices[0]["stopped_at"] == [3]
 
 
 def test_the_papers_presets_refuse_to_run_without_the_network():
@@ -173,3 +220,23 @@ def test_a_filling_rejected_as_a_copy_of_the_plane_is_recorded_with_no_weight():
 
     assert how.rejected == ("filling",)
     assert choice["blend_weight"] == 0.0 and choice["shares"]["network"] == 0.0
+
+
+def test_context_filling_abandons_a_stack_network_that_earns_nothing():
+    # Gaussian noise of one level: the stack's network is fitted, checked a quarter of the way
+    # on the middle plane (a random network earns nothing), and every plane gets the mix alone.
+    stack = np.stack([_gaussian_texture_plane(48, s) for s in range(4)]).astype(np.float32)
+    params = preset("auto", iterations=8, model=MODEL, device="cpu", context=1)
+    check = round(ABANDON_AT * params.iterations)
+
+    steps, result = run(denoise_planes(stack, params, axes="ZYX"))
+    _, alone = run(
+        denoise_planes(stack, preset("auto", model=MODEL, device="cpu", context=1, network="never"), axes="ZYX")
+    )
+
+    assert max(s.iteration for s in steps if s.stage == "fit") == check
+    assert [c["abandoned_at"] for c in result.choices] == [check] * 4
+    assert result.fitted == {}  # nothing to hand back to a later run
+    assert any(f"network abandoned at iteration {check}" in note for note in result.notes)
+    np.testing.assert_array_equal(result.denoised, alone.denoised)
+    assert steps[-1].fraction == 1.0

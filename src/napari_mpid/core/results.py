@@ -158,22 +158,26 @@ class DenoiseResult:
         made = ", ".join(f"{k} {_percent(v)}" for k, v in ranked if v > 0)
         if not self.choices:
             return f"{text} with the paper's iterative filling: {made}."
-        ran = sum(1 for c in self.choices if c.get("network", True))
+        ran = sum(1 for c in self.choices if c.get("network", True) and "abandoned_at" not in c)
+        tried = sum(1 for c in self.choices if "abandoned_at" in c)
         if ran == 0:
             text += " without the network"
+            if tried:
+                text += f" (tried on {tried}, abandoned: it earned nothing)"
         else:
             where = "every plane" if ran == len(self.choices) else f"{ran} of {len(self.choices)} planes"
             text += f" with the network on {where}"
+            if tried:
+                text += f" (abandoned on {tried} more: it earned nothing)"
             if shares["network"] == 0:
                 made = f"network 0 %, {made}"
         text += f": {made}."
         before = float(np.sqrt(np.mean([c["noise_sigma"] ** 2 for c in self.choices])))
         after = float(np.sqrt(np.mean([c.get("estimated_error", 0.0) for c in self.choices])))
         if before > 0:
-            text += (
-                f" Estimated noise {100 * before:.2g} % of the intensity range before, "
-                f"{100 * after:.2g} % after ({20 * np.log10(before / max(after, 1e-12)):.1f} dB less)."
-            )
+            text += f" Estimated noise {100 * before:.2g} % of the intensity range before, {100 * after:.2g} % after"
+            # An estimated error of 0 (a flat plane's mix) has no ratio worth printing.
+            text += f" ({20 * np.log10(before / after):.1f} dB less)." if after > 1e-3 * before else "."
         return text
 
     def metadata(self) -> dict[str, Any]:
@@ -201,10 +205,13 @@ def _summarize(choices: list[dict[str, Any]]) -> list[str]:
     """One note per auto-preset run: the noise, where the network ran and what the mix used, over all planes."""
     if not choices:
         return []
-    ran = [c for c in choices if c.get("network", True)]
+    ran = [c for c in choices if c.get("network", True) and "abandoned_at" not in c]
+    abandoned = [c["abandoned_at"] for c in choices if "abandoned_at" in c]
     sigmas = [c["noise_sigma"] for c in choices]
     text = f"auto: {len(choices)} plane(s)/part(s); noise {min(sigmas):.3g}-{max(sigmas):.3g} (RMS, scaled units)"
     text += f"; network on {len(ran)} of {len(choices)}"
+    if abandoned:
+        text += f" (tried and abandoned on {len(abandoned)} more at iteration {max(abandoned)}: it earned nothing)"
     if ran:
         stops = [t for c in ran for t in c["stopped_at"]]
         ratios = sorted({c["mask_ratio"] for c in ran})

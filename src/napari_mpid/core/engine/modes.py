@@ -12,7 +12,7 @@ import torch
 from napari_mpid.core.auto import CORRELATED, choose_filling, combine, mean_denoiser, neighbour_candidates
 from napari_mpid.core.auto.neighbours import plausible_shift
 from napari_mpid.core.auto.registration import estimate_shift, shift_plane
-from napari_mpid.core.engine.parts import PlaneFiller, held_out_pixels, record_choice, wants_network
+from napari_mpid.core.engine.parts import ABANDON_AT, PlaneFiller, held_out_pixels, record_choice, wants_network
 from napari_mpid.core.fill.context import ContextFiller
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.model.checkpoints import LoadedModel
@@ -291,6 +291,7 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
             noise = estimate_noise_channels(middle)
             decisions[k] = (noise, *wants_network(p, middle, noise))
     network = {k: not p.adaptive or decisions[k][1] for k, _ in todo_series}
+    abandoned: dict[int, int] = {}
     total = sum((0 if k in fitted or not network[k] else p.iterations) * fit_unit for k, _ in todo_series)
     total += len(wanted) * plane_unit
     done, position = 0.0, 0
@@ -337,10 +338,22 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
             cfiller.network.load_state_dict(fitted[k])
         else:
             gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, series[0], part=_FIT_PART))
-            for t in cfiller.fit(planes, p.iterations, gen, holdout if p.adaptive else None):
+            # As for single planes (ABANDON_AT): part of the way, does the stack's network earn
+            # anything on its middle plane? Not checked on tiled planes, nor where the user asked for it.
+            check = p.adaptive and p.network_use == "auto" and ABANDON_AT > 0 and len(tiles) <= 1
+            check_at = max(1, round(ABANDON_AT * p.iterations)) if check else 0
+            fit = cfiller.fit(planes, p.iterations, gen, holdout if p.adaptive else None)
+            for t in fit:
                 done += fit_unit
                 yield status(series[0], t=t, stage="fit")
-            fitted[k] = {name: v.detach().clone() for name, v in cfiller.network.state_dict().items()}
+                if t == check_at and not _context_earns(filler, cfiller, planes, series, holdout, held_out, plan):
+                    fit.close()
+                    network[k], abandoned[k] = False, t
+                    done += (p.iterations - t) * fit_unit
+                    plan.notes.append(f"auto, stack {k + 1}: network abandoned at iteration {t}: it earned nothing")
+                    break
+            if network[k]:
+                fitted[k] = {name: v.detach().clone() for name, v in cfiller.network.state_dict().items()}
         for j, number in enumerate(series):
             if number not in wanted:
                 continue
@@ -375,12 +388,51 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
 
                 result = _finish_context(
                     filler, noisy, result, held_out(number), number, mask_ratio, plane_at, len(series), j,
-                    plan.context, probe, planes.twin, decisions[k][2],
+                    plan.context, probe, planes.twin, decisions[k][2], abandoned.get(k),
                 )  # fmt: skip
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
             done += plane_unit
             yield status(number, t=p.iterations, stage="predict", event="plane")
             position += 1
+
+
+def _context_earns(
+    filler: PlaneFiller,
+    cfiller: ContextFiller,
+    planes: PlaneCache,
+    series: list[int],
+    holdout: Callable[[int], torch.Tensor],
+    held_out: Callable[[int], np.ndarray],
+    plan,
+) -> bool:
+    """Whether the stack's network, as fitted so far, gets weight in its middle plane's mix.
+
+    :meth:`PlaneFiller.filling_earns` for context filling: the middle plane
+    is predicted with its held-out pixels hidden and mixed as
+    :func:`_finish_context` mixes every plane (neighbour means included),
+    without the evidence shrinkage.
+    """
+    p, j = plan.params, len(series) // 2
+    number = series[j]
+    gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 2)
+    hold = holdout(j)
+    c = 3 if plan.samples else 1  # the first part of split_parts: context filling runs colour as one part
+
+    def plane_at(i: int) -> np.ndarray:
+        return filler.from_batch(planes[i], c, plan.height, plan.width)
+
+    noisy = plane_at(j)
+    result = filler.from_batch(cfiller.predict(planes, j, gen, holdout=hold), c, plan.height, plan.width)
+    noise = estimate_noise_channels(noisy)
+    slope = 0.0
+    if noise.correlation >= CORRELATED:
+        probe = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 3)
+        slope = cfiller.probe_slope(planes, j, noise.correlation, noise.sigma, probe, hold)
+    others = neighbour_candidates(plane_at, len(series), j, plan.context, planes.twin, mean_denoiser(noise))
+    _, how = combine(
+        noisy, {"context prediction": (result, slope)}, held_out(number), noise, evidence=0.0, independent=others
+    )
+    return how.held_out_used and how.weights.get("context prediction", 0.0) > 0
 
 
 def _finish_context(
@@ -397,6 +449,7 @@ def _finish_context(
     probe: Callable[[NoiseEstimate], float],
     twin: Callable[[int, int], bool] | None = None,
     network_reason: str = "",
+    abandoned_at: int | None = None,
 ) -> np.ndarray:
     """Auto preset, context filling: mix the prediction with means of the other planes, fuse with the noisy pixel.
 
@@ -424,6 +477,7 @@ def _finish_context(
         "network_reason": network_reason,
         "stopped_at": [filler.params.iterations] if network else [],
         **({"filled_slope": round(slope, 4)} if network and noise.correlation >= CORRELATED else {}),
+        **({"network": True, "abandoned_at": abandoned_at} if abandoned_at else {}),
     }
     filler.choices.append(record_choice(choice, how, "context prediction" if network else None))
     return out

@@ -28,10 +28,15 @@ from napari_mpid.core.params import FillParams
 from napari_mpid.core.run.devices import resolve_precision
 from napari_mpid.core.run.plan import Plan, plane_seed
 
-__all__ = ["HOLDOUT_TILE", "PlaneFiller", "held_out_pixels", "record_choice", "wants_network"]
+__all__ = ["ABANDON_AT", "HOLDOUT_TILE", "PlaneFiller", "held_out_pixels", "record_choice", "wants_network"]
 
 #: ``tile`` argument of :func:`plane_seed` for the held-out pixels of the auto preset (never a tile).
 HOLDOUT_TILE = 999_983
+#: The auto preset asks, this share of the way through a part's (first tile's) filling,
+#: whether the filling so far earns anything in the mix; where it earns nothing the
+#: network stops there and the part gets the mix alone (:meth:`PlaneFiller.filling_earns`;
+#: where the value came from: docs/constants.md).
+ABANDON_AT = 0.25
 
 
 def held_out_pixels(seed: int, number: int, shape: tuple[int, int], part: int = 0) -> np.ndarray:
@@ -100,7 +105,7 @@ class PlaneFiller:
         settings = self.settings.replace(shared_mask=self.gray_in_colour_network(part))
         self.canvas = part.astype(np.float32, copy=True)
         out = np.zeros_like(part) if len(tiles) > 1 else None
-        held, slopes = None, []
+        held, slopes, check_at = None, [], 0
         if p.adaptive:
             noise = estimate_noise_channels(part)
             changes, why = choose_filling(noise, p.mask_ratio)
@@ -115,6 +120,9 @@ class PlaneFiller:
                 out, how = combine(part, {}, held, noise)
                 self.choices.append(record_choice(choice, how, None))
                 return out
+            # A network the user asked for ("always") runs to the end; ABANDON_AT 0 checks nothing.
+            if p.network_use == "auto" and ABANDON_AT > 0:
+                check_at = max(1, round(ABANDON_AT * p.iterations))
         self.filler = IterativeFiller(self.model.network, self.model.state, settings)
         for k, tile in enumerate(tiles):
             piece = part[(slice(None), *tile.slices)]
@@ -132,6 +140,15 @@ class PlaneFiller:
                     if stop:
                         steps.close()
                         break
+                if k == 0 and t == check_at:
+                    interim = best if best is not None else self.filler.held_out_average()
+                    if not self.filling_earns(piece, interim, held[tile.slices], noise, number, part_no):
+                        steps.close()
+                        choice["abandoned_at"] = t
+                        self._live = None
+                        out, how = combine(part, {}, held, noise)
+                        self.choices.append(record_choice(choice, how, None))
+                        return out
             average = best if best is not None else self.filler.held_out_average()
             if stopper is not None:
                 choice["stopped_at"].append(stopper.stopped_at or p.iterations)
@@ -152,6 +169,33 @@ class PlaneFiller:
                 choice["filled_slope"] = round(slope, 4)
             self.choices.append(record_choice(choice, how, "filling"))
         return out
+
+    def filling_earns(
+        self,
+        piece: np.ndarray,
+        interim: torch.Tensor,
+        held: np.ndarray,
+        noise: NoiseEstimate,
+        number: int,
+        part_no: int,
+    ) -> bool:
+        """Whether the filling of ``piece`` as it stands gets weight in the mix on its held-out pixels.
+
+        The same test the final mix makes (:func:`~napari_mpid.core.auto.combine`'s
+        cross-fitted gain over the plane's own mix), without its shrinkage
+        (``evidence=0``): a filling whose gain is not even positive part of the
+        way through rarely gains later (docs/benchmarks.md, "Abandoning a
+        filling that earns nothing"), while the rest of the run is most of the
+        network's time.
+        """
+        filled = self.from_batch(interim, *piece.shape)
+        slope = 0.0
+        if noise.correlation >= CORRELATED:
+            seed = plane_seed(self.params.seed, number, part_no, 0) + 2
+            probe = torch.Generator(self.device).manual_seed(seed)
+            slope = self.filler.probe_slope(self.to_batch(piece), noise.correlation, noise.sigma, probe)
+        _, how = combine(piece, {"filling": (filled, slope)}, held, noise, evidence=0.0)
+        return how.held_out_used and how.weights.get("filling", 0.0) > 0
 
     def gray_in_colour_network(self, part: np.ndarray) -> bool:
         """A gray part enters a 3-channel network as three equal channels: its masks must be shared."""
