@@ -37,6 +37,10 @@ step 150 fmdd_network python3 benchmarks/network_value.py fmdd --captures 1 --va
     --device "$DEVICE" --threads "$T" "${LIM[@]}" --json "$R/network_value_fmdd12.json"
 step 60 cset9_network python3 benchmarks/network_value.py cset9 --variants auto never fast --device "$DEVICE" \
     --threads "$T" "${LIM[@]}" --json "$R/network_value_cset9.json"
+# 2b. Abandoning a filling that earns nothing (ABANDON_AT) with CUDA graphs: the check runs
+#    between graph replays; its figures on the CPU are in docs/benchmarks.md.
+step 90 abandon python3 benchmarks/network_abandon.py cset9 sample stack --at 0 0.5 --device "$DEVICE" \
+    --threads "$T" --json "$R/network_abandon.json"
 # 3. The noise ladder with the network on every crop (the defaults skip it on FMD).
 step 80 ladder_always python3 benchmarks/network_value.py ladder --variants auto always --device "$DEVICE" \
     --threads "$T" "${LIM[@]}" --json "$R/network_value_ladder.json"

@@ -32,6 +32,7 @@ import torch
 from _common import psnr, run_to_end
 from network_probe import planes
 
+import napari_mpid.core.engine.modes as modes
 import napari_mpid.core.engine.parts as parts
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.params import preset
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sets", nargs="+", choices=("set12", "cset9", "sample", "stack"))
     parser.add_argument("--at", type=float, nargs="+", default=[0.0, 0.25])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -79,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                     clean = clean_of(dataset, name, index)
                 row: dict = {"image": name}
                 for at in args.at:
-                    parts.ABANDON_AT = at
-                    params = preset("auto", model=model, normalization="auto" if model == "real-noise" else "none")
+                    parts.ABANDON_AT = modes.ABANDON_AT = at  # plane filling, context filling
+                    normalization = "auto" if model == "real-noise" else "none"
+                    params = preset("auto", model=model, normalization=normalization, device=args.device)
                     start = time.perf_counter()
                     result = run_to_end(denoise_planes(noisy, params, axes=axes, noise_map=False))
                     seconds = time.perf_counter() - start
@@ -114,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     finally:
-        parts.ABANDON_AT = kept
+        parts.ABANDON_AT = modes.ABANDON_AT = kept
     if args.json:
-        args.json.write_text(json.dumps({"at": args.at, "threads": args.threads, "sets": found}, indent=1))
+        args.json.write_text(json.dumps({"at": args.at, "threads": args.threads, "device": args.device, "sets": found}, indent=1))
     return 0
 
 

@@ -1,7 +1,8 @@
 """Could the auto preset tell early that the network's filling will earn nothing? Its held-out error against the mix's.
 
 Not a test: a measurement for docs/benchmarks.md ("Where the network runs
-for nothing"), for a rule not built yet.
+for nothing"); the rule built from it is measured by
+benchmarks/network_abandon.py.
 
 For every plane, the engine runs the auto preset with the network forced on
 (``network="always"``). Recorded: the filling's held-out score per

@@ -223,7 +223,7 @@ def test_a_filling_rejected_as_a_copy_of_the_plane_is_recorded_with_no_weight():
 
 
 def test_context_filling_abandons_a_stack_network_that_earns_nothing():
-    # Gaussian noise of one level: the stack's network is fitted, checked a quarter of the way
+    # Gaussian noise of one level: the stack's network is fitted, checked part of the way
     # on the middle plane (a random network earns nothing), and every plane gets the mix alone.
     stack = np.stack([_gaussian_texture_plane(48, s) for s in range(4)]).astype(np.float32)
     params = preset("auto", iterations=8, model=MODEL, device="cpu", context=1)

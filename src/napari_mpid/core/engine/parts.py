@@ -36,7 +36,7 @@ HOLDOUT_TILE = 999_983
 #: whether the filling so far earns anything in the mix; where it earns nothing the
 #: network stops there and the part gets the mix alone (:meth:`PlaneFiller.filling_earns`;
 #: where the value came from: docs/constants.md).
-ABANDON_AT = 0.25
+ABANDON_AT = 0.5
 
 
 def held_out_pixels(seed: int, number: int, shape: tuple[int, int], part: int = 0) -> np.ndarray:
