@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         parts.ABANDON_AT = modes.ABANDON_AT = kept
     if args.json:
-        args.json.write_text(json.dumps({"at": args.at, "threads": args.threads, "device": args.device, "sets": found}, indent=1))
+        args.json.write_text(
+            json.dumps({"at": args.at, "threads": args.threads, "device": args.device, "sets": found}, indent=1)
+        )
     return 0
 
 

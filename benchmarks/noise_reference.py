@@ -6,14 +6,25 @@ against a brightness-matched reference").
 Issue 20 asks for the estimated noise variance within 15 % of the value
 measured against gt. FMD's raw captures differ from gt (the mean of 50
 captures) by a gain of 0.84-1.14 in brightness, so ``mean((raw - gt)^2)``
-holds that mismatch beside the noise. Two references per image, both
-divided by k for the mean of k captures (avg-k):
+holds that mismatch beside the noise. Three references per image:
 
 naive
-    ``mean((raw - gt)^2)``;
+    ``mean((raw - gt)^2) / k`` for the mean of k captures (avg-k);
 matched
     the same after a gain and an offset of gt fitted to the raw capture by
-    least squares (what is left is the capture's noise).
+    least squares (what is left is the capture's noise), over k;
+direct
+    the image's own residual: gt's gain and offset fitted to the avg-k
+    image itself, the residual's variance divided by ``1 - k / 50``. FMD's
+    avg-k images average k of the 50 captures whose mean is gt, so gt
+    shares their noise: the residual keeps ``(1 - k / 50)`` of the
+    image's noise variance (checked where the estimate is trusted:
+    Confocal_FISH_1 and Confocal_MICE_1 leave residuals raw : avg8 of 9.2
+    and 9.5, as ``(1 - 1/50) / (1/8 - 1/50)`` = 9.3 predicts, against 7.0
+    if gt did not hold them). The first two assume an avg-k image holds
+    ``1 / k`` of the raw capture's noise; where it does not (up to 1.9x
+    apart on Confocal_BPAE_R_1 avg8) only the direct reference measures
+    the noise the estimate is asked for.
 
 Reported: the estimate (the mean over the plane of
 :func:`~napari_mpid.core.noise.estimate_noise`'s noise-level line) over
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 gt = read_unit(root / "gt" / name)[crop]
                 naive, matched = references(read_unit(root / "raw" / name)[crop], gt)
                 plane = read_unit(root / level / name)[crop]
+                direct = references(plane, gt)[1] / (1 - k / 50)
                 noise = estimate_noise(plane)
                 estimate = float(np.mean(noise.variance(plane)))
                 rows.append(
@@ -75,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
                         "correlated": bool(noise.correlation >= CORRELATED),
                         "estimate / naive": estimate / (naive / k),
                         "estimate / matched": estimate / (matched / k),
+                        "estimate / direct": estimate / direct,
                     }
                 )
     summary = {}
     for level in levels:
         here = [r for r in rows if r["image"].startswith(level + "/")]
         summary[level] = {}
-        for key in ("estimate / naive", "estimate / matched"):
+        for key in ("estimate / naive", "estimate / matched", "estimate / direct"):
             values = np.array([r[key] for r in here])
             outside = int(np.sum(np.abs(values - 1) > 0.15))
             summary[level][key] = {"min": float(values.min()), "max": float(values.max()), "outside 15 %": outside}
