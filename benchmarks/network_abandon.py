@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", type=float, nargs="+", default=[0.0, 0.25])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--iterations", type=int, help="the most iterations T (default: the auto preset's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                     parts.ABANDON_AT = modes.ABANDON_AT = at  # plane filling, context filling
                     normalization = "auto" if model == "real-noise" else "none"
                     params = preset("auto", model=model, normalization=normalization, device=args.device)
+                    if args.iterations is not None:
+                        params = params.replace(iterations=args.iterations)
                     start = time.perf_counter()
                     result = run_to_end(denoise_planes(noisy, params, axes=axes, noise_map=False))
                     seconds = time.perf_counter() - start
@@ -120,7 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         parts.ABANDON_AT = modes.ABANDON_AT = kept
     if args.json:
         args.json.write_text(
-            json.dumps({"at": args.at, "threads": args.threads, "device": args.device, "sets": found}, indent=1)
+            json.dumps(
+                {
+                    "at": args.at,
+                    "iterations": params.iterations,
+                    "threads": args.threads,
+                    "device": args.device,
+                    "sets": found,
+                },
+                indent=1,
+            )
         )
     return 0
 

@@ -61,6 +61,19 @@ def test_cuda_small_planes_are_launch_bound_and_large_planes_pixel_bound(model):
     assert "H100 speed" in estimate_text(small, cuda)
 
 
+def test_context_filling_under_the_auto_preset_is_an_upper_bound_unless_the_network_is_forced(model):
+    # The stack's network may be abandoned halfway (ABANDON_AT); "always" fits to the end.
+    cpu = torch.device("cpu")
+
+    def context_plan(network: str):
+        params = FillParams(iterations=100, context=1, adaptive=True, network=network)
+        return make_plan((4, 64, 64), np.uint16, params, model, cpu, axes="ZYX")
+
+    assert context_plan("auto").series
+    assert estimate_text(context_plan("auto"), cpu).startswith("rough estimate: at most")
+    assert estimate_text(context_plan("always"), cpu).startswith("rough estimate: ~")
+
+
 def test_devices_without_a_measured_speed_get_no_figure(model):
     plan = plan_for(model, (2, 64, 64))
     assert estimate_seconds(plan, torch.device("mps")) is None

@@ -238,8 +238,11 @@ def estimate_text(
             f"rough estimate: ~{format_duration(seconds)} on {where}, at {measured}; the network does not run ({why})"
         )
     # The auto preset stops a plane's filling once its held-out score stops improving (on FMD
-    # crops after 72-200 of its 200 iterations): its T iterations are the most it runs.
-    bound = "at most " if plan.params.adaptive and (not plan.series or plan.params.static_scene) else "~"
+    # crops after 72-200 of its 200 iterations), and abandons a filling or a stack's context fit
+    # that earns nothing halfway (ABANDON_AT): its T iterations are the most it runs.
+    p = plan.params
+    stops = not plan.series or p.static_scene or getattr(p, "network_use", "auto") == "auto"
+    bound = "at most " if p.adaptive and stops else "~"
     if calibration is not None:
         day = calibration.measured.split("T")[0]
         return f"rough estimate: {bound}{format_duration(seconds)} on {where}, at this machine's speed (measured {day})"
