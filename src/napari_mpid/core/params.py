@@ -148,8 +148,10 @@ class FillParams:
         planes whose noise says it will earn weight in the final mix (noise
         of one level everywhere; not on shot-noise-limited or spatially
         correlated noise, where the blur mix does the work in a fraction of
-        the time), "always" on every plane, "never" (the mix alone). The
-        paper's presets (fast, quality, cpu) always run it.
+        the time), and there stopped halfway where its filling has earned no
+        weight in the mix so far; "always" on every plane and to the end,
+        "never" (the mix alone). The paper's presets (fast, quality, cpu)
+        always run it.
     """
 
     iterations: int = field(
@@ -246,7 +248,8 @@ class FillParams:
     network: str = field(
         default="auto",
         metadata=_meta(
-            "When the auto preset runs the network: auto (where the noise says it earns its time), always, never.",
+            "When the auto preset runs the network: auto (where the noise says it earns its time; stopped "
+            "halfway if it has earned nothing), always, never.",
             choices=NETWORK_USE,
         ),
     )
