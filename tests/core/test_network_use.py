@@ -240,3 +240,47 @@ def test_context_filling_abandons_a_stack_network_that_earns_nothing():
     assert any(f"network abandoned at iteration {check}" in note for note in result.notes)
     np.testing.assert_array_equal(result.denoised, alone.denoised)
     assert steps[-1].fraction == 1.0
+
+
+def test_a_tiled_part_stops_only_the_tiles_whose_filling_earns_nothing(monkeypatch):
+    # Tile by tile: the first tile's filling is taken to earn nothing, the others to earn.
+    asked = []
+
+    def earns(self, piece, interim, held, noise, number, part_no, tile=0):
+        asked.append(tile)
+        return tile != 0
+
+    monkeypatch.setattr(PlaneFiller, "filling_earns", earns)
+    plane = _gaussian_texture_plane(128).astype(np.float32)
+    params = preset("auto", iterations=8, model=MODEL, device="cpu", tile_size=64, tile_overlap=8)
+    check = round(ABANDON_AT * params.iterations)
+
+    steps, result = run(denoise_planes(plane, params))
+
+    (choice,) = result.choices
+    tiles = max(s.tile for s in steps)
+    assert tiles > 1 and asked == list(range(tiles))
+    assert "abandoned_at" not in choice and choice["tiles_abandoned"] == 1
+    assert choice["stopped_at"] == [check] + [params.iterations] * (tiles - 1)
+    last = {}
+    for s in steps:
+        if s.event == "iteration":
+            last[s.tile] = s.iteration
+    assert last[1] == check and all(last[k] == params.iterations for k in range(2, tiles + 1))
+
+
+def test_a_tiled_part_where_no_tile_earns_gets_the_mix_alone(monkeypatch):
+    # On 64x64 tiles (~160 held-out pixels each) a random filling may show a positive gain
+    # by chance: here no tile earns.
+    monkeypatch.setattr(PlaneFiller, "filling_earns", lambda self, *args: False)
+    plane = _gaussian_texture_plane(128).astype(np.float32)
+    tiling = {"tile_size": 64, "tile_overlap": 8}
+    params = preset("auto", iterations=8, model=MODEL, device="cpu", **tiling)
+
+    steps, result = run(denoise_planes(plane, params))
+    _, alone = run(denoise_planes(plane, preset("auto", model=MODEL, device="cpu", network="never", **tiling)))
+
+    (choice,) = result.choices
+    assert max(s.tile for s in steps) > 1
+    assert choice["abandoned_at"] == round(ABANDON_AT * params.iterations) and choice["stopped_at"] == []
+    np.testing.assert_array_equal(result.denoised, alone.denoised)

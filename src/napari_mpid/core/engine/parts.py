@@ -32,10 +32,11 @@ __all__ = ["ABANDON_AT", "HOLDOUT_TILE", "PlaneFiller", "held_out_pixels", "reco
 
 #: ``tile`` argument of :func:`plane_seed` for the held-out pixels of the auto preset (never a tile).
 HOLDOUT_TILE = 999_983
-#: The auto preset asks, this share of the way through a part's (first tile's) filling,
-#: whether the filling so far earns anything in the mix; where it earns nothing the
-#: network stops there and the part gets the mix alone (:meth:`PlaneFiller.filling_earns`;
-#: where the value came from: docs/constants.md).
+#: The auto preset asks, this share of the way through each tile's filling, whether the
+#: filling so far earns anything in the mix; where it earns nothing the network stops
+#: there (the tile keeps its filling as it stands), and a part where no tile earned
+#: anything gets the mix alone (:meth:`PlaneFiller.filling_earns`; where the value came
+#: from: docs/constants.md).
 ABANDON_AT = 0.5
 
 
@@ -124,12 +125,14 @@ class PlaneFiller:
             if p.network_use == "auto" and ABANDON_AT > 0:
                 check_at = max(1, round(ABANDON_AT * p.iterations))
         self.filler = IterativeFiller(self.model.network, self.model.state, settings)
+        abandoned: list[int] = []  # the iteration each abandoned tile stopped at
         for k, tile in enumerate(tiles):
             piece = part[(slice(None), *tile.slices)]
             gen = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k))
             self._live = (tile.slices, lambda: self.filler.running_average)
             holdout = self.holdout_batch(held[tile.slices]) if held is not None else None
             stopper, best = (EarlyStop(), None) if held is not None else (None, None)
+            dropped = False
             steps = self.filler.run(self.to_batch(piece), p.iterations, generator=gen, holdout=holdout)
             for t in steps:
                 yield k + 1, t
@@ -140,19 +143,18 @@ class PlaneFiller:
                     if stop:
                         steps.close()
                         break
-                if k == 0 and t == check_at:
+                if t == check_at:
                     interim = best if best is not None else self.filler.held_out_average()
-                    if not self.filling_earns(piece, interim, held[tile.slices], noise, number, part_no):
+                    if not self.filling_earns(piece, interim, held[tile.slices], noise, number, part_no, k):
+                        # The tile keeps its filling as it stands; the final mix weighs the part's.
                         steps.close()
-                        choice["abandoned_at"] = t
-                        self._live = None
-                        out, how = combine(part, {}, held, noise)
-                        self.choices.append(record_choice(choice, how, None))
-                        return out
+                        best, dropped = interim, True
+                        abandoned.append(t)
+                        break
             average = best if best is not None else self.filler.held_out_average()
             if stopper is not None:
-                choice["stopped_at"].append(stopper.stopped_at or p.iterations)
-                if noise.correlation >= CORRELATED:
+                choice["stopped_at"].append(check_at if dropped else stopper.stopped_at or p.iterations)
+                if noise.correlation >= CORRELATED and not dropped:
                     probe = torch.Generator(self.device).manual_seed(plane_seed(p.seed, number, part_no, k) + 1)
                     slopes.append(self.filler.probe_slope(self.to_batch(piece), noise.correlation, noise.sigma, probe))
             result = self.from_batch(average, *piece.shape)
@@ -162,7 +164,15 @@ class PlaneFiller:
                 out = result
             else:
                 out[(slice(None), *tile.slices)] += result * weights[k]
+        if held is not None and abandoned and len(abandoned) == len(tiles):
+            # Nowhere did the filling earn anything: the part gets the mix alone.
+            choice["abandoned_at"], choice["stopped_at"] = max(abandoned), []
+            out, how = combine(part, {}, held, noise)
+            self.choices.append(record_choice(choice, how, None))
+            return out
         if held is not None:
+            if abandoned:
+                choice["tiles_abandoned"] = len(abandoned)
             slope = float(np.mean(slopes)) if slopes else 0.0
             out, how = combine(part, {"filling": (out, slope)}, held, noise)
             if slopes:
@@ -178,6 +188,7 @@ class PlaneFiller:
         noise: NoiseEstimate,
         number: int,
         part_no: int,
+        tile: int = 0,
     ) -> bool:
         """Whether the filling of ``piece`` as it stands gets weight in the mix on its held-out pixels.
 
@@ -191,7 +202,7 @@ class PlaneFiller:
         filled = self.from_batch(interim, *piece.shape)
         slope = 0.0
         if noise.correlation >= CORRELATED:
-            seed = plane_seed(self.params.seed, number, part_no, 0) + 2
+            seed = plane_seed(self.params.seed, number, part_no, tile) + 2
             probe = torch.Generator(self.device).manual_seed(seed)
             slope = self.filler.probe_slope(self.to_batch(piece), noise.correlation, noise.sigma, probe)
         _, how = combine(piece, {"filling": (filled, slope)}, held, noise, evidence=0.0)
