@@ -21,7 +21,7 @@ from napari_mpid.core.params import FillParams
 from napari_mpid.core.results import Progress
 from napari_mpid.core.run.assemble import check_finite, merge_parts, split_parts
 from napari_mpid.core.run.normalization import IntensityScale
-from napari_mpid.core.run.plan import memory_budget, plane_seed
+from napari_mpid.core.run.plan import Plan, memory_budget, plane_seed
 from napari_mpid.core.run.scales import channel_of, count_outside
 from napari_mpid.core.run.stack import PlaneCache
 from napari_mpid.core.run.tiling import blend_weights, plan_tiles
@@ -403,7 +403,7 @@ def _context_earns(
     series: list[int],
     holdout: Callable[[int], torch.Tensor],
     held_out: Callable[[int], np.ndarray],
-    plan,
+    plan: Plan,
 ) -> bool:
     """Whether the stack's network, as fitted so far, gets weight in its middle plane's mix.
 
