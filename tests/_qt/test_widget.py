@@ -556,6 +556,6 @@ def test_the_status_line_says_whether_the_network_ran_and_what_produced_the_resu
         shown[name] = widget.status.value
 
     assert shown["shot"].startswith("Denoised 1 plane in ") and "without the network: " in shown["shot"]
-    assert "without the network (tried on 1, abandoned: it earned nothing): " in shown["flat"]
+    assert "without the network (tried on 1 plane, abandoned: it earned nothing): " in shown["flat"]
     assert "with the network on every plane: network" in shown["kept"]
     assert all("%" in text and text.endswith(".") for text in shown.values())

@@ -263,6 +263,6 @@ def test_the_summary_says_in_plain_words_what_produced_each_result(tmp_path, tin
 
     shot_line, texture_line = summary_of("shot.tif"), summary_of("texture.tif")
     assert "without the network: " in shot_line and "network" not in shot_line.split(":")[1]
-    assert "without the network (tried on 1, abandoned: it earned nothing): " in texture_line
+    assert "without the network (tried on 1 plane, abandoned: it earned nothing): " in texture_line
     assert "with the network on every plane: network" in kept_out
     assert "% of the intensity range before" in shot_line

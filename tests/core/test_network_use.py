@@ -151,8 +151,11 @@ def test_a_filling_that_earns_nothing_is_abandoned_and_the_plane_gets_the_mix_al
     assert choice["blend_weight"] == 0.0 and result.produced_by()["network"] == 0.0
     # The same held-out pixels, noise estimate and mix as a run without the network.
     np.testing.assert_array_equal(result.denoised, alone.denoised)
-    assert "without the network (tried on 1, abandoned: it earned nothing)" in result.summary()
-    assert f"network on 0 of 1 (tried and abandoned on 1 more at iteration {check}" in result.metadata()["notes"][-1]
+    assert "without the network (tried on 1 plane, abandoned: it earned nothing)" in result.summary()
+    assert (
+        f"network on 0 of 1, tried and abandoned on 1 plane at iteration {check} (it earned nothing)"
+        in result.metadata()["notes"][-1]
+    )
 
 
 def test_filling_earns_tells_a_good_filling_from_a_useless_one(tiny_filler):
@@ -236,6 +239,7 @@ def test_context_filling_abandons_a_stack_network_that_earns_nothing():
 
     assert max(s.iteration for s in steps if s.stage == "fit") == check
     assert [c["abandoned_at"] for c in result.choices] == [check] * 4
+    assert "without the network (tried on 1 stack, abandoned: it earned nothing)" in result.summary()
     assert result.fitted == {}  # nothing to hand back to a later run
     assert any(f"network abandoned at iteration {check}" in note for note in result.notes)
     np.testing.assert_array_equal(result.denoised, alone.denoised)

@@ -159,7 +159,7 @@ class DenoiseResult:
         if not self.choices:
             return f"{text} with the paper's iterative filling: {made}."
         ran = sum(1 for c in self.choices if c.get("network", True) and "abandoned_at" not in c)
-        tried = sum(1 for c in self.choices if "abandoned_at" in c)
+        tried = _tried(self.choices)
         if ran == 0:
             text += " without the network"
             if tried:
@@ -201,6 +201,14 @@ class DenoiseResult:
         }
 
 
+def _tried(choices: list[dict[str, Any]]) -> str:
+    """Where the network was tried and abandoned, in words: "2 planes", "1 stack" (one network per stack), or ""."""
+    abandoned = [c for c in choices if "abandoned_at" in c]
+    stacks = {c["stack"] for c in abandoned if "stack" in c}
+    count, unit = (len(stacks), "stack") if stacks else (len(abandoned), "plane")
+    return f"{count} {unit}{'s' if count != 1 else ''}" if abandoned else ""
+
+
 def _summarize(choices: list[dict[str, Any]]) -> list[str]:
     """One note per auto-preset run: the noise, where the network ran and what the mix used, over all planes."""
     if not choices:
@@ -211,7 +219,7 @@ def _summarize(choices: list[dict[str, Any]]) -> list[str]:
     text = f"auto: {len(choices)} plane(s)/part(s); noise {min(sigmas):.3g}-{max(sigmas):.3g} (RMS, scaled units)"
     text += f"; network on {len(ran)} of {len(choices)}"
     if abandoned:
-        text += f" (tried and abandoned on {len(abandoned)} more at iteration {max(abandoned)}: it earned nothing)"
+        text += f", tried and abandoned on {_tried(choices)} at iteration {max(abandoned)} (it earned nothing)"
     if ran:
         stops = [t for c in ran for t in c["stopped_at"]]
         ratios = sorted({c["mask_ratio"] for c in ran})

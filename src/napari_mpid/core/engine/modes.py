@@ -388,7 +388,7 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
 
                 result = _finish_context(
                     filler, noisy, result, held_out(number), number, mask_ratio, plane_at, len(series), j,
-                    plan.context, probe, planes.twin, decisions[k][2], abandoned.get(k),
+                    plan.context, probe, planes.twin, decisions[k][2], abandoned.get(k), k + 1,
                 )  # fmt: skip
             run.outputs.write(index, plane, merge_parts(plane, [scale.inverse(result)], plan))
             done += plane_unit
@@ -450,6 +450,7 @@ def _finish_context(
     twin: Callable[[int, int], bool] | None = None,
     network_reason: str = "",
     abandoned_at: int | None = None,
+    stack: int | None = None,
 ) -> np.ndarray:
     """Auto preset, context filling: mix the prediction with means of the other planes, fuse with the noisy pixel.
 
@@ -478,6 +479,7 @@ def _finish_context(
         "stopped_at": [filler.params.iterations] if network else [],
         **({"filled_slope": round(slope, 4)} if network and noise.correlation >= CORRELATED else {}),
         **({"network": True, "abandoned_at": abandoned_at} if abandoned_at else {}),
+        **({"stack": stack} if stack is not None else {}),
     }
     filler.choices.append(record_choice(choice, how, "context prediction" if network else None))
     return out
