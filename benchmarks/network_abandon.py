@@ -65,10 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iterations", type=int, help="the most iterations T (default: the auto preset's)")
+    parser.add_argument("--evidence", type=float, help="ABANDON_EVIDENCE (default: the shipped value)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    kept = parts.ABANDON_AT
+    kept = parts.ABANDON_AT, parts.ABANDON_EVIDENCE
+    if args.evidence is not None:
+        parts.ABANDON_EVIDENCE = modes.ABANDON_EVIDENCE = args.evidence
     found: dict[str, list[dict]] = {}
     try:
         for dataset in args.sets:
@@ -120,13 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     finally:
-        parts.ABANDON_AT = modes.ABANDON_AT = kept
+        parts.ABANDON_AT = modes.ABANDON_AT = kept[0]
+        parts.ABANDON_EVIDENCE = modes.ABANDON_EVIDENCE = kept[1]
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "at": args.at,
                     "iterations": params.iterations,
+                    "evidence": kept[1] if args.evidence is None else args.evidence,
                     "threads": args.threads,
                     "device": args.device,
                     "sets": found,

@@ -12,7 +12,14 @@ import torch
 from napari_mpid.core.auto import CORRELATED, choose_filling, combine, mean_denoiser, neighbour_candidates
 from napari_mpid.core.auto.neighbours import plausible_shift
 from napari_mpid.core.auto.registration import estimate_shift, shift_plane
-from napari_mpid.core.engine.parts import ABANDON_AT, PlaneFiller, held_out_pixels, record_choice, wants_network
+from napari_mpid.core.engine.parts import (
+    ABANDON_AT,
+    ABANDON_EVIDENCE,
+    PlaneFiller,
+    held_out_pixels,
+    record_choice,
+    wants_network,
+)
 from napari_mpid.core.fill.context import ContextFiller
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.model.checkpoints import LoadedModel
@@ -430,8 +437,9 @@ def _context_earns(
         slope = cfiller.probe_slope(planes, j, noise.correlation, noise.sigma, probe, hold)
     others = neighbour_candidates(plane_at, len(series), j, plan.context, planes.twin, mean_denoiser(noise))
     _, how = combine(
-        noisy, {"context prediction": (result, slope)}, held_out(number), noise, evidence=0.0, independent=others
-    )
+        noisy, {"context prediction": (result, slope)}, held_out(number), noise, evidence=ABANDON_EVIDENCE,
+        independent=others,
+    )  # fmt: skip
     return how.held_out_used and how.weights.get("context prediction", 0.0) > 0
 
 

@@ -28,7 +28,15 @@ from napari_mpid.core.params import FillParams
 from napari_mpid.core.run.devices import resolve_precision
 from napari_mpid.core.run.plan import Plan, plane_seed
 
-__all__ = ["ABANDON_AT", "HOLDOUT_TILE", "PlaneFiller", "held_out_pixels", "record_choice", "wants_network"]
+__all__ = [
+    "ABANDON_AT",
+    "ABANDON_EVIDENCE",
+    "HOLDOUT_TILE",
+    "PlaneFiller",
+    "held_out_pixels",
+    "record_choice",
+    "wants_network",
+]
 
 #: ``tile`` argument of :func:`plane_seed` for the held-out pixels of the auto preset (never a tile).
 HOLDOUT_TILE = 999_983
@@ -38,6 +46,9 @@ HOLDOUT_TILE = 999_983
 #: anything gets the mix alone (:meth:`PlaneFiller.filling_earns`; where the value came
 #: from: docs/constants.md).
 ABANDON_AT = 0.5
+#: The evidence (in standard errors, as :data:`~napari_mpid.core.auto.EVIDENCE`) a filling
+#: needs part of the way to be kept: 0, any positive gain (docs/constants.md).
+ABANDON_EVIDENCE = 0.0
 
 
 def held_out_pixels(seed: int, number: int, shape: tuple[int, int], part: int = 0) -> np.ndarray:
@@ -205,7 +216,7 @@ class PlaneFiller:
             seed = plane_seed(self.params.seed, number, part_no, tile) + 2
             probe = torch.Generator(self.device).manual_seed(seed)
             slope = self.filler.probe_slope(self.to_batch(piece), noise.correlation, noise.sigma, probe)
-        _, how = combine(piece, {"filling": (filled, slope)}, held, noise, evidence=0.0)
+        _, how = combine(piece, {"filling": (filled, slope)}, held, noise, evidence=ABANDON_EVIDENCE)
         return how.held_out_used and how.weights.get("filling", 0.0) > 0
 
     def gray_in_colour_network(self, part: np.ndarray) -> bool:
