@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import napari_mpid.core.engine.modes as modes
 from napari_mpid.core.auto import FAMILIES, Combination, combine, family_of, network_decision
 from napari_mpid.core.engine import denoise_planes
 from napari_mpid.core.engine.parts import ABANDON_AT, PlaneFiller, record_choice
@@ -287,4 +288,27 @@ def test_a_tiled_part_where_no_tile_earns_gets_the_mix_alone(monkeypatch):
     (choice,) = result.choices
     assert max(s.tile for s in steps) > 1
     assert choice["abandoned_at"] == round(ABANDON_AT * params.iterations) and choice["stopped_at"] == []
+    np.testing.assert_array_equal(result.denoised, alone.denoised)
+
+
+def test_context_filling_checks_a_tiled_stack_tile_by_tile(monkeypatch):
+    # Planes predicted in tiles: the check crops the middle plane and its neighbours' means
+    # to each tile and keeps the network if any tile earns; a random network earns on none.
+    real, regions = modes._context_earns, []
+
+    def spy(*args):
+        regions.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(modes, "_context_earns", spy)
+    stack = np.stack([_gaussian_texture_plane(96, s) for s in range(4)]).astype(np.float32)
+    tiling = {"tile_size": 64, "tile_overlap": 8, "context": 1}
+    params = preset("auto", iterations=8, model=MODEL, device="cpu", **tiling)
+
+    _, result = run(denoise_planes(stack, params, axes="ZYX"))
+    never = preset("auto", model=MODEL, device="cpu", network="never", **tiling)
+    _, alone = run(denoise_planes(stack, never, axes="ZYX"))
+
+    assert len(regions) == 1 and len(regions[0]) > 1  # one check, over every tile
+    assert [c["abandoned_at"] for c in result.choices] == [round(ABANDON_AT * params.iterations)] * 4
     np.testing.assert_array_equal(result.denoised, alone.denoised)

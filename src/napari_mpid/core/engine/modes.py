@@ -346,14 +346,18 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
         else:
             gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, series[0], part=_FIT_PART))
             # As for single planes (ABANDON_AT): part of the way, does the stack's network earn
-            # anything on its middle plane? Not checked on tiled planes, nor where the user asked for it.
-            check = p.adaptive and p.network_use == "auto" and ABANDON_AT > 0 and len(tiles) <= 1
+            # anything on its middle plane? Not where the user asked for the network.
+            # Tiles of the pixel-shuffled grid are regions of the plane only without shuffling.
+            check = p.adaptive and p.network_use == "auto" and ABANDON_AT > 0 and (len(tiles) <= 1 or f == 1)
             check_at = max(1, round(ABANDON_AT * p.iterations)) if check else 0
+            regions = [t.slices for t in tiles] if len(tiles) > 1 else None
             fit = cfiller.fit(planes, p.iterations, gen, holdout if p.adaptive else None)
             for t in fit:
                 done += fit_unit
                 yield status(series[0], t=t, stage="fit")
-                if t == check_at and not _context_earns(filler, cfiller, planes, series, holdout, held_out, plan):
+                if t == check_at and not _context_earns(
+                    filler, cfiller, planes, series, holdout, held_out, plan, regions
+                ):
                     fit.close()
                     network[k], abandoned[k] = False, t
                     done += (p.iterations - t) * fit_unit
@@ -411,36 +415,55 @@ def _context_earns(
     holdout: Callable[[int], torch.Tensor],
     held_out: Callable[[int], np.ndarray],
     plan: Plan,
+    regions: list[tuple[slice, slice]] | None = None,
 ) -> bool:
     """Whether the stack's network, as fitted so far, gets weight in its middle plane's mix.
 
     :meth:`PlaneFiller.filling_earns` for context filling: the middle plane
     is predicted with its held-out pixels hidden and mixed as
     :func:`_finish_context` mixes every plane (neighbour means included),
-    without the evidence shrinkage.
+    without the evidence shrinkage. A plane predicted in tiles (``regions``)
+    is judged tile by tile, each tile with its crop of the neighbours' means;
+    the network earns if it does on any tile.
     """
     p, j = plan.params, len(series) // 2
     number = series[j]
     gen = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 2)
     hold = holdout(j)
     c = 3 if plan.samples else 1  # the first part of split_parts: context filling runs colour as one part
+    everywhere = (slice(None), slice(None))
+    full: dict[int, np.ndarray] = {}
 
-    def plane_at(i: int) -> np.ndarray:
-        return filler.from_batch(planes[i], c, plan.height, plan.width)
+    def whole(i: int) -> np.ndarray:
+        if i not in full:
+            full[i] = filler.from_batch(planes[i], c, plan.height, plan.width)
+        return full[i]
 
-    noisy = plane_at(j)
-    result = filler.from_batch(cfiller.predict(planes, j, gen, holdout=hold), c, plan.height, plan.width)
-    noise = estimate_noise_channels(noisy)
-    slope = 0.0
-    if noise.correlation >= CORRELATED:
-        probe = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 3)
-        slope = cfiller.probe_slope(planes, j, noise.correlation, noise.sigma, probe, hold)
-    others = neighbour_candidates(plane_at, len(series), j, plan.context, planes.twin, mean_denoiser(noise))
-    _, how = combine(
-        noisy, {"context prediction": (result, slope)}, held_out(number), noise, evidence=ABANDON_EVIDENCE,
-        independent=others,
-    )  # fmt: skip
-    return how.held_out_used and how.weights.get("context prediction", 0.0) > 0
+    noise = estimate_noise_channels(whole(j))
+    held = held_out(number)
+    for region in regions or [everywhere]:
+        rows, cols = region
+
+        def plane_at(i: int, rows=rows, cols=cols) -> np.ndarray:
+            return whole(i)[:, rows, cols]
+
+        noisy = plane_at(j)
+        part = None if region is everywhere else region
+        piece = hold if part is None else hold[(..., *region)]
+        predicted = cfiller.predict(planes, j, gen, part, holdout=piece)
+        result = filler.from_batch(predicted, c, *noisy.shape[1:])
+        slope = 0.0
+        if noise.correlation >= CORRELATED:
+            probe = torch.Generator(filler.device).manual_seed(plane_seed(p.seed, number) + 3)
+            slope = cfiller.probe_slope(planes, j, noise.correlation, noise.sigma, probe, piece, part)
+        others = neighbour_candidates(plane_at, len(series), j, plan.context, planes.twin, mean_denoiser(noise))
+        _, how = combine(
+            noisy, {"context prediction": (result, slope)}, held[rows, cols], noise, evidence=ABANDON_EVIDENCE,
+            independent=others,
+        )  # fmt: skip
+        if how.held_out_used and how.weights.get("context prediction", 0.0) > 0:
+            return True
+    return False
 
 
 def _finish_context(
