@@ -204,11 +204,12 @@ class PlaneFiller:
         """Whether the filling of ``piece`` as it stands gets weight in the mix on its held-out pixels.
 
         The same test the final mix makes (:func:`~napari_mpid.core.auto.combine`'s
-        cross-fitted gain over the plane's own mix), without its shrinkage
-        (``evidence=0``): a filling whose gain is not even positive part of the
-        way through rarely gains later (docs/benchmarks.md, "Abandoning a
-        filling that earns nothing"), while the rest of the run is most of the
-        network's time.
+        cross-fitted gain over the plane's own mix), with the evidence
+        :data:`ABANDON_EVIDENCE` instead of its shrinkage: on the sets measured
+        no filling whose gain was not even positive halfway gained later
+        (docs/benchmarks.md, "Abandoning a filling that earns nothing"), while
+        the rest of the run is most of the network's time. ``tile`` seeds the
+        slope's probe under correlated noise.
         """
         filled = self.from_batch(interim, *piece.shape)
         slope = 0.0
