@@ -24,11 +24,18 @@ benchmarks/ladder.py at raw/avg2/avg4/avg8; ``--captures`` picks them too).
     python benchmarks/mix_nonlinear.py fmdd --captures 2 3 4 --json benchmarks/results/mix_nonlinear_fmdd_heldout.json
     python benchmarks/mix_nonlinear.py fmdd --captures 1 --variants default --nlm-search 7   # sweeps (dev only):
     # also --nlm-patch 1 / 3, --nlm-h 0.3 0.5 0.7 1.0 1.4, --combine-sigmas 0.5 0.75 1 1.5 2 3 4
+    python benchmarks/mix_nonlinear.py ladder --captures 1 --variants default --gt-variance
+
+``--gt-variance`` scales each plane's estimated noise-level line to the
+variance measured against gt (benchmarks/noise_reference.py's direct
+reference: the residual after gt's gain and offset, over ``1 - k / 50`` for
+the mean of k captures): what a right noise level would be worth.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -38,13 +45,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import FMD_CROP, eval_dir, psnr, read_unit
+from _common import FMD_CROP, eval_dir, gt_residual, psnr, read_unit
 
 import napari_mpid.core.auto.nonlinear as nonlinear
 import napari_mpid.core.auto.risk as auto_risk
 from napari_mpid.core.auto import combine
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
-from napari_mpid.core.noise import estimate_noise
+from napari_mpid.core.noise import NoiseEstimate, estimate_noise
 
 #: Blur widths of the per-image oracle (as the FMDD table of docs/benchmarks.md).
 ORACLE = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -95,6 +102,21 @@ def images(kind: str, captures: list[str]) -> list[tuple[str, np.ndarray, np.nda
     return out
 
 
+def scaled_to_gt(noise: NoiseEstimate, noisy: np.ndarray, clean: np.ndarray, name: str) -> NoiseEstimate:
+    """``noise`` with its line scaled to the plane's variance against gt (avg-k from the name's level)."""
+    level = name.split("/")[0]
+    k = int(level[3:]) if level.startswith("avg") else 1
+    residual, _ = gt_residual(noisy, clean)
+    scale = float(np.mean(residual**2)) / (1 - k / 50) / float(np.mean(noise.variance(noisy)))
+    return dataclasses.replace(
+        noise,
+        sigma=noise.sigma * np.sqrt(scale),
+        gain=noise.gain * scale,
+        offset=noise.offset * scale,
+        floor=noise.floor * scale,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("set", choices=["fmdd", "ladder"])
@@ -107,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--combine-sigmas", type=float, nargs="+", help="the mix's blurs of the plane (default: COMBINE_SIGMAS)"
     )
+    parser.add_argument("--gt-variance", action="store_true", help="the noise line scaled to gt's variance")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -132,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants:
             start = time.perf_counter()
             noise = estimate_noise(noisy)
+            if args.gt_variance:
+                noise = scaled_to_gt(noise, noisy, clean, name)
             mixed, how = combine(noisy[None], {}, held, noise, nonlinear=VARIANTS[variant])
             row[f"{variant} seconds"] = round(time.perf_counter() - start, 3)
             row[variant] = psnr(mixed[0], clean)
@@ -159,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "what": f"auto mix with and without non-linear candidates, {args.set}, captures {args.captures}",
+            "gt variance": args.gt_variance,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
             "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -39,19 +39,6 @@ from napari_mpid.core.params import preset
 from napari_mpid.synthetic import fluorescence_stack
 
 
-def clean_of(dataset: str, name: str, index: int) -> np.ndarray:
-    """The clean image of ``planes(dataset)[index]`` (the same crop, [0, 1]; counts for the sample)."""
-    if dataset == "sample":
-        return fluorescence_stack()[1][index]
-    from _common import eval_dir
-    from PIL import Image
-
-    mode = "L" if dataset == "set12" else "RGB"
-    clean = np.asarray(Image.open(eval_dir(dataset) / name).convert(mode)).astype(np.float64) / 255.0
-    o0, o1 = (clean.shape[0] - 128) // 2, (clean.shape[1] - 128) // 2
-    return clean[o0 : o0 + 128, o1 : o1 + 128]
-
-
 def score(dataset: str, denoised: np.ndarray, clean: np.ndarray) -> float:
     if dataset in ("sample", "stack"):
         return float(10 * np.log10(float(clean.max()) ** 2 / np.mean((denoised - clean) ** 2)))
@@ -77,12 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in args.sets:
             if dataset == "stack":
                 noisy, clean = fluorescence_stack()
-                todo = [("sample stack", noisy, "ZYX", "real-noise")]
+                todo = [("sample stack", noisy, clean, "ZYX", "real-noise")]
             else:
                 todo = planes(dataset)
-            for index, (name, noisy, axes, model) in enumerate(todo):
-                if dataset != "stack":
-                    clean = clean_of(dataset, name, index)
+            for name, noisy, clean, axes, model in todo:
                 row: dict = {"image": name}
                 for at in args.at:
                     parts.ABANDON_AT = modes.ABANDON_AT = at  # plane filling, context filling

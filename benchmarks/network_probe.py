@@ -42,11 +42,11 @@ from napari_mpid.core.params import preset
 from napari_mpid.synthetic import fluorescence_stack
 
 
-def planes(dataset: str) -> list[tuple[str, np.ndarray, str, str]]:
-    """(name, noisy plane, axes, model) of the set."""
+def planes(dataset: str) -> list[tuple[str, np.ndarray, np.ndarray, str, str]]:
+    """(name, noisy plane, clean plane, axes, model) of the set; the sample's clean plane in counts."""
     if dataset == "sample":
-        noisy, _ = fluorescence_stack()
-        return [(f"sample z={z}", noisy[z], "YX", "real-noise") for z in range(len(noisy))]
+        noisy, clean = fluorescence_stack()
+        return [(f"sample z={z}", noisy[z], clean[z], "YX", "real-noise") for z in range(len(noisy))]
     out = []
     mode, seed = ("L", 2000) if dataset == "set12" else ("RGB", 1000)
     for i, path in enumerate(sorted(eval_dir(dataset).glob("*.png"))):
@@ -62,6 +62,7 @@ def planes(dataset: str) -> list[tuple[str, np.ndarray, str, str]]:
             (
                 path.name,
                 (clean + noise * 25 / 255.0).astype(np.float32),
+                clean,
                 "YXS" if clean.ndim == 3 else "YX",
                 "pixel-independent",
             )
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     found: dict[str, list[dict]] = {}
     print("scores are the filling's held-out score over the mix alone's error + the noise variance")
     for dataset in args.sets:
-        for name, noisy, axes, model in planes(dataset):
+        for name, noisy, _, axes, model in planes(dataset):
             for row in probe(noisy, axes, model):
                 found.setdefault(dataset, []).append({"image": name, **row})
                 print(

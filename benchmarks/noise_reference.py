@@ -18,10 +18,10 @@ direct
     image itself, the residual's variance divided by ``1 - k / 50``. FMD's
     avg-k images average k of the 50 captures whose mean is gt, so gt
     shares their noise: the residual keeps ``(1 - k / 50)`` of the
-    image's noise variance (checked where the estimate is trusted:
-    Confocal_FISH_1 and Confocal_MICE_1 leave residuals raw : avg8 of 9.2
-    and 9.5, as ``(1 - 1/50) / (1/8 - 1/50)`` = 9.3 predicts, against 7.0
-    if gt did not hold them). The first two assume an avg-k image holds
+    image's noise variance (the ladder run prints each configuration's
+    residual ratio raw : avg8, ``(1 - 1/50) / (1/8 - 1/50)`` = 9.3 if gt
+    holds the averaged captures, 7.0 if not; where the estimate is trusted,
+    Confocal_FISH_1 and Confocal_MICE_1, it reads 9.2 and 9.4). The first two assume an avg-k image holds
     ``1 / k`` of the raw capture's noise; where it does not (up to 1.9x
     apart on Confocal_BPAE_R_1 avg8) only the direct reference measures
     the noise the estimate is asked for.
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                         "estimate / naive": estimate / (naive / k),
                         "estimate / matched": estimate / (matched / k),
                         "estimate / direct": estimate / direct,
+                        "residual": direct * (1 - k / 50),
                     }
                 )
     summary = {}
@@ -101,6 +102,17 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{level:5s} {key:19s} {values.min():.2f}-{values.max():.2f}, outside 15 %: {outside} of {len(values)}"
             )
+    if args.set == "ladder":
+        # Whether gt holds the averaged captures: the residual's raw : avg8 ratio is then
+        # (1 - 1/50) / (1/8 - 1/50) = 9.3, else (1 + 1/50) / (1/8 + 1/50) = 7.0.
+        residual = {r["image"]: r["residual"] for r in rows}
+        ratios = {
+            name: residual[f"raw/{name}"] / residual[f"avg8/{name}"]
+            for name in (i.split("/", 1)[1] for i in residual if i.startswith("raw/"))
+        }
+        summary["residual raw : avg8"] = ratios
+        print("residual raw : avg8 (9.3 if gt holds the averaged captures, 7.0 if not):")
+        print("  " + ", ".join(f"{n[:-4]} {v:.1f}" for n, v in ratios.items()))
     if args.json:
         args.json.write_text(
             json.dumps({"set": args.set, "captures": args.captures, "summary": summary, "rows": rows}, indent=1)
