@@ -30,6 +30,17 @@ benchmarks/ladder.py at raw/avg2/avg4/avg8; ``--captures`` picks them too).
 variance measured against gt (benchmarks/noise_reference.py's direct
 reference: the residual after gt's gain and offset, over ``1 - k / 50`` for
 the mean of k captures): what a right noise level would be worth.
+``--gt-acf`` replaces the noise model's autocorrelation in the blurs'
+slopes (:func:`~napari_mpid.core.auto.risk.blur_slope`, the [s, 1, s]
+model reaching two pixels) by the autocorrelation of the residual against
+gt over the whole 512x512 capture, to the blurs' full extent: what a right
+model of correlated noise would be worth to the blurs (NL-means' Monte-Carlo
+divergence keeps the model). ``--gt-acf-radius 2`` keeps the measured
+autocorrelation at lags of at most 2 pixels along each axis (a 5x5
+window, as the model's) and sets it to 0 beyond. Together with
+``--combine-sigmas ... 4 6``:
+
+    python benchmarks/mix_nonlinear.py ladder --captures 1 --variants default --gt-acf --combine-sigmas 0.5 0.75 1 1.5 2 3 4 6
 """
 
 from __future__ import annotations
@@ -117,6 +128,42 @@ def scaled_to_gt(noise: NoiseEstimate, noisy: np.ndarray, clean: np.ndarray, nam
     )
 
 
+def residual_autocorrelation(residual: np.ndarray, radius: int) -> np.ndarray:
+    """The ``(2 radius + 1)^2`` autocorrelation of ``residual`` around lag 0 (1 there), by FFT, unbiased per lag."""
+    h, w = residual.shape
+    r = residual - residual.mean()
+    power = np.abs(np.fft.rfft2(r, (2 * h, 2 * w))) ** 2
+    full = np.fft.fftshift(np.fft.irfft2(power, (2 * h, 2 * w)))[
+        h - radius : h + radius + 1, w - radius : w + radius + 1
+    ]
+    lags = np.arange(-radius, radius + 1)
+    full = full / np.outer(h - np.abs(lags), w - np.abs(lags))
+    return full / full[radius, radius]
+
+
+def truncated(acf: np.ndarray, reach: int | None) -> np.ndarray:
+    """``acf`` with the lags beyond ``reach`` pixels along either axis set to 0 (unchanged for None)."""
+    if reach is None:
+        return acf
+    radius = acf.shape[0] // 2
+    lags = np.abs(np.arange(-radius, radius + 1))
+    return np.where((lags[:, None] > reach) | (lags[None, :] > reach), 0.0, acf)
+
+
+def slopes_from(acf: np.ndarray):
+    """A stand-in for :func:`~napari_mpid.core.auto.risk.blur_slope` that weighs the kernel by ``acf``."""
+    radius = acf.shape[0] // 2
+
+    def slope(sigma: float, correlation: float) -> float:
+        g = gaussian_kernel(sigma)
+        r = len(g) // 2
+        if r > radius:
+            raise ValueError(f"sigma {sigma} reaches {r} pixels, the autocorrelation {radius}")
+        return float((np.outer(g, g) * acf[radius - r : radius + r + 1, radius - r : radius + r + 1]).sum())
+
+    return slope
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("set", choices=["fmdd", "ladder"])
@@ -130,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         "--combine-sigmas", type=float, nargs="+", help="the mix's blurs of the plane (default: COMBINE_SIGMAS)"
     )
     parser.add_argument("--gt-variance", action="store_true", help="the noise line scaled to gt's variance")
+    parser.add_argument(
+        "--gt-acf", action="store_true", help="the blurs' slopes from the noise's autocorrelation measured against gt"
+    )
+    parser.add_argument("--gt-acf-radius", type=int, help="with --gt-acf: lags beyond this many pixels set to 0")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -152,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         row["oracle blur"] = max(psnr(blur(full, s)[crop], clean) for s in ORACLE)
         # No network candidate: the held-out pixels (4 %, as the engine holds out) decide nothing here.
         held = np.random.default_rng(0).random(noisy.shape) < 0.04
+        if args.gt_acf:
+            # The whole capture's residual: 16x the pixels of a crop, the same camera noise.
+            full_clean = read_unit(eval_dir("fmd_test_mix") / "gt" / name.split("/")[-1])
+            radius = max(len(gaussian_kernel(s)) // 2 for s in auto_risk.COMBINE_SIGMAS)
+            acf = residual_autocorrelation(gt_residual(full, full_clean)[0], radius)
+            auto_risk.blur_slope = slopes_from(truncated(acf, args.gt_acf_radius))
         for variant in args.variants:
             start = time.perf_counter()
             noise = estimate_noise(noisy)
@@ -185,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         record = {
             "what": f"auto mix with and without non-linear candidates, {args.set}, captures {args.captures}",
             "gt variance": args.gt_variance,
+            "gt acf": args.gt_acf,
+            "gt acf radius": args.gt_acf_radius,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
             "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),

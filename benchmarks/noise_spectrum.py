@@ -1,0 +1,162 @@
+"""The wide-field noise's autocorrelation within 2 pixels: against gt, and read from one 128x128 crop.
+
+Not a test: a measurement for docs/benchmarks.md ("What a right noise
+model would be worth on the ladder"). With the autocorrelation measured
+against gt in the blurs' slopes, the ladder's mix beats its oracle blur
+by 0.3 dB or more at most levels (``mix_nonlinear.py --gt-acf``); this
+asks whether one crop can tell that autocorrelation. Per wide-field crop
+of the ladder (FMD's centre 128x128 crop, raw/avg2/avg4/avg8), the lag-1
+and lag-2 correlations along x and y and the diagonal ones at (1, 1) and
+(2, 2):
+
+gt
+    the residual of the whole 512x512 capture after gt's gain and offset
+    (benchmarks/_common.py ``gt_residual``), by FFT;
+blocks
+    the flattest 8x8 blocks that :func:`~napari_mpid.core.noise.estimate_noise`
+    chooses (the quietest quarter of each intensity bin), detrended by
+    their quadratic surface as there, their mean residual covariance fitted
+    by least squares with a stationary autocorrelation reaching
+    ``--reach`` pixels passed through the same detrending (so the
+    detrending's own bias is modelled, the selection's is not);
+spectrum
+    the crop's Welch periodogram (32x32 Hann windows at a step of 8)
+    fitted by the cosine series of an autocorrelation within 2 pixels at
+    frequencies where either component is at least ``--cut`` (default
+    pi / 2), where the signal of an optically blurred image is weakest.
+
+Development = capture 1; the others are held out (``--captures``).
+
+    python benchmarks/noise_spectrum.py --captures 1 2 --json benchmarks/results/noise_spectrum.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from _common import FMD_CROP, eval_dir, gt_residual, read_unit
+from mix_nonlinear import LEVELS, residual_autocorrelation
+
+from napari_mpid.core import noise
+
+#: Welch windows' side and step for the spectrum reading.
+WINDOW, STEP = 32, 8
+#: Lags (dy, dx) of an autocorrelation within 2 pixels, one of each symmetric pair.
+NEAR = [(dy, dx) for dy in range(3) for dx in range(-2, 3) if dy > 0 or dx >= 0]
+#: What is reported per reading: name -> lag (dy, dx).
+SHOWN = {"x1": (0, 1), "y1": (1, 0), "x2": (0, 2), "y2": (2, 0), "d11": (1, 1), "d22": (2, 2)}
+
+
+@functools.cache
+def _detrended_lags(reach: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Lags within ``reach`` (one of each pair) and, per lag, its covariance pattern after the blocks' detrending."""
+    size = noise.BLOCK
+    c = (np.arange(size, dtype=np.float64) - (size - 1) / 2) / size
+    y, x = np.meshgrid(c, c, indexing="ij")
+    terms = np.stack([np.ones(size * size), y.ravel(), x.ravel(), (y * y).ravel(), (x * y).ravel(), (x * x).ravel()], 1)
+    q, _ = np.linalg.qr(terms)
+    keep = np.eye(size * size) - q @ q.T
+    row, col = np.divmod(np.arange(size * size), size)
+    lags = [(dy, dx) for dy in range(reach + 1) for dx in range(-reach, reach + 1) if dy > 0 or dx >= 0]
+    patterns = []
+    for dy, dx in lags:
+        pair = ((row[:, None] - row[None, :] == dy) & (col[:, None] - col[None, :] == dx)).astype(np.float64)
+        if (dy, dx) != (0, 0):
+            pair = pair + pair.T
+        patterns.append((keep @ pair @ keep).ravel())
+    return lags, np.stack(patterns, axis=1)
+
+
+def from_blocks(plane: np.ndarray, reach: int) -> dict[tuple[int, int], float]:
+    """The autocorrelation read off the flattest detrended blocks (see the module's docstring)."""
+    means, residual = noise._detrend(noise._blocks(plane))
+    variances = (residual**2).sum(axis=(1, 2))
+    edges = np.quantile(means, np.linspace(0, 1, noise.INTENSITY_BINS + 1))
+    chosen = []
+    for lo, hi in itertools.pairwise(edges):
+        in_bin = np.flatnonzero((means >= lo) & (means <= hi))
+        if len(in_bin):
+            keep = max(1, int(len(in_bin) * noise.FLAT_FRACTION))
+            chosen.extend(in_bin[np.argsort(variances[in_bin])[:keep]])
+    flat = residual[np.unique(chosen)].reshape(-1, noise.BLOCK * noise.BLOCK)
+    lags, patterns = _detrended_lags(reach)
+    fitted, *_ = np.linalg.lstsq(patterns, (flat.T @ flat / len(flat)).ravel(), rcond=None)
+    return {lag: float(v / fitted[0]) for lag, v in zip(lags, fitted)}
+
+
+def from_spectrum(plane: np.ndarray, cut: float) -> dict[tuple[int, int], float]:
+    """The autocorrelation within 2 pixels fitted to the crop's high-frequency periodogram."""
+    taper = np.outer(np.hanning(WINDOW), np.hanning(WINDOW))
+    taper /= np.sqrt(np.mean(taper**2))
+    power = np.zeros((WINDOW, WINDOW))
+    count = 0
+    for i in range(0, plane.shape[0] - WINDOW + 1, STEP):
+        for j in range(0, plane.shape[1] - WINDOW + 1, STEP):
+            window = plane[i : i + WINDOW, j : j + WINDOW]
+            power += np.abs(np.fft.fft2((window - window.mean()) * taper)) ** 2
+            count += 1
+    power /= count * WINDOW * WINDOW
+    w = np.fft.fftfreq(WINDOW) * 2 * np.pi
+    wy, wx = np.meshgrid(w, w, indexing="ij")
+    high = np.maximum(np.abs(wy), np.abs(wx)) >= cut
+    design = np.stack([np.cos(wy * dy + wx * dx)[high] * (1 if (dy, dx) == (0, 0) else 2) for dy, dx in NEAR], axis=1)
+    fitted, *_ = np.linalg.lstsq(design, power[high], rcond=None)
+    return {lag: float(v / fitted[0]) for lag, v in zip(NEAR, fitted)}
+
+
+def shown(reading: dict[tuple[int, int], float]) -> dict[str, float]:
+    return {name: round(reading.get(lag, reading.get((-lag[0], -lag[1]), np.nan)), 3) for name, lag in SHOWN.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--captures", nargs="+", default=["1"])
+    parser.add_argument("--reach", type=int, default=4, help="the blocks' fitted autocorrelation reaches this far")
+    parser.add_argument("--cut", type=float, default=np.pi / 2, help="the spectrum's fit above this frequency")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    root = eval_dir("fmd_test_mix")
+    rows = []
+    for level in LEVELS:
+        for capture in args.captures:
+            for channel in ("B", "G", "R"):
+                name = f"WideField_BPAE_{channel}_{capture}.png"
+                full = read_unit(root / level / name)
+                acf = residual_autocorrelation(gt_residual(full, read_unit(root / "gt" / name))[0], 2)
+                truth = {lag: float(acf[2 + lag[0], 2 + lag[1]]) for lag in NEAR}
+                crop = full[FMD_CROP]
+                row = {
+                    "image": f"{level}/{name}",
+                    "gt": shown(truth),
+                    "blocks": shown(from_blocks(crop, args.reach)),
+                    "spectrum": shown(from_spectrum(crop, args.cut)),
+                }
+                rows.append(row)
+                print(
+                    f"{row['image']:32s} "
+                    + " | ".join(
+                        f"{k} " + " ".join(f"{n} {v:+.2f}" for n, v in row[k].items())
+                        for k in ("gt", "blocks", "spectrum")
+                    ),
+                    flush=True,
+                )
+    if args.json:
+        record = {
+            "what": "wide-field noise autocorrelation within 2 px: gt vs one 128x128 crop",
+            "command": "python benchmarks/noise_spectrum.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "reach": args.reach,
+            "cut": args.cut,
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
