@@ -25,9 +25,15 @@ spectrum
     frequencies where either component is at least ``--cut`` (default
     pi / 2), where the signal of an optically blurred image is weakest.
 
+``--psd`` prints, per channel of capture 1 at the raw level, the gt
+residual's Welch periodogram (32x32 windows at a step of 16 over the whole
+capture, relative to the residual's variance: 1 is white) along the x and
+y axes and the diagonal of the frequency plane, at k / 32 cycles per pixel.
+
 Development = capture 1; the others are held out (``--captures``).
 
-    python benchmarks/noise_spectrum.py --captures 1 2 --json benchmarks/results/noise_spectrum.json
+    python benchmarks/noise_spectrum.py --captures 1 2 3 4 --json benchmarks/results/noise_spectrum.json
+    python benchmarks/noise_spectrum.py --psd
 """
 
 from __future__ import annotations
@@ -90,18 +96,23 @@ def from_blocks(plane: np.ndarray, reach: int) -> dict[tuple[int, int], float]:
     return {lag: float(v / fitted[0]) for lag, v in zip(lags, fitted)}
 
 
-def from_spectrum(plane: np.ndarray, cut: float) -> dict[tuple[int, int], float]:
-    """The autocorrelation within 2 pixels fitted to the crop's high-frequency periodogram."""
+def periodogram(plane: np.ndarray, step: int = STEP) -> np.ndarray:
+    """Welch's periodogram of ``plane``: :data:`WINDOW`-square Hann windows at ``step``, each less its mean."""
     taper = np.outer(np.hanning(WINDOW), np.hanning(WINDOW))
     taper /= np.sqrt(np.mean(taper**2))
     power = np.zeros((WINDOW, WINDOW))
     count = 0
-    for i in range(0, plane.shape[0] - WINDOW + 1, STEP):
-        for j in range(0, plane.shape[1] - WINDOW + 1, STEP):
+    for i in range(0, plane.shape[0] - WINDOW + 1, step):
+        for j in range(0, plane.shape[1] - WINDOW + 1, step):
             window = plane[i : i + WINDOW, j : j + WINDOW]
             power += np.abs(np.fft.fft2((window - window.mean()) * taper)) ** 2
             count += 1
-    power /= count * WINDOW * WINDOW
+    return power / (count * WINDOW * WINDOW)
+
+
+def from_spectrum(plane: np.ndarray, cut: float) -> dict[tuple[int, int], float]:
+    """The autocorrelation within 2 pixels fitted to the crop's high-frequency periodogram."""
+    power = periodogram(plane)
     w = np.fft.fftfreq(WINDOW) * 2 * np.pi
     wy, wx = np.meshgrid(w, w, indexing="ij")
     high = np.maximum(np.abs(wy), np.abs(wx)) >= cut
@@ -119,9 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captures", nargs="+", default=["1"])
     parser.add_argument("--reach", type=int, default=4, help="the blocks' fitted autocorrelation reaches this far")
     parser.add_argument("--cut", type=float, default=np.pi / 2, help="the spectrum's fit above this frequency")
+    parser.add_argument("--psd", action="store_true", help="print the gt residual's spectrum per channel and stop")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     root = eval_dir("fmd_test_mix")
+    if args.psd:
+        half = WINDOW // 2 + 1
+        for channel in ("B", "G", "R"):
+            name = f"WideField_BPAE_{channel}_1.png"
+            residual = gt_residual(read_unit(root / "raw" / name), read_unit(root / "gt" / name))[0]
+            power = periodogram(residual, step=WINDOW // 2) / residual.var()
+            for label, values in (("x", power[0, :half]), ("y", power[:half, 0]), ("diagonal", np.diag(power)[:half])):
+                print(f"{channel} {label:8s} " + " ".join(f"{v:5.2f}" for v in values))
+        return 0
     rows = []
     for level in LEVELS:
         for capture in args.captures:
