@@ -505,11 +505,12 @@ def _finish_context(
         "noise_correlation": round(noise.correlation, 3),
         "mask_ratio": mask_ratio,
         "reason": "context filling" if network else "neighbour planes",
-        "network": network,
+        # An abandoned stack ran the network (up to abandoned_at) although no prediction enters here.
+        "network": network or bool(abandoned_at),
         "network_reason": network_reason,
         "stopped_at": [filler.params.iterations] if network else [],
         **({"filled_slope": round(slope, 4)} if network and noise.correlation >= CORRELATED else {}),
-        **({"network": True, "abandoned_at": abandoned_at} if abandoned_at else {}),
+        **({"abandoned_at": abandoned_at} if abandoned_at else {}),
         **({"stack": stack} if stack is not None else {}),
     }
     filler.choices.append(record_choice(choice, how, "context prediction" if network else None))
