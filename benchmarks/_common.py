@@ -36,6 +36,7 @@ __all__ = [
     "psnr_gain_matched",
     "read_gray",
     "read_unit",
+    "residual_autocorrelation",
     "run_to_end",
 ]
 
@@ -127,6 +128,19 @@ def gt_residual(noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.nd
     design = np.stack([clean.ravel(), np.ones(clean.size)], axis=1)
     fitted = (design @ np.linalg.lstsq(design, noisy.ravel(), rcond=None)[0]).reshape(noisy.shape)
     return noisy - fitted, fitted
+
+
+def residual_autocorrelation(residual: np.ndarray, radius: int) -> np.ndarray:
+    """The ``(2 radius + 1)^2`` autocorrelation of ``residual`` around lag 0 (1 there), by FFT, unbiased per lag."""
+    h, w = residual.shape
+    r = residual - residual.mean()
+    power = np.abs(np.fft.rfft2(r, (2 * h, 2 * w))) ** 2
+    full = np.fft.fftshift(np.fft.irfft2(power, (2 * h, 2 * w)))[
+        h - radius : h + radius + 1, w - radius : w + radius + 1
+    ]
+    lags = np.arange(-radius, radius + 1)
+    full = full / np.outer(h - np.abs(lags), w - np.abs(lags))
+    return full / full[radius, radius]
 
 
 def mix_alone_psnr(noisy: np.ndarray, clean: np.ndarray, noise: Any) -> float:

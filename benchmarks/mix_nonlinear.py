@@ -37,7 +37,11 @@ gt over the whole 512x512 capture, to the blurs' full extent: what a right
 model of correlated noise would be worth to the blurs (NL-means' Monte-Carlo
 divergence keeps the model). ``--gt-acf-radius 2`` keeps the measured
 autocorrelation at lags of at most 2 pixels along each axis (a 5x5
-window, as the model's) and sets it to 0 beyond. Together with
+window, as the model's) and sets it to 0 beyond. ``--acf-from
+blocks|windows|spectrum`` does the same with the 5x5 autocorrelation that
+benchmarks/noise_spectrum.py reads from the noisy plane alone, on planes
+the estimate takes for correlated noise (lag-1 at least ``CORRELATED``;
+the others keep the model). Together with
 ``--combine-sigmas ... 4 6``:
 
     python benchmarks/mix_nonlinear.py ladder --captures 1 --variants default --gt-acf --combine-sigmas 0.5 0.75 1 1.5 2 3 4 6
@@ -54,13 +58,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import noise_spectrum
 import numpy as np
 import torch
-from _common import FMD_CROP, eval_dir, gt_residual, psnr, read_unit
+from _common import FMD_CROP, eval_dir, gt_residual, psnr, read_unit, residual_autocorrelation
 
 import napari_mpid.core.auto.nonlinear as nonlinear
 import napari_mpid.core.auto.risk as auto_risk
-from napari_mpid.core.auto import combine
+from napari_mpid.core.auto import CORRELATED, combine
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.noise import NoiseEstimate, estimate_noise
 
@@ -76,6 +81,8 @@ VARIANTS = {
     "default": nonlinear.FAMILIES,
 }
 LEVELS = ("raw", "avg2", "avg4", "avg8")
+#: The shipped slopes (the [s, 1, s] model), restored on planes an ``--acf-from`` run leaves to it.
+model_slope = auto_risk.blur_slope
 
 
 def blur(plane: np.ndarray, sigma: float) -> np.ndarray:
@@ -128,19 +135,6 @@ def scaled_to_gt(noise: NoiseEstimate, noisy: np.ndarray, clean: np.ndarray, nam
     )
 
 
-def residual_autocorrelation(residual: np.ndarray, radius: int) -> np.ndarray:
-    """The ``(2 radius + 1)^2`` autocorrelation of ``residual`` around lag 0 (1 there), by FFT, unbiased per lag."""
-    h, w = residual.shape
-    r = residual - residual.mean()
-    power = np.abs(np.fft.rfft2(r, (2 * h, 2 * w))) ** 2
-    full = np.fft.fftshift(np.fft.irfft2(power, (2 * h, 2 * w)))[
-        h - radius : h + radius + 1, w - radius : w + radius + 1
-    ]
-    lags = np.arange(-radius, radius + 1)
-    full = full / np.outer(h - np.abs(lags), w - np.abs(lags))
-    return full / full[radius, radius]
-
-
 def truncated(acf: np.ndarray, reach: int | None) -> np.ndarray:
     """``acf`` with the lags beyond ``reach`` pixels along either axis set to 0 (unchanged for None)."""
     if reach is None:
@@ -164,6 +158,21 @@ def slopes_from(acf: np.ndarray):
     return slope
 
 
+def read_acf(plane: np.ndarray, how: str) -> np.ndarray:
+    """A 5x5 autocorrelation read off ``plane`` alone by one of noise_spectrum.py's readings, padded to the blurs."""
+    reading = {
+        "blocks": lambda p: noise_spectrum.from_blocks(p, 4),
+        "windows": noise_spectrum.from_windows,
+        "spectrum": lambda p: noise_spectrum.from_spectrum(p, np.pi / 2),
+    }[how](plane)
+    radius = max(len(gaussian_kernel(s)) // 2 for s in auto_risk.COMBINE_SIGMAS)
+    acf = np.zeros((2 * radius + 1, 2 * radius + 1))
+    for (dy, dx), value in reading.items():
+        if abs(dy) <= 2 and abs(dx) <= 2:
+            acf[radius + dy, radius + dx] = acf[radius - dy, radius - dx] = value
+    return acf
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("set", choices=["fmdd", "ladder"])
@@ -181,8 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         "--gt-acf", action="store_true", help="the blurs' slopes from the noise's autocorrelation measured against gt"
     )
     parser.add_argument("--gt-acf-radius", type=int, help="with --gt-acf: lags beyond this many pixels set to 0")
+    parser.add_argument(
+        "--acf-from",
+        choices=("blocks", "windows", "spectrum"),
+        help="the blurs' slopes from a 5x5 autocorrelation read off the noisy plane (noise_spectrum.py)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.acf_from and args.gt_acf:
+        parser.error("--acf-from and --gt-acf are two sources of one autocorrelation: give one")
     torch.set_num_threads(1)
     # A sweep of NL-means' extent on the development subset: the module constants, set for this run.
     if args.nlm_search is not None:
@@ -209,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             radius = max(len(gaussian_kernel(s)) // 2 for s in auto_risk.COMBINE_SIGMAS)
             acf = residual_autocorrelation(gt_residual(full, full_clean)[0], radius)
             auto_risk.blur_slope = slopes_from(truncated(acf, args.gt_acf_radius))
+        if args.acf_from:
+            auto_risk.blur_slope = model_slope
+            if estimate_noise(noisy).correlation >= CORRELATED:
+                auto_risk.blur_slope = slopes_from(read_acf(noisy, args.acf_from))
         for variant in args.variants:
             start = time.perf_counter()
             noise = estimate_noise(noisy)

@@ -53,11 +53,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import FMD_CROP, eval_dir, gt_residual, read_unit
-from mix_nonlinear import LEVELS, residual_autocorrelation
+from _common import FMD_CROP, eval_dir, gt_residual, read_unit, residual_autocorrelation
 
 from napari_mpid.core import noise
 
+LEVELS = ("raw", "avg2", "avg4", "avg8")
 #: Welch windows' side and step for the spectrum reading.
 WINDOW, STEP = 32, 8
 #: Lags (dy, dx) of an autocorrelation within 2 pixels, one of each symmetric pair.
