@@ -94,3 +94,23 @@ def test_gain_matched_psnr_forgives_a_global_brightness_change(benchmarks_import
     clean = np.random.default_rng(0).uniform(0.1, 0.6, (16, 16))
     assert _common.psnr(1.1 * clean, clean) < 30
     assert _common.psnr_gain_matched(1.1 * clean, clean) > 100
+
+
+def test_residual_autocorrelation_reads_a_known_blur_of_white_noise(benchmarks_importable):
+    """The helper behind docs' "gt's autocorrelation": blurred white noise of known lags."""
+    import _common
+
+    rng = np.random.default_rng(3)
+    white = rng.standard_normal((256, 256))
+    acf = _common.residual_autocorrelation(white, 3)
+    assert acf.shape == (7, 7) and acf[3, 3] == pytest.approx(1.0)
+    assert np.abs(np.delete(acf.ravel(), 24)).max() < 0.02  # white: 0 at every other lag
+    # [s, 1, s] along x only (circular, so every lag has all its pairs): lag-1 2s / (1 + 2s^2), lag-2 s^2 / (1 + 2s^2).
+    s = 0.5
+    blurred = white + s * (np.roll(white, 1, axis=1) + np.roll(white, -1, axis=1))
+    acf = _common.residual_autocorrelation(blurred, 3)
+    norm = 1 + 2 * s * s
+    assert acf[3, 4] == pytest.approx(2 * s / norm, abs=0.02)
+    assert acf[3, 5] == pytest.approx(s * s / norm, abs=0.02)
+    assert acf[4, 3] == pytest.approx(0.0, abs=0.02)  # nothing along y
+    assert acf[3, 2] == pytest.approx(acf[3, 4])  # symmetric
