@@ -65,7 +65,6 @@ from _common import FMD_CROP, eval_dir, gt_residual, psnr, read_unit, residual_a
 
 import napari_mpid.core.auto.nonlinear as nonlinear
 import napari_mpid.core.auto.risk as auto_risk
-import napari_mpid.core.noise as noise_module
 from napari_mpid.core.auto import CORRELATED, combine
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.noise import NoiseEstimate, estimate_noise
@@ -196,16 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=("blocks", "windows", "spectrum"),
         help="the blurs' slopes from a 5x5 autocorrelation read off the noisy plane (noise_spectrum.py)",
     )
-    parser.add_argument(
-        "--no-flat-regions",
-        action="store_true",
-        help="ablation: white noise's level from all patches (patch_noise_variance), not the least textured regions'",
-    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    if args.no_flat_regions:
-        # estimate_noise falls back to the variance of all patches where this returns 0.
-        noise_module.flat_patch_variance = lambda plane, line, size=noise_module.PATCH: 0.0
     if args.acf_from and args.gt_acf:
         parser.error("--acf-from and --gt-acf are two sources of one autocorrelation: give one")
     torch.set_num_threads(1)
@@ -273,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
             "gt variance": args.gt_variance,
             "gt acf": args.gt_acf,
             "gt acf radius": args.gt_acf_radius,
-            "flat regions": not args.no_flat_regions,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
             "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -48,18 +48,6 @@ both without a clean reference:
    quietest quarter of a bright bin still holds some, and the blocks' line
    rose with the intensity under noise of one level on textured planes. The
    line is rescaled to the patch variance, so only its shape changes.
-7. On densely textured, weakly noisy planes the patches' smallest
-   eigenvalues still hold texture (FMD confocal BPAE, means of 4 and 8
-   captures: up to 1.6x the noise measured against gt): structure is
-   spread over every direction of a 6x6 patch. The level is therefore
-   measured on the patches of the least textured regions only
-   (:func:`flat_patch_variance`): their energy in the leading directions
-   (the structure's) picks them, and their energy in the others measures
-   the noise. Noise projected on orthogonal directions is independent
-   (for Gaussian white noise exactly), so picking by the first does not
-   bias the second; the picking score is averaged over a region
-   (:data:`FLAT_REGION` pixels) so that it follows the texture, not one
-   patch's noise, which would still bias it under shot noise.
 
 Numpy only; 20-30 ms for a 512x512 plane (benchmarks/noise_estimate.py),
 after the calibration is simulated once per process (0.6-1 s); step 6 adds
@@ -80,7 +68,6 @@ __all__ = [
     "correlation_tap",
     "estimate_noise",
     "estimate_noise_channels",
-    "flat_patch_variance",
     "highpass_line",
     "noise_autocorrelation",
     "patch_noise_variance",
@@ -105,12 +92,6 @@ MAX_PATCHES = 1 << 16
 #: Noise reaching two pixels can leave as much (kernel [0.08, 0.38, 1, 0.38, 0.08]:
 #: 0.18-0.21) and is then taken for white noise: one plane does not tell them apart.
 SPECTRAL_FLOOR = 0.16
-#: Share of the patches of every intensity bin, the least textured, whose energy outside
-#: the structure's directions measures the white noise (:func:`flat_patch_variance`).
-FLAT_SHARE = 0.5
-#: Side (pixels) of the square region over which a patch's texture score is averaged
-#: before the least textured are picked (:func:`flat_patch_variance`).
-FLAT_REGION = 31
 
 
 @dataclass(frozen=True)
@@ -195,15 +176,9 @@ def estimate_noise(plane: np.ndarray) -> NoiseEstimate:
         # brighter blocks more than in the dark ones and would tilt their line:
         # the line's shape comes from the highest frequencies instead.
         line = highpass_line(data)
-        total = patches
         if line is not None and line.sigma > 0:
             blocks, level = line, line.sigma**2
-            # The patches of all regions hold texture as well on weakly noisy planes: the
-            # least textured regions' give the level (step 7).
-            flat = flat_patch_variance(data, line)
-            if flat > 0:
-                total = flat
-        correlation = 0.0
+        correlation, total = 0.0, patches
     else:
         total = level
     scale = total / level if level > 0 else 1.0
@@ -339,71 +314,11 @@ def patch_noise_variance(plane: np.ndarray, size: int = PATCH) -> float:
     vectors = windows[::step, ::step].reshape(-1, size * size)
     vectors = vectors - vectors.mean(axis=0)
     eigenvalues = np.linalg.eigvalsh(vectors.T @ vectors / len(vectors))[::-1]
-    return float(max(eigenvalues[_tail_start(eigenvalues) :].mean(), 0.0))
-
-
-def _tail_start(eigenvalues: np.ndarray) -> int:
-    """Where the noise starts in descending ``eigenvalues``: the longest tail whose mean is at most its median."""
     for start in range(len(eigenvalues)):
         tail = eigenvalues[start:]
         if tail.mean() <= np.median(tail):
-            return start
-    return len(eigenvalues) - 1
-
-
-def flat_patch_variance(plane: np.ndarray, line: NoiseEstimate, size: int = PATCH) -> float:
-    """Mean variance of the pixel-independent noise of a plane, from the patches of its least textured regions.
-
-    The covariance of the plane's ``size`` x ``size`` patches (as in
-    :func:`patch_noise_variance`) splits its directions into the leading
-    ones, which carry the structure, and the rest, which
-    :func:`patch_noise_variance` takes as noise. Every patch (less its own
-    mean) gets a texture score, its energy in the leading directions over
-    the noise ``line``'s variance at its mean intensity, summed over a
-    square region of :data:`FLAT_REGION` pixels; in every intensity bin
-    (:data:`INTENSITY_BINS` quantiles of the patches' means) the
-    :data:`FLAT_SHARE` with the lowest score are kept. Their energy per
-    remaining direction, over the line's variance at their intensity,
-    estimates the ratio of the noise to the line; times the line's mean
-    over the plane, the plane's mean noise variance. ``line`` is the
-    noise-level line's shape (:func:`highpass_line`); 0.0 where the plane
-    has no direction left for the noise.
-    """
-    data = np.asarray(plane, dtype=np.float64)
-    windows = np.lib.stride_tricks.sliding_window_view(data, (size, size))
-    step = max(1, int(np.ceil(np.sqrt(windows.shape[0] * windows.shape[1] / MAX_PATCHES))))
-    grid = windows[::step, ::step]
-    vectors = grid.reshape(-1, size * size)
-    centred = vectors - vectors.mean(axis=0)
-    eigenvalues, directions = np.linalg.eigh(centred.T @ centred / len(centred))
-    eigenvalues, directions = eigenvalues[::-1], directions[:, ::-1]
-    k = max(_tail_start(eigenvalues), 1)
-    if k >= size * size:
-        return 0.0
-    means = vectors.mean(axis=1)
-    # Each patch less its own mean: where the intensity changes across a bin, the
-    # patches' brightness would otherwise set their score in the leading direction.
-    local = vectors - means[:, None]
-    coordinates = (local - local.mean(axis=0)) @ directions
-    expected = np.maximum(line.gain * means + line.offset, line.floor)
-    expected = np.maximum(expected, 1e-3 * expected.max()) if expected.max() > 0 else np.ones_like(means)
-    score = ((coordinates[:, :k] ** 2).sum(axis=1) / expected).reshape(grid.shape[:2])
-    # Sums of the scores over the region around each patch (summed-area table; edges repeat).
-    reach = max(1, round(FLAT_REGION / step)) // 2
-    padded = np.pad(score, reach, mode="edge")
-    table = np.pad(np.cumsum(np.cumsum(padded, 0), 1), ((1, 0), (1, 0)))
-    side = 2 * reach + 1
-    region = (table[side:, side:] - table[:-side, side:] - table[side:, :-side] + table[:-side, :-side]).ravel()
-    edges = np.quantile(means, np.linspace(0, 1, INTENSITY_BINS + 1))
-    index = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, INTENSITY_BINS - 1)
-    kept = []
-    for b in range(INTENSITY_BINS):
-        in_bin = np.flatnonzero(index == b)
-        if len(in_bin):
-            kept.append(in_bin[np.argsort(region[in_bin], kind="stable")[: max(1, int(len(in_bin) * FLAT_SHARE))]])
-    chosen = np.concatenate(kept)
-    ratio = float(np.mean((coordinates[chosen, k:] ** 2).mean(axis=1) / expected[chosen]))
-    return ratio * float(np.maximum(line.gain * data[::step, ::step] + line.offset, line.floor).mean())
+            return float(max(tail.mean(), 0.0))
+    return float(max(eigenvalues[-1], 0.0))
 
 
 def _lags(residual: np.ndarray) -> tuple[float, float]:
