@@ -31,6 +31,7 @@ __all__ = [
     "eval_dir",
     "fmd_first_captures",
     "gt_residual",
+    "kernel_slope",
     "mix_alone_psnr",
     "psnr",
     "psnr_gain_matched",
@@ -38,6 +39,7 @@ __all__ = [
     "read_unit",
     "residual_autocorrelation",
     "run_to_end",
+    "scaled_noise",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,6 +143,35 @@ def residual_autocorrelation(residual: np.ndarray, radius: int) -> np.ndarray:
     lags = np.arange(-radius, radius + 1)
     full = full / np.outer(h - np.abs(lags), w - np.abs(lags))
     return full / full[radius, radius]
+
+
+def kernel_slope(acf: np.ndarray, sigma: float) -> float:
+    """``sum k(dy) k(dx) a(dy, dx)`` for the Gaussian kernel of ``sigma`` and the autocorrelation ``a`` (``acf``).
+
+    What :func:`~napari_mpid.core.auto.risk.blur_slope` computes with the
+    [s, 1, s] model, here with any ``(2 reach + 1)^2`` autocorrelation (a
+    kernel wider than it is cut to its reach).
+    """
+    from napari_mpid.core.filters import gaussian_kernel
+
+    g = gaussian_kernel(sigma)
+    r, reach = len(g) // 2, acf.shape[0] // 2
+    m = min(r, reach)
+    k = g[r - m : r + m + 1]
+    return float(k @ acf[reach - m : reach + m + 1, reach - m : reach + m + 1] @ k)
+
+
+def scaled_noise(noise: Any, factor: float) -> Any:
+    """A :class:`~napari_mpid.core.noise.NoiseEstimate` whose noise-level line (variance) is ``factor`` times ``noise``'s."""
+    import dataclasses
+
+    return dataclasses.replace(
+        noise,
+        sigma=noise.sigma * np.sqrt(factor),
+        gain=noise.gain * factor,
+        offset=noise.offset * factor,
+        floor=noise.floor * factor,
+    )
 
 
 def mix_alone_psnr(noisy: np.ndarray, clean: np.ndarray, noise: Any) -> float:

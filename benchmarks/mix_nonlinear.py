@@ -50,7 +50,6 @@ the others keep the model). Together with
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys
@@ -61,7 +60,16 @@ from pathlib import Path
 import noise_spectrum
 import numpy as np
 import torch
-from _common import FMD_CROP, eval_dir, gt_residual, psnr, read_unit, residual_autocorrelation
+from _common import (
+    FMD_CROP,
+    eval_dir,
+    gt_residual,
+    kernel_slope,
+    psnr,
+    read_unit,
+    residual_autocorrelation,
+    scaled_noise,
+)
 
 import napari_mpid.core.auto.nonlinear as nonlinear
 import napari_mpid.core.auto.risk as auto_risk
@@ -125,14 +133,12 @@ def scaled_to_gt(noise: NoiseEstimate, noisy: np.ndarray, clean: np.ndarray, nam
     level = name.split("/")[0]
     k = int(level[3:]) if level.startswith("avg") else 1
     residual, _ = gt_residual(noisy, clean)
-    scale = float(np.mean(residual**2)) / (1 - k / 50) / float(np.mean(noise.variance(noisy)))
-    return dataclasses.replace(
-        noise,
-        sigma=noise.sigma * np.sqrt(scale),
-        gain=noise.gain * scale,
-        offset=noise.offset * scale,
-        floor=noise.floor * scale,
-    )
+    return scaled_noise(noise, float(np.mean(residual**2)) / (1 - k / 50) / float(np.mean(noise.variance(noisy))))
+
+
+def blurs_reach() -> int:
+    """Pixels the widest of the mix's blurs reaches from its centre: the autocorrelation the slopes need."""
+    return max(len(gaussian_kernel(s)) // 2 for s in auto_risk.COMBINE_SIGMAS)
 
 
 def truncated(acf: np.ndarray, reach: int | None) -> np.ndarray:
@@ -149,11 +155,9 @@ def slopes_from(acf: np.ndarray):
     radius = acf.shape[0] // 2
 
     def slope(sigma: float, correlation: float) -> float:
-        g = gaussian_kernel(sigma)
-        r = len(g) // 2
-        if r > radius:
-            raise ValueError(f"sigma {sigma} reaches {r} pixels, the autocorrelation {radius}")
-        return float((np.outer(g, g) * acf[radius - r : radius + r + 1, radius - r : radius + r + 1]).sum())
+        if len(gaussian_kernel(sigma)) // 2 > radius:
+            raise ValueError(f"sigma {sigma} reaches beyond the autocorrelation's {radius} pixels")
+        return kernel_slope(acf, sigma)
 
     return slope
 
@@ -165,7 +169,7 @@ def read_acf(plane: np.ndarray, how: str) -> np.ndarray:
         "windows": noise_spectrum.from_windows,
         "spectrum": lambda p: noise_spectrum.from_spectrum(p, np.pi / 2),
     }[how](plane)
-    radius = max(len(gaussian_kernel(s)) // 2 for s in auto_risk.COMBINE_SIGMAS)
+    radius = blurs_reach()
     acf = np.zeros((2 * radius + 1, 2 * radius + 1))
     for (dy, dx), value in reading.items():
         if abs(dy) <= 2 and abs(dx) <= 2:
@@ -222,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.gt_acf:
             # The whole capture's residual: 16x the pixels of a crop, the same camera noise.
             full_clean = read_unit(eval_dir("fmd_test_mix") / "gt" / name.split("/")[-1])
-            radius = max(len(gaussian_kernel(s)) // 2 for s in auto_risk.COMBINE_SIGMAS)
-            acf = residual_autocorrelation(gt_residual(full, full_clean)[0], radius)
+            acf = residual_autocorrelation(gt_residual(full, full_clean)[0], blurs_reach())
             auto_risk.blur_slope = slopes_from(truncated(acf, args.gt_acf_radius))
         if args.acf_from:
             auto_risk.blur_slope = model_slope

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -70,10 +69,7 @@ SHOWN = {"x1": (0, 1), "y1": (1, 0), "x2": (0, 2), "y2": (2, 0), "d11": (1, 1), 
 def _detrended_lags(reach: int) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Lags within ``reach`` (one of each pair) and, per lag, its covariance pattern after the blocks' detrending."""
     size = noise.BLOCK
-    c = (np.arange(size, dtype=np.float64) - (size - 1) / 2) / size
-    y, x = np.meshgrid(c, c, indexing="ij")
-    terms = np.stack([np.ones(size * size), y.ravel(), x.ravel(), (y * y).ravel(), (x * y).ravel(), (x * x).ravel()], 1)
-    q, _ = np.linalg.qr(terms)
+    q, _ = np.linalg.qr(noise._quadratic_terms(size))
     keep = np.eye(size * size) - q @ q.T
     row, col = np.divmod(np.arange(size * size), size)
     lags = [(dy, dx) for dy in range(reach + 1) for dx in range(-reach, reach + 1) if dy > 0 or dx >= 0]
@@ -89,15 +85,8 @@ def _detrended_lags(reach: int) -> tuple[list[tuple[int, int]], np.ndarray]:
 def from_blocks(plane: np.ndarray, reach: int) -> dict[tuple[int, int], float]:
     """The autocorrelation read off the flattest detrended blocks (see the module's docstring)."""
     means, residual = noise._detrend(noise._blocks(plane))
-    variances = (residual**2).sum(axis=(1, 2))
-    edges = np.quantile(means, np.linspace(0, 1, noise.INTENSITY_BINS + 1))
-    chosen = []
-    for lo, hi in itertools.pairwise(edges):
-        in_bin = np.flatnonzero((means >= lo) & (means <= hi))
-        if len(in_bin):
-            keep = max(1, int(len(in_bin) * noise.FLAT_FRACTION))
-            chosen.extend(in_bin[np.argsort(variances[in_bin])[:keep]])
-    flat = residual[np.unique(chosen)].reshape(-1, noise.BLOCK * noise.BLOCK)
+    chosen = noise._flattest(means, (residual**2).sum(axis=(1, 2)))
+    flat = residual[chosen].reshape(-1, noise.BLOCK * noise.BLOCK)
     lags, patterns = _detrended_lags(reach)
     fitted, *_ = np.linalg.lstsq(patterns, (flat.T @ flat / len(flat)).ravel(), rcond=None)
     return {lag: float(v / fitted[0]) for lag, v in zip(lags, fitted)}
@@ -120,12 +109,7 @@ def periodogram(plane: np.ndarray, step: int = STEP) -> np.ndarray:
 def from_windows(plane: np.ndarray) -> dict[tuple[int, int], float]:
     """The autocorrelation from the flattest quarter of the plane's 32x32 windows (see the module's docstring)."""
     line = noise.estimate_noise(plane)
-    c = np.arange(WINDOW, dtype=np.float64) / WINDOW - 0.5
-    y, x = np.meshgrid(c, c, indexing="ij")
-    terms = np.stack(
-        [np.ones(WINDOW * WINDOW), y.ravel(), x.ravel(), (y * y).ravel(), (x * y).ravel(), (x * x).ravel()], 1
-    )
-    q, _ = np.linalg.qr(terms)
+    q, _ = np.linalg.qr(noise._quadratic_terms(WINDOW))
     taper = np.outer(np.hanning(WINDOW), np.hanning(WINDOW))
     taper /= np.sqrt(np.mean(taper**2))
     found = []

@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import eval_dir, gt_residual, psnr, read_unit
+from _common import eval_dir, gt_residual, kernel_slope, psnr, read_unit, scaled_noise
 from mix_nonlinear import ORACLE, blur, images
 
 import napari_mpid.core.auto.nonlinear as nonlinear
@@ -110,16 +110,6 @@ def field_from(acf: np.ndarray, shape: tuple[int, int], seed: int) -> np.ndarray
     return out / out.std()
 
 
-def slope_with(acf: np.ndarray, sigma: float) -> float:
-    """``sum k(dy) k(dx) a(dy, dx)`` for the Gaussian kernel of ``sigma`` and the autocorrelation ``a``."""
-    g = gaussian_kernel(sigma)
-    r, reach = len(g) // 2, acf.shape[0] // 2
-    m = min(r, reach)
-    k = g[r - m : r + m + 1]
-    a = acf[reach - m : reach + m + 1, reach - m : reach + m + 1]
-    return float(k @ a @ k)
-
-
 def pure_blocks(field: np.ndarray) -> dict[str, object]:
     """What the blocks see of the noise alone (the residual against gt divided by its line's root).
 
@@ -141,14 +131,7 @@ def pure_blocks(field: np.ndarray) -> dict[str, object]:
 def block_lags(plane: np.ndarray) -> tuple[float, ...]:
     """Lags 1-3 of the residuals of the blocks :func:`estimate_noise` takes as flat (its selection, replayed)."""
     means, residual = noise._detrend(noise._blocks(plane))
-    variances = (residual**2).sum(axis=(1, 2))
-    edges = np.quantile(means, np.linspace(0, 1, noise.INTENSITY_BINS + 1))
-    chosen = []
-    for lo, hi in itertools.pairwise(edges):
-        inside = np.flatnonzero((means >= lo) & (means <= hi))
-        if len(inside):
-            chosen.extend(inside[np.argsort(variances[inside])[: max(1, int(len(inside) * noise.FLAT_FRACTION))]])
-    return lags3(residual[np.unique(chosen)])
+    return lags3(residual[noise._flattest(means, (residual**2).sum(axis=(1, 2)))])
 
 
 def lags3(r: np.ndarray) -> tuple[float, ...]:
@@ -211,16 +194,6 @@ def modelled_acf(plane: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.outer(a, a), true1, true2
 
 
-def scaled(noise: NoiseEstimate, factor: float) -> NoiseEstimate:
-    return dataclasses.replace(
-        noise,
-        sigma=noise.sigma * np.sqrt(factor),
-        gain=noise.gain * factor,
-        offset=noise.offset * factor,
-        floor=noise.floor * factor,
-    )
-
-
 def oracle_weights(noisy: np.ndarray, clean: np.ndarray, noise: NoiseEstimate, variance: float) -> float:
     """PSNR of the mix's candidates weighed by least squares against gt (with an offset)."""
     extra = nonlinear.candidates(noisy[None], noise, variance)
@@ -255,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         line = np.maximum(gain * fitted + offset, 1e-12)
         acf = autocorrelation(residual / np.sqrt(line))
         estimate = estimate_noise(noisy)
-        true_variance = scaled(estimate, measured / estimate.sigma**2)
+        true_variance = scaled_noise(estimate, measured / estimate.sigma**2)
         true_line = dataclasses.replace(
             estimate, sigma=float(np.sqrt(measured)), gain=float(gain), offset=float(offset), floor=0.0
         )
@@ -272,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         spectra = {True: acf, "near": near, "model": model}
 
         def blur_spectrum(sigma: float, _rho: float, a: np.ndarray = acf) -> float:
-            return slope_with(a, sigma)
+            return kernel_slope(a, sigma)
 
         def passed_spectrum(kernel: np.ndarray, _rho: float, a: np.ndarray = acf) -> float:
             return passed_with(a, kernel)
@@ -291,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             "slopes spectrum": (estimate, True, False, nonlinear.FAMILIES),
             "variance + slopes spectrum": (true_variance, True, False, nonlinear.FAMILIES),
             "estimate, constant": (flat, False, False, nonlinear.FAMILIES),
-            "estimate x 1.1": (scaled(estimate, 1.1), False, False, nonlinear.FAMILIES),
-            "estimate x 1.2": (scaled(estimate, 1.2), False, False, nonlinear.FAMILIES),
+            "estimate x 1.1": (scaled_noise(estimate, 1.1), False, False, nonlinear.FAMILIES),
+            "estimate x 1.2": (scaled_noise(estimate, 1.2), False, False, nonlinear.FAMILIES),
             "spectrum within 2 px": (estimate, "near", "near", nonlinear.FAMILIES),
             "variance + spectrum within 2 px": (true_variance, "near", "near", nonlinear.FAMILIES),
             "calibrated 5-tap model": (estimate, "model", "model", nonlinear.FAMILIES),

@@ -132,6 +132,26 @@ def _blocks(plane: np.ndarray) -> np.ndarray:
     return blocks.reshape(-1, BLOCK, BLOCK)
 
 
+def _quadratic_terms(size: int) -> np.ndarray:
+    """The ``(size * size, 6)`` design of a quadratic surface over a ``size`` x ``size`` block (centred coordinates)."""
+    c = (np.arange(size, dtype=np.float64) - (size - 1) / 2) / size
+    y, x = np.meshgrid(c, c, indexing="ij")
+    return np.stack([np.ones(size * size), y.ravel(), x.ravel(), (y * y).ravel(), (x * y).ravel(), (x * x).ravel()], 1)
+
+
+def _flattest(means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Indices of the blocks taken as flat: the :data:`FLAT_FRACTION` quietest of every intensity bin, sorted."""
+    edges = np.quantile(means, np.linspace(0, 1, INTENSITY_BINS + 1))
+    chosen = []
+    for lo, hi in itertools.pairwise(edges):
+        in_bin = np.flatnonzero((means >= lo) & (means <= hi))
+        if len(in_bin) == 0:
+            continue
+        keep = max(1, int(len(in_bin) * FLAT_FRACTION))
+        chosen.extend(in_bin[np.argsort(variances[in_bin])[:keep]])
+    return np.unique(np.asarray(chosen))
+
+
 def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-block mean and the residual after removing the best quadratic surface.
 
@@ -140,11 +160,7 @@ def _detrend(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     noisy planes (FMD confocal at avg4: estimated lag-1 0.27-0.48 with planes,
     0.15-0.48 with quadratics; wide-field stays at 0.58-0.64).
     """
-    c = (np.arange(BLOCK, dtype=np.float64) - (BLOCK - 1) / 2) / BLOCK
-    y, x = np.meshgrid(c, c, indexing="ij")
-    design = np.stack(
-        [np.ones(BLOCK * BLOCK), y.ravel(), x.ravel(), (y * y).ravel(), (x * y).ravel(), (x * x).ravel()], axis=1
-    )
+    design = _quadratic_terms(BLOCK)
     flat = blocks.reshape(len(blocks), -1)
     coef, *_ = np.linalg.lstsq(design, flat.T, rcond=None)
     residual = flat - (design @ coef).T
@@ -265,15 +281,7 @@ def block_estimate(data: np.ndarray) -> NoiseEstimate:
     means, residual = _detrend(_blocks(data))
     # Removing a 6-parameter surface from 64 values leaves 58 degrees of freedom.
     variances = (residual**2).sum(axis=(1, 2)) / (BLOCK * BLOCK - _TERMS)
-    edges = np.quantile(means, np.linspace(0, 1, INTENSITY_BINS + 1))
-    chosen = []
-    for lo, hi in itertools.pairwise(edges):
-        in_bin = np.flatnonzero((means >= lo) & (means <= hi))
-        if len(in_bin) == 0:
-            continue
-        keep = max(1, int(len(in_bin) * FLAT_FRACTION))
-        chosen.extend(in_bin[np.argsort(variances[in_bin])[:keep]])
-    chosen = np.unique(np.asarray(chosen))
+    chosen = _flattest(means, variances)
     # Residual statistics of the chosen blocks are biased twice: the lowest
     # quarter of a bin's variances underestimates the noise variance even
     # where every block is pure noise, and detrending takes a share of the
