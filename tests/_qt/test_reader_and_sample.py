@@ -38,7 +38,12 @@ def test_sample_loads_noisy_and_clean_layers(make_napari_viewer):
 
 @pytest.fixture
 def fmd_cache(tmp_path, monkeypatch):
-    """A user cache seeded with the FMD sample's files from ../shared; no network."""
+    """A user cache seeded with the FMD sample's files from ../shared; no network.
+
+    Request it before ``make_napari_viewer``: a skip here must come before the
+    viewer fixture is set up, whose teardown reads the call's report, which a
+    test skipped during setup never has.
+    """
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(_sample_data.urllib.request, "urlopen", None)  # a download attempt fails loudly
     folder = SHARED / "data" / "eval" / "fmd_test_mix"
@@ -49,7 +54,7 @@ def fmd_cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_the_real_sample_opens_as_a_time_series_with_its_clean_reference(make_napari_viewer, fmd_cache):
+def test_the_real_sample_opens_as_a_time_series_with_its_clean_reference(fmd_cache, make_napari_viewer):
     viewer = make_napari_viewer()
 
     viewer.open_sample("napari-mpid", "fmd_two_photon")
@@ -66,7 +71,7 @@ def test_the_real_sample_opens_as_a_time_series_with_its_clean_reference(make_na
     assert "4 raw captures" in noisy.metadata["description"]
 
 
-def test_the_widget_denoises_the_real_sample_and_says_what_produced_the_result(make_napari_viewer, qtbot, fmd_cache):
+def test_the_widget_denoises_the_real_sample_and_says_what_produced_the_result(fmd_cache, make_napari_viewer, qtbot):
     # The first minute of a new user: open the real sample, press Run with the defaults.
     from .conftest import TEST_MODEL, run_to_end
 
