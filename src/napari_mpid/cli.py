@@ -1,8 +1,9 @@
 """The ``napari-mpid`` command: a thin layer over :mod:`napari_mpid.api`.
 
 Sub-commands: ``denoise`` (files), ``pretrain`` (masked pre-training),
-``demo`` (denoise the built-in synthetic sample and report PSNR) and
-``models`` (list the bundled models). Errors print one line and exit with a
+``demo`` (denoise the built-in synthetic sample and report PSNR),
+``noise-profile`` (a camera's noise from repeated exposures, for
+``denoise --noise-profile``) and ``models`` (list the bundled models). Errors print one line and exit with a
 non-zero status; no output appears under its final name unless its run succeeded.
 """
 
@@ -41,6 +42,7 @@ _OPTION_NAMES = {
     "static_scene": "--static-scene",
     "adaptive": "--adaptive",
     "network": "--network",
+    "noise_profile": "--noise-profile",
 }
 
 
@@ -81,12 +83,15 @@ def _params_from(args: argparse.Namespace):
 
 
 def _cmd_denoise(args: argparse.Namespace) -> int:
+    from . import api
     from .batch.cluster import connect, disconnect, run_on_cluster
     from .batch.jobs import RunOptions, check_outputs, plan_jobs
     from .batch.report import print_summary
     from .batch.run import run_jobs
 
     params = _params_from(args)
+    if params.noise_profile is not None:
+        api.load_profile(params.noise_profile)  # a missing or broken profile stops here, before any output
     if args.workers is not None and args.scheduler:
         raise ValueError("use either --workers or --scheduler, not both")
     if args.workers is not None and args.workers < 1:
@@ -196,6 +201,35 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         **config,
     )
     print(f"wrote {args.output} (resumable) and {weights}")
+    return 0
+
+
+def _cmd_noise_profile(args: argparse.Namespace) -> int:
+    from . import api
+    from .files.read import read_image
+
+    frames: list[np.ndarray] = []
+    for path in args.inputs:
+        image = read_image(path)
+        axes = (args.axes or image.axes).upper()
+        if len(axes) != np.ndim(image.data):
+            raise api.InputError(f"{path}: axes {axes!r} do not match its {np.ndim(image.data)} dimensions")
+        if "S" in axes or "C" in axes:
+            raise api.InputError(
+                f"{path} has {'colour samples' if 'S' in axes else 'channels'} (axes {axes}): measure the noise "
+                "profile on one channel at a time (one camera setting per profile)"
+            )
+        # Every axis but Y and X holds exposures: a T series, repeated Z sweeps of one plane, ...
+        data = np.moveaxis(np.asarray(image.data), [axes.index("Y"), axes.index("X")], [-2, -1])
+        frames.extend(data.reshape(-1, *data.shape[-2:]))
+    profile = api.measure_noise_profile(frames)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists (--overwrite replaces it)")
+    profile.save(out)
+    print(f"wrote {out}: {profile.describe()}")
+    for caution in profile.cautions():
+        print(f"warning: {caution}", file=sys.stderr)
     return 0
 
 
@@ -313,6 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("-q", "--quiet", action="store_true")
     pre.set_defaults(func=_cmd_pretrain)
+
+    prof = sub.add_parser(
+        "noise-profile",
+        help="measure a camera's noise from repeated exposures (for --noise-profile)",
+        description="Measure the noise-level line and autocorrelation of a camera at one setting from two or "
+        "more exposures of one unchanging field (a time series, or several files), taken with the settings of "
+        "the data to denoise. Write it as JSON for `denoise --noise-profile` (auto preset).",
+    )
+    prof.add_argument("inputs", nargs="+", metavar="INPUT", help="a stack of exposures, or one file per exposure")
+    prof.add_argument("-o", "--output", required=True, help="the profile to write (.json)")
+    prof.add_argument("--axes", help="axes of the inputs, e.g. TYX (default: from the file)")
+    prof.add_argument("--overwrite", action="store_true", help="replace an existing profile")
+    prof.set_defaults(func=_cmd_noise_profile)
 
     mod = sub.add_parser("models", help="list the bundled models")
     mod.set_defaults(func=_cmd_models)

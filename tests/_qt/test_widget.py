@@ -559,3 +559,24 @@ def test_the_status_line_says_whether_the_network_ran_and_what_produced_the_resu
     assert "without the network (tried on 1 plane, abandoned: it earned nothing): " in shown["flat"]
     assert "with the network on every plane: network" in shown["kept"]
     assert all("%" in text and text.endswith(".") for text in shown.values())
+
+
+def test_a_noise_profile_file_is_optional_and_reaches_the_run(qtbot, viewer_with_widget, tmp_path):
+    from napari_mpid.api import measure_noise_profile
+
+    viewer, widget = viewer_with_widget
+    control = widget.controls["noise_profile"]
+    assert control.value is None and widget.params().noise_profile is None
+    # Two exposures of the stack's field with the same camera: Poisson counts.
+    mean = np.broadcast_to(np.linspace(20.0, 200.0, 48), (48, 48))
+    rng = np.random.default_rng(5)
+    path = measure_noise_profile([rng.poisson(mean).astype(np.uint16) for _ in range(2)]).save(tmp_path / "p.json")
+    control.value = path
+    assert widget.params().noise_profile == str(path)
+
+    run_to_end(qtbot, widget)
+
+    notes = viewer.layers["cells denoised"].metadata["notes"]
+    assert any(note.startswith(f"noise from the profile {path}") for note in notes)
+    control.value = None
+    assert widget.params().noise_profile is None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -266,3 +268,38 @@ def test_the_summary_says_in_plain_words_what_produced_each_result(tmp_path, tin
     assert "without the network (tried on 1 plane, abandoned: it earned nothing): " in texture_line
     assert "with the network on every plane: network" in kept_out
     assert "% of the intensity range before" in shot_line
+
+
+def test_a_noise_profile_from_repeated_exposures_feeds_denoise(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    field = np.broadcast_to(np.linspace(50.0, 400.0, 64), (64, 64))
+    exposures = tmp_path / "exposures.tif"
+    write_tiff(exposures, rng.poisson(field, (3, 64, 64)).astype(np.uint16), "TYX")
+    profile = tmp_path / "scope.json"
+
+    assert main(["noise-profile", str(exposures), "-o", str(profile)]) == 0
+    assert f"wrote {profile}: noise variance " in capsys.readouterr().out
+    # Poisson counts: the variance is the intensity.
+    assert json.loads(profile.read_text())["gain"] == pytest.approx(1.0, abs=0.15)
+    assert main(["noise-profile", str(exposures), "-o", str(profile)]) == 2
+    assert "exists (--overwrite replaces it)" in capsys.readouterr().err
+
+    image, out = tmp_path / "image.tif", tmp_path / "out.tif"
+    write_tiff(image, rng.poisson(field).astype(np.uint16), "YX")
+    code = main(["denoise", str(image), "-o", str(out), "--noise-profile", str(profile), "--iterations", "0", "-q"])
+    assert code == 0
+    assert any(n.startswith("noise from the profile") for n in read_image(out).metadata["notes"])
+
+
+def test_a_noise_profile_is_refused_for_channels_and_with_a_paper_preset(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    stack = tmp_path / "channels.tif"
+    write_tiff(stack, rng.poisson(100, (2, 2, 48, 48)).astype(np.uint16), "TCYX")
+    assert main(["noise-profile", str(stack), "-o", str(tmp_path / "p.json")]) == 2
+    assert "one channel at a time" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+    image = tmp_path / "image.tif"
+    write_tiff(image, rng.poisson(100, (48, 48)).astype(np.uint16), "YX")
+    code = main(["denoise", str(image), "-o", str(tmp_path / "o.tif"), "--preset", "fast", "--noise-profile", "x"])
+    assert code == 2 and "auto preset" in capsys.readouterr().err

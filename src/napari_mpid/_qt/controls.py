@@ -28,6 +28,7 @@ __all__ = [
     "MODEL_DEFAULT_TEXT",
     "SPECIAL_TEXT",
     "ModelPicker",
+    "OptionalFileEdit",
     "OptionalFloatBox",
     "OptionalIntBox",
     "WholeNumberBox",
@@ -56,6 +57,7 @@ LABELS = {
     "static_scene": "repeated exposures (static scene)",
     "adaptive": "adaptive (auto preset)",
     "memory_limit": "memory limit (GiB)",
+    "noise_profile": "noise profile (calibrated)",
 }
 #: Text shown at a spin box's lowest position: None for optional fields, 0 for the others listed.
 SPECIAL_TEXT = {
@@ -172,6 +174,8 @@ def field_control(
         )
     if kind == "float":
         return _float_box(name, f, tip)
+    if f.metadata.get("path"):
+        return OptionalFileEdit(f, tip)
     options = choices if choices is not None else f.metadata.get("choices")
     if options:
         return ComboBox(name=name, label=label, tooltip=tip, choices=list(options), value=f.default)
@@ -308,6 +312,33 @@ class ModelPicker(Container):
             self.specs.append(spec)
             self.choice.reset_choices()
             self.choice.value = spec
+
+
+class OptionalFileEdit(FileEdit):
+    """A file field whose default, None, means "none": an empty path reads as None.
+
+    magicgui's FileEdit reads an empty entry as the current folder, which a
+    run would take for a file; here it is None.
+    """
+
+    def __init__(self, f: dataclasses.Field, tooltip: str) -> None:
+        super().__init__(
+            name=f.name,
+            label=label_of(f.name),
+            mode="r",
+            filter=f.metadata.get("filter", "All files (*)"),
+            tooltip=tooltip,
+        )
+
+    @property
+    def value(self) -> str | None:  # type: ignore[override]
+        # The typed text, not FileEdit's path: that resolves an empty entry to the working folder.
+        text = str(self.line_edit.value).strip()
+        return text or None
+
+    @value.setter
+    def value(self, path: str | Path | None) -> None:
+        self.line_edit.value = "" if path is None else str(path)
 
 
 def narrow_combo(combo: Widget, characters: int = 8) -> None:

@@ -209,6 +209,11 @@ def prepare(job: Job, options: RunOptions, model: Any, device: Any) -> Prepared 
             todo = [] if committing else [n for n in range(total) if n not in done]
             return Prepared(job, image, plan, scales, specs, journal, done, todo, notes, committing)
         notes = list(plan.notes)
+        if plan.params.noise_profile is not None:
+            from ..core.noise_profile import load_profile, profile_notes
+
+            path = plan.params.noise_profile
+            notes.extend(profile_notes(load_profile(path), path, image.dtype))
         source = _FiniteChecked(image.data) if image.dtype.kind == "f" else image.data
         scales = fit_scales(source, plan, plan.params.normalization, notes)
         created: list[OutputSpec] = []

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -110,6 +110,11 @@ class NoiseEstimate:
     floor : float
         Noise variance measured in the darkest flat blocks: the line above
         is never taken below it (see :meth:`variance`).
+    autocorrelation : ndarray or None
+        The noise's measured autocorrelation, odd-sided and 1 at its centre,
+        where a calibration gave it (:mod:`napari_mpid.core.noise_profile`);
+        None for an estimate from the plane alone, whose correlation
+        follows the [s, 1, s] model (:func:`noise_autocorrelation`).
     """
 
     sigma: float
@@ -117,13 +122,27 @@ class NoiseEstimate:
     gain: float
     offset: float
     floor: float = 0.0
+    autocorrelation: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def variance(self, intensity):
         """Noise variance at ``intensity`` (scalar or array): the noise-level line, at least :attr:`floor`."""
         return np.maximum(self.gain * np.asarray(intensity, dtype=np.float64) + self.offset, self.floor)
 
+    def averaged(self, count: int) -> NoiseEstimate:
+        """The noise of the mean of ``count`` exposures with this noise, independent: the line over ``count``."""
+        k = max(int(count), 1)
+        return NoiseEstimate(
+            self.sigma / np.sqrt(k),
+            self.correlation,
+            self.gain / k,
+            self.offset / k,
+            self.floor / k,
+            autocorrelation=self.autocorrelation,
+        )
+
     def as_dict(self) -> dict[str, float]:
-        return {k: round(float(v), 6) for k, v in vars(self).items()}
+        """The scalar fields, rounded (the autocorrelation is left out)."""
+        return {k: round(float(v), 6) for k, v in vars(self).items() if k != "autocorrelation"}
 
 
 def _blocks(plane: np.ndarray) -> np.ndarray:

@@ -152,6 +152,15 @@ class FillParams:
         weight in the mix so far; "always" on every plane and to the end,
         "never" (the mix alone). The paper's presets (fast, quality, cpu)
         always run it.
+    noise_profile : str or None
+        Path of a noise profile written by ``napari-mpid noise-profile`` (or
+        :meth:`napari_mpid.core.noise_profile.NoiseProfile.save`) from
+        repeated exposures of one field with the settings of the data: its
+        noise-level line (in the data's units) and autocorrelation replace
+        the estimate from each plane in the auto preset's mix. Worth most
+        where one plane cannot tell its noise from its signal: correlated
+        camera noise and strongly noisy planes (docs/benchmarks.md,
+        "Repeated exposures"). None (default): estimated per plane.
     """
 
     iterations: int = field(
@@ -253,6 +262,16 @@ class FillParams:
             choices=NETWORK_USE,
         ),
     )
+    noise_profile: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Noise profile (JSON) measured from repeated exposures with the settings of the data "
+            "(napari-mpid noise-profile): the auto preset takes every plane's noise from it instead of "
+            "estimating it from the plane. Default: none (estimated per plane).",
+            path=True,
+            filter="Noise profiles (*.json);;All files (*)",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -301,6 +320,13 @@ class FillParams:
             )
         if not self.model:
             raise ParameterError("model must name a bundled model or a checkpoint path")
+        if self.noise_profile is not None and not self.noise_profile.strip():
+            raise ParameterError("noise_profile must be the path of a profile file, or None")
+        if self.noise_profile is not None and not self.adaptive:
+            raise ParameterError(
+                "a noise profile informs the auto preset's mix; the paper's presets (fast, quality, cpu) do not "
+                "read the noise: use the auto preset with noise_profile"
+            )
 
     @property
     def network_use(self) -> str:

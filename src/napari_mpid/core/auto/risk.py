@@ -68,15 +68,23 @@ def family_of(candidate: str) -> str:
     return next((family for prefix, family in _FAMILIES if candidate.startswith(prefix)), "neighbour planes")
 
 
-def blur_slope(sigma: float, correlation: float) -> float:
+def blur_slope(sigma: float, correlation: float, autocorrelation: np.ndarray | None = None) -> float:
     """How much a Gaussian blur's output at a pixel follows that pixel's (correlated) noise.
 
     ``sum_d k(d) a(d)`` over the 2D kernel k and the noise autocorrelation a:
-    the centre weight for white noise, more for correlated noise.
+    the centre weight for white noise, more for correlated noise. ``a`` is
+    the [s, 1, s] model of ``correlation`` (separable, reaching 2 pixels)
+    unless a measured ``autocorrelation`` is given (a calibration's:
+    :mod:`napari_mpid.core.noise_profile`), whose lags beyond its reach count as 0.
     """
     g = gaussian_kernel(sigma)
     r = len(g) // 2
-    return float(np.dot(g[r - 2 : r + 3], noise_autocorrelation(correlation)) ** 2)
+    if autocorrelation is None:
+        return float(np.dot(g[r - 2 : r + 3], noise_autocorrelation(correlation)) ** 2)
+    reach = autocorrelation.shape[0] // 2
+    m = min(r, reach)
+    k = g[r - m : r + m + 1]
+    return float(k @ autocorrelation[reach - m : reach + m + 1, reach - m : reach + m + 1] @ k)
 
 
 @dataclass(frozen=True)
@@ -233,7 +241,8 @@ def plane_mix(
     independent = independent or {}
     extra = extra or {}
     names = ["noisy", *(f"blur {s:g}" for s in COMBINE_SIGMAS), *independent, *extra]
-    slopes = [1.0, *(blur_slope(s, rho) for s in COMBINE_SIGMAS), *([0.0] * len(independent))]
+    acf = noise.autocorrelation
+    slopes = [1.0, *(blur_slope(s, rho, acf) for s in COMBINE_SIGMAS), *([0.0] * len(independent))]
     slopes += [d / variance if variance > 0 else 0.0 for _, d in extra.values()]
     x = noisy.ravel()
     n = x.size
@@ -295,10 +304,7 @@ def mean_denoiser(
     """
 
     def denoise(mean: np.ndarray, members: int) -> np.ndarray:
-        k = max(int(members), 1)
-        scaled = NoiseEstimate(
-            noise.sigma / np.sqrt(k), noise.correlation, noise.gain / k, noise.offset / k, noise.floor / k
-        )
+        scaled = noise.averaged(members)
         variance = float(np.mean(scaled.variance(mean)))
         mixed, _, _ = plane_mix(mean, scaled, variance, extra=nonlinear_candidates(mean, scaled, variance, families))
         return mixed

@@ -14,6 +14,7 @@ from napari_mpid.core.engine.modes import Run, context_mode, plane_by_plane, sta
 from napari_mpid.core.engine.parts import PlaneFiller
 from napari_mpid.core.errors import InputError, OutOfMemory
 from napari_mpid.core.model.checkpoints import LoadedModel, load_model
+from napari_mpid.core.noise_profile import load_profile, profile_notes
 from napari_mpid.core.params import FillParams
 from napari_mpid.core.results import DenoiseResult, Progress
 from napari_mpid.core.run.assemble import Outputs, check_finite
@@ -110,6 +111,7 @@ def denoise_planes(
         # The whole run: the device can run out of memory in any plane, not only the first.
         source = _as_source(image)
         device = resolve_device(params.device)
+        profile = load_profile(params.noise_profile) if params.noise_profile is not None else None
         model = load_model(params.model, device) if model is None else _private_model(model, device)
         plan = make_plan(source.shape, source.dtype, params, model, device, axes=axes, rgb=rgb)
         if isinstance(source, np.ndarray):
@@ -120,7 +122,11 @@ def denoise_planes(
         if scales is None:
             scales = fit_scales(source, plan, plan.params.normalization, plan.notes)
         outputs = Outputs(plan, out, noise_out, with_noise_map=noise_map, partial=len(numbers) < len(plan.planes))
-        run = Run(plan, source, scales, outputs, PlaneFiller(model, plan, device), numbers, preview_every)
+        filler = PlaneFiller(model, plan, device)
+        if profile is not None:
+            filler.use_profile(profile, scales)
+            plan.notes.extend(profile_notes(profile, params.noise_profile, source.dtype))
+        run = Run(plan, source, scales, outputs, filler, numbers, preview_every)
         if plan.params.static_scene:
             yield from static_mode(run)
         elif plan.series:
@@ -134,7 +140,7 @@ def denoise_planes(
             yield from plane_by_plane(run)
 
         p = plan.params
-        warnings = list(run.warnings)
+        warnings = [*run.warnings, *run.filler.warnings]
         networked = not p.adaptive or any(c.get("network", True) for c in run.filler.choices)
         if run.outside and networked:
             # Only the network works in [0, 1]; the mix of blurs and planes is linear and keeps every value.

@@ -185,7 +185,7 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
         means = [total / len(series) for total in sums]
         filled: list[np.ndarray] = []
         for part_no, mean in enumerate(means):
-            fill = Returning(filler.fill(mean, series[0], part_no))
+            fill = Returning(filler.fill(mean, series[0], part_no, members=len(series)))
             for tile, t in fill:
                 yield run.progress(position, series[0], t, tile=tile, part=part_no + 1)
             filled.append(fill.result)
@@ -193,7 +193,9 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
         for number in series:
             index, plane, scale, parts = exposure(number, count=False)
             shift = shifts[number]
-            excess = static_excess(moved(parts, shift), means, len(series))
+            excess = static_excess(
+                moved(parts, shift), means, len(series), lambda part, n=number: filler.noise_of(part, n)
+            )
             if excess > STATIC_EXCESS:
                 changed[" ".join(f"{a}={i}" for a, i in zip(letters, index))] = excess
             if number in wanted:
@@ -256,19 +258,24 @@ def drift_mismatch(reference: np.ndarray, planes: list[np.ndarray]) -> list[floa
     return out
 
 
-def static_excess(parts: list[np.ndarray], means: list[np.ndarray], count: int) -> float:
+def static_excess(
+    parts: list[np.ndarray],
+    means: list[np.ndarray],
+    count: int,
+    noise_of: Callable[[np.ndarray], NoiseEstimate] = estimate_noise_channels,
+) -> float:
     """How much more a plane differs from its series' mean (scaled to its brightness) than noise would make it.
 
     For exposures of one scene with independent noise of variance v, a plane
     minus the mean of all ``count`` differs by ``v (1 - 1/count)``; the ratio
     of the measured difference to that (the plane's noise from
     :func:`~napari_mpid.core.noise.estimate_noise`) is ~1, and grows with
-    whatever moved or changed.
+    whatever moved or changed. ``noise_of(part)``: a part's noise (estimated, or a run's noise profile).
     """
     excess = []
     for part, mean in zip(parts, means):
         gain = float(np.sum(part * mean) / max(float(np.sum(mean * mean)), 1e-12))
-        variance = float(np.mean(estimate_noise_channels(part).variance(part))) * (1 - 1 / count)
+        variance = float(np.mean(noise_of(part).variance(part))) * (1 - 1 / count)
         excess.append(float(np.mean((part - gain * mean) ** 2)) / max(variance, 1e-12))
     return max(excess)
 
@@ -295,7 +302,7 @@ def context_mode(run: Run, model: LoadedModel, fitted: dict[int, dict[str, torch
         for k, series in todo_series:
             _, plane, scale = run.read(series[len(series) // 2], count=False)
             middle = np.asarray(scale.forward(split_parts(plane, plan)[0]), dtype=np.float32)
-            noise = estimate_noise_channels(middle)
+            noise = filler.noise_of(middle, series[len(series) // 2])
             decisions[k] = (noise, *wants_network(p, middle, noise))
     network = {k: not p.adaptive or decisions[k][1] for k, _ in todo_series}
     abandoned: dict[int, int] = {}
@@ -439,7 +446,7 @@ def _context_earns(
             full[i] = filler.from_batch(planes[i], c, plan.height, plan.width)
         return full[i]
 
-    noise = estimate_noise_channels(whole(j))
+    noise = filler.noise_of(whole(j), number)
     held = held_out(number)
     for region in regions or [everywhere]:
         rows, cols = region
@@ -492,7 +499,7 @@ def _finish_context(
     J-invariant. ``twin(i, j)`` says whether plane j copies plane i (left
     out of the neighbour means). See :func:`~napari_mpid.core.auto.combine`.
     """
-    noise = estimate_noise_channels(noisy)
+    noise = filler.noise_of(noisy, number)
     network = result is not None
     slope = probe(noise) if network and noise.correlation >= CORRELATED else 0.0
     others = neighbour_candidates(plane_at, count, index, context, twin, mean_denoiser(noise))

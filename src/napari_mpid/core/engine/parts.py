@@ -24,9 +24,12 @@ from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.fill.stacked import StackedFiller
 from napari_mpid.core.model.checkpoints import LoadedModel
 from napari_mpid.core.noise import NoiseEstimate, estimate_noise_channels
+from napari_mpid.core.noise_profile import NoiseProfile
 from napari_mpid.core.params import FillParams
 from napari_mpid.core.run.devices import resolve_precision
+from napari_mpid.core.run.normalization import IntensityScale
 from napari_mpid.core.run.plan import Plan, plane_seed
+from napari_mpid.core.run.scales import channel_of
 
 __all__ = [
     "ABANDON_AT",
@@ -49,6 +52,11 @@ ABANDON_AT = 0.5
 #: The evidence (in standard errors, as :data:`~napari_mpid.core.auto.EVIDENCE`) a filling
 #: needs part of the way to be kept: 0, any positive gain (docs/constants.md).
 ABANDON_EVIDENCE = 0.0
+#: A noise profile whose variance on a plane differs from the plane's own estimate by more
+#: than this factor either way is reported: calibrated at other settings, or other units.
+#: Wide on purpose: the estimate itself reads up to 2.5x high on weakly noisy textured
+#: planes (docs/benchmarks.md, "Noise estimate"), where a right profile then differs.
+PROFILE_MISMATCH = 3.0
 
 
 def held_out_pixels(seed: int, number: int, shape: tuple[int, int], part: int = 0) -> np.ndarray:
@@ -102,10 +110,48 @@ class PlaneFiller:
         self.canvas: np.ndarray | None = None
         #: What the auto preset chose for every plane and part (JSON-friendly dicts).
         self.choices: list[dict[str, Any]] = []
+        #: Messages for the run's result (a noise profile that does not fit the data).
+        self.warnings: list[str] = []
         self._live: tuple[Any, Any] | None = None  # (tile slices, running-average getter)
+        self._profile: tuple[NoiseProfile, dict[int, IntensityScale]] | None = None
 
-    def fill(self, part: np.ndarray, number: int, part_no: int) -> Generator[tuple[int, int], None, np.ndarray]:
+    def use_profile(self, profile: NoiseProfile, scales: dict[int, IntensityScale]) -> None:
+        """Take every plane's noise from ``profile`` (data units), through the run's intensity ``scales``."""
+        self._profile = (profile, scales)
+
+    def noise_of(self, part: np.ndarray, number: int, members: int = 1) -> NoiseEstimate:
+        """The noise of ``part`` (``(C, H, W)``, scaled) of plane ``number``; ``members``: exposures it averages.
+
+        From the noise profile where the run has one (the first plane whose
+        own estimate differs from it by more than :data:`PROFILE_MISMATCH`
+        either way adds a warning), else estimated from the part itself
+        (:func:`~napari_mpid.core.noise.estimate_noise_channels`; a mean of
+        exposures is measured as it is).
+        """
+        if self._profile is None:
+            return estimate_noise_channels(part)
+        profile, scales = self._profile
+        scale = scales[channel_of(self.plan, self.plan.planes[number])]
+        noise = profile.for_plane(part, scale.low, scale.high)
+        if members > 1:
+            noise = noise.averaged(members)
+        if not any(w.startswith("noise profile") for w in self.warnings):
+            own = estimate_noise_channels(part).sigma ** 2
+            ratio = noise.sigma**2 / own if own > 0 else 1.0
+            if not 1 / PROFILE_MISMATCH <= ratio <= PROFILE_MISMATCH:
+                self.warnings.append(
+                    f"noise profile: on plane {number} it predicts {ratio:.2g}x the noise variance the plane "
+                    "itself shows; was it calibrated with these settings (exposure, gain, averaging) and in "
+                    "these units?"
+                )
+        return noise
+
+    def fill(
+        self, part: np.ndarray, number: int, part_no: int, members: int = 1
+    ) -> Generator[tuple[int, int], None, np.ndarray]:
         """Yield (tile, iteration) and return the filled part (C, H, W) in [0, 1].
+
+        ``members``: the exposures ``part`` averages (a static scene's mean), for its noise (:meth:`noise_of`).
 
         With ``adaptive`` parameters (the auto preset) the mask ratio comes
         from the part's noise, a few pixels are held out to stop the filling
@@ -119,7 +165,7 @@ class PlaneFiller:
         out = np.zeros_like(part) if len(tiles) > 1 else None
         held, slopes, check_at = None, [], 0
         if p.adaptive:
-            noise = estimate_noise_channels(part)
+            noise = self.noise_of(part, number, members)
             changes, why = choose_filling(noise, p.mask_ratio)
             settings = settings.replace(mask_ratio=changes["mask_ratio"])
             held = held_out_pixels(p.seed, number, part.shape[1:], part_no)
