@@ -133,32 +133,25 @@ def gt_residual(noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def residual_autocorrelation(residual: np.ndarray, radius: int) -> np.ndarray:
-    """The ``(2 radius + 1)^2`` autocorrelation of ``residual`` around lag 0 (1 there), by FFT, unbiased per lag."""
-    h, w = residual.shape
-    r = residual - residual.mean()
-    power = np.abs(np.fft.rfft2(r, (2 * h, 2 * w))) ** 2
-    full = np.fft.fftshift(np.fft.irfft2(power, (2 * h, 2 * w)))[
-        h - radius : h + radius + 1, w - radius : w + radius + 1
-    ]
-    lags = np.arange(-radius, radius + 1)
-    full = full / np.outer(h - np.abs(lags), w - np.abs(lags))
-    return full / full[radius, radius]
+    """The ``(2 radius + 1)^2`` autocorrelation of ``residual`` around lag 0 (1 there), unbiased per lag.
+
+    :func:`napari_mpid.core.noise_profile.autocorrelation`, which a noise profile stores.
+    """
+    from napari_mpid.core.noise_profile import autocorrelation
+
+    return autocorrelation(residual, radius)
 
 
 def kernel_slope(acf: np.ndarray, sigma: float) -> float:
     """``sum k(dy) k(dx) a(dy, dx)`` for the Gaussian kernel of ``sigma`` and the autocorrelation ``a`` (``acf``).
 
-    What :func:`~napari_mpid.core.auto.risk.blur_slope` computes with the
-    [s, 1, s] model, here with any ``(2 reach + 1)^2`` autocorrelation (a
-    kernel wider than it is cut to its reach).
+    :func:`~napari_mpid.core.auto.risk.blur_slope` with a measured
+    autocorrelation, as a noise profile gives it (a kernel wider than it
+    is cut to its reach).
     """
-    from napari_mpid.core.filters import gaussian_kernel
+    from napari_mpid.core.auto.risk import blur_slope
 
-    g = gaussian_kernel(sigma)
-    r, reach = len(g) // 2, acf.shape[0] // 2
-    m = min(r, reach)
-    k = g[r - m : r + m + 1]
-    return float(k @ acf[reach - m : reach + m + 1, reach - m : reach + m + 1] @ k)
+    return blur_slope(sigma, 0.0, acf)
 
 
 def scaled_noise(noise: Any, factor: float) -> Any:

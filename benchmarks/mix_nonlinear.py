@@ -45,11 +45,22 @@ the others keep the model). Together with
 ``--combine-sigmas ... 4 6``:
 
     python benchmarks/mix_nonlinear.py ladder --captures 1 --variants default --gt-acf --combine-sigmas 0.5 0.75 1 1.5 2 3 4 6
+
+``--repeats`` takes each plane's noise from a noise profile
+(:func:`~napari_mpid.core.noise_profile.measure_profile`) of the
+configuration's other captures at the plane's level, as a run with
+``noise_profile`` does; ``--repeats line`` / ``--repeats acf`` keep the
+estimate's autocorrelation model / noise line and take the other half
+from the profile. Every row records the noise variance used over the
+direct reference against gt (``default variance / gt``)::
+
+    python benchmarks/mix_nonlinear.py ladder --captures 1 --variants default --repeats
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -57,6 +68,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import noise_repeats
 import noise_spectrum
 import numpy as np
 import torch
@@ -76,6 +88,7 @@ import napari_mpid.core.auto.risk as auto_risk
 from napari_mpid.core.auto import CORRELATED, combine
 from napari_mpid.core.filters import convolve_separable, gaussian_kernel
 from napari_mpid.core.noise import NoiseEstimate, estimate_noise
+from napari_mpid.core.noise_profile import measure_profile
 
 #: Blur widths of the per-image oracle (as the FMDD table of docs/benchmarks.md).
 ORACLE = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -128,12 +141,43 @@ def images(kind: str, captures: list[str]) -> list[tuple[str, np.ndarray, np.nda
     return out
 
 
-def scaled_to_gt(noise: NoiseEstimate, noisy: np.ndarray, clean: np.ndarray, name: str) -> NoiseEstimate:
-    """``noise`` with its line scaled to the plane's variance against gt (avg-k from the name's level)."""
+def gt_variance(noisy: np.ndarray, clean: np.ndarray, name: str) -> float:
+    """The plane's noise variance against gt: the direct reference of benchmarks/noise_reference.py.
+
+    The residual after gt's gain and offset, over ``1 - k / 50`` for the
+    mean of k captures (avg-k from the name's level; gt holds them).
+    """
     level = name.split("/")[0]
     k = int(level[3:]) if level.startswith("avg") else 1
     residual, _ = gt_residual(noisy, clean)
-    return scaled_noise(noise, float(np.mean(residual**2)) / (1 - k / 50) / float(np.mean(noise.variance(noisy))))
+    return float(np.mean(residual**2)) / (1 - k / 50)
+
+
+def scaled_to_gt(noise: NoiseEstimate, noisy: np.ndarray, clean: np.ndarray, name: str) -> NoiseEstimate:
+    """``noise`` with its line scaled to the plane's variance against gt (:func:`gt_variance`)."""
+    return scaled_noise(noise, gt_variance(noisy, clean, name) / float(np.mean(noise.variance(noisy))))
+
+
+def from_repeats(noise: NoiseEstimate, noisy: np.ndarray, name: str) -> NoiseEstimate | None:
+    """The plane's noise from a profile (:func:`~napari_mpid.core.noise_profile.measure_profile`) of repeats.
+
+    The repeats are the configuration's other captures at the plane's level
+    (whole 512x512 images: the same microscope, settings and field), as
+    many as have pairwise independent noise
+    (:func:`noise_repeats.independent_frames`). The profile's line and
+    autocorrelation replace the estimate's, as a run with ``noise_profile``
+    does (:meth:`~napari_mpid.core.noise_profile.NoiseProfile.for_plane`, in
+    units of 1/255 as the engine scales 8-bit data). None where fewer than
+    two such captures exist.
+    """
+    level, file = name.split("/") if "/" in name else ("raw", name)
+    root = eval_dir("fmd_test_mix")
+    config, capture = file[: -len(".png")].rsplit("_", 1)
+    others = [f for c, f in noise_repeats.distinct_captures(root / level, config, [1, 2, 3, 4]) if str(c) != capture]
+    frames = noise_repeats.independent_frames(others, read_unit(root / "gt" / file))
+    if len(frames) < 2:
+        return None
+    return measure_profile(np.stack(frames)).for_plane(noisy, 0.0, 1.0)
 
 
 def blurs_reach() -> int:
@@ -154,7 +198,7 @@ def slopes_from(acf: np.ndarray):
     """A stand-in for :func:`~napari_mpid.core.auto.risk.blur_slope` that weighs the kernel by ``acf``."""
     radius = acf.shape[0] // 2
 
-    def slope(sigma: float, correlation: float) -> float:
+    def slope(sigma: float, correlation: float, autocorrelation: np.ndarray | None = None) -> float:
         if len(gaussian_kernel(sigma)) // 2 > radius:
             raise ValueError(f"sigma {sigma} reaches beyond the autocorrelation's {radius} pixels")
         return kernel_slope(acf, sigma)
@@ -199,8 +243,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=("blocks", "windows", "spectrum"),
         help="the blurs' slopes from a 5x5 autocorrelation read off the noisy plane (noise_spectrum.py)",
     )
+    parser.add_argument(
+        "--repeats",
+        nargs="?",
+        const="both",
+        choices=("both", "line", "acf"),
+        help="the noise line and/or the blurs' slopes from the other captures' differences (noise_repeats.py)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.repeats and (args.acf_from or args.gt_acf or args.gt_variance):
+        parser.error("--repeats is a noise model of its own: give it without --gt-* or --acf-from")
     if args.acf_from and args.gt_acf:
         parser.error("--acf-from and --gt-acf are two sources of one autocorrelation: give one")
     torch.set_num_threads(1)
@@ -237,6 +290,18 @@ def main(argv: list[str] | None = None) -> int:
             noise = estimate_noise(noisy)
             if args.gt_variance:
                 noise = scaled_to_gt(noise, noisy, clean, name)
+            if args.repeats:
+                profiled = from_repeats(noise, noisy, name)
+                row["calibrated"] = profiled is not None
+                if profiled is not None and args.repeats == "line":
+                    noise = dataclasses.replace(profiled, correlation=noise.correlation, autocorrelation=None)
+                elif profiled is not None and args.repeats == "acf":
+                    noise = dataclasses.replace(noise, autocorrelation=profiled.autocorrelation)
+                elif profiled is not None:
+                    noise = profiled
+            row[f"{variant} variance / gt"] = round(
+                float(np.mean(noise.variance(noisy))) / gt_variance(noisy, clean, name), 3
+            )
             mixed, how = combine(noisy[None], {}, held, noise, nonlinear=VARIANTS[variant])
             row[f"{variant} seconds"] = round(time.perf_counter() - start, 3)
             row[variant] = psnr(mixed[0], clean)
@@ -259,6 +324,14 @@ def main(argv: list[str] | None = None) -> int:
             }
     below = [r["image"] for r in rows if "default" in r and r["default"] < r["oracle blur"] - 0.3]
     summary["all"]["more than 0.3 dB below the oracle blur (default)"] = below
+    for group, rs in groups.items():
+        if rs and "default" in args.variants:
+            ratios = [r["default variance / gt"] for r in rs]
+            summary[group]["noise variance / gt (default)"] = {
+                "min": min(ratios),
+                "max": max(ratios),
+                "outside 15 %": sum(abs(v - 1) > 0.15 for v in ratios),
+            }
     print(json.dumps(summary, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             "gt variance": args.gt_variance,
             "gt acf": args.gt_acf,
             "gt acf radius": args.gt_acf_radius,
+            "repeats": args.repeats,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, 1 torch thread, shared 2-core CPU",
             "command": "python benchmarks/mix_nonlinear.py " + " ".join(argv if argv is not None else sys.argv[1:]),
