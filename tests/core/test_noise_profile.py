@@ -224,6 +224,18 @@ def test_a_static_scenes_mean_gets_the_profile_over_its_exposures(profile, tmp_p
     assert sigma == pytest.approx(expected, rel=0.02)
 
 
+def test_a_copied_exposure_counts_once_in_the_means_noise(profile, tmp_path):
+    clean = scene(64)
+    frames = exposures(clean, 4, seed=14).astype(np.float32)
+    frames[1] = frames[0]  # one frame saved twice: the mean holds 6/16 of one exposure's noise variance, not 4/16
+    path = profile.save(tmp_path / "scope.json")
+    params = preset("auto", iterations=0, static_scene=True, noise_profile=str(path))
+    _, result = run(denoise_planes(frames, params, axes="TYX"))
+    scale = result.scales[0][1] - result.scales[0][0]
+    expected = np.sqrt(np.mean(profile.variance(frames.mean(axis=0))) * 6 / 16) / scale
+    assert float(result.choices[0]["noise_sigma"]) == pytest.approx(expected, rel=0.02)
+
+
 def test_a_missing_profile_stops_the_run_before_any_work():
     with pytest.raises(InputError, match="does not exist"):
         run(denoise_planes(np.zeros((64, 64), np.float32), preset("auto", noise_profile="/no/such/profile.json")))

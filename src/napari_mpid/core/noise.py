@@ -128,9 +128,9 @@ class NoiseEstimate:
         """Noise variance at ``intensity`` (scalar or array): the noise-level line, at least :attr:`floor`."""
         return np.maximum(self.gain * np.asarray(intensity, dtype=np.float64) + self.offset, self.floor)
 
-    def averaged(self, count: int) -> NoiseEstimate:
+    def averaged(self, count: float) -> NoiseEstimate:
         """The noise of the mean of ``count`` exposures with this noise, independent: the line over ``count``."""
-        k = max(int(count), 1)
+        k = max(float(count), 1.0)
         return NoiseEstimate(
             self.sigma / np.sqrt(k),
             self.correlation,

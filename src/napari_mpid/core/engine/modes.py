@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Generator
 from typing import Any
@@ -175,17 +176,22 @@ def static_mode(run: Run) -> Generator[Progress, None, None]:
         sums: list[np.ndarray] = []
         reference: np.ndarray | None = None
         shifts: dict[int, tuple[float, float] | None] = {}
+        copies: dict[str, int] = {}  # exposures by content: a copied frame adds no independent noise
         for number in series:
             *_, parts = exposure(number, count=True)
+            digest = hashlib.sha1(b"".join(np.ascontiguousarray(part).tobytes() for part in parts)).hexdigest()
+            copies[digest] = copies.get(digest, 0) + 1
             image = sum(part.sum(axis=0) for part in parts)
             shifts[number] = None if reference is None else exposure_shift(reference, image)
             reference = image if reference is None else reference
             parts = moved(parts, shifts[number])
             sums = parts if not sums else [total + part for total, part in zip(sums, parts)]
         means = [total / len(series) for total in sums]
+        # The mean's noise variance over one exposure's: sum of squared copy counts over N^2 (1/N if none repeats).
+        members = len(series) ** 2 / sum(c * c for c in copies.values())
         filled: list[np.ndarray] = []
         for part_no, mean in enumerate(means):
-            fill = Returning(filler.fill(mean, series[0], part_no, members=len(series)))
+            fill = Returning(filler.fill(mean, series[0], part_no, members=members))
             for tile, t in fill:
                 yield run.progress(position, series[0], t, tile=tile, part=part_no + 1)
             filled.append(fill.result)

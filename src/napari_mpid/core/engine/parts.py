@@ -119,7 +119,7 @@ class PlaneFiller:
         """Take every plane's noise from ``profile`` (data units), through the run's intensity ``scales``."""
         self._profile = (profile, scales)
 
-    def noise_of(self, part: np.ndarray, number: int, members: int = 1) -> NoiseEstimate:
+    def noise_of(self, part: np.ndarray, number: int, members: float = 1) -> NoiseEstimate:
         """The noise of ``part`` (``(C, H, W)``, scaled) of plane ``number``; ``members``: exposures it averages.
 
         From the noise profile where the run has one (the first plane whose
@@ -147,11 +147,12 @@ class PlaneFiller:
         return noise
 
     def fill(
-        self, part: np.ndarray, number: int, part_no: int, members: int = 1
+        self, part: np.ndarray, number: int, part_no: int, members: float = 1
     ) -> Generator[tuple[int, int], None, np.ndarray]:
         """Yield (tile, iteration) and return the filled part (C, H, W) in [0, 1].
 
-        ``members``: the exposures ``part`` averages (a static scene's mean), for its noise (:meth:`noise_of`).
+        ``members``: the independent exposures ``part`` averages (a static scene's mean; copies of one
+        frame count as one, weighted by how often they repeat), for its noise (:meth:`noise_of`).
 
         With ``adaptive`` parameters (the auto preset) the mask ratio comes
         from the part's noise, a few pixels are held out to stop the filling
