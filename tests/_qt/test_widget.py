@@ -580,3 +580,22 @@ def test_a_noise_profile_file_is_optional_and_reaches_the_run(qtbot, viewer_with
     assert any(note.startswith(f"noise from the profile {path}") for note in notes)
     control.value = None
     assert widget.params().noise_profile is None
+
+
+def test_a_noise_profile_is_measured_from_a_layer_of_repeated_exposures(viewer_with_widget, tmp_path, errors):
+    viewer, widget = viewer_with_widget
+    rng = np.random.default_rng(6)
+    field = np.broadcast_to(np.linspace(30.0, 300.0, 64), (64, 64))
+    viewer.add_image(rng.poisson(field, (3, 64, 64)).astype(np.uint16), name="exposures")
+    widget.image.value = viewer.layers["exposures"]
+    path = tmp_path / "scope.json"
+
+    assert widget.measure_profile(str(path)) == str(path)
+    assert path.exists() and widget.controls["noise_profile"].value == str(path)
+    assert widget.params().noise_profile == str(path)
+    assert not errors
+
+    viewer.add_image(rng.poisson(field).astype(np.uint16), name="one plane")
+    widget.image.value = viewer.layers["one plane"]
+    assert widget.measure_profile(str(tmp_path / "other.json")) is None
+    assert "at least two exposures" in errors[-1] and not (tmp_path / "other.json").exists()

@@ -283,6 +283,16 @@ class DenoiseWidget(Container):
                 "runs at all. A rough figure: other work on the machine slows a run down."
             ),
         )
+        self.measure_profile_button = PushButton(
+            name="measure_profile",
+            text="measure noise profile from layer...",
+            tooltip=wrap_tooltip(
+                "Measure the camera's noise from the selected layer, if its planes are repeated exposures of one "
+                "unchanging field taken with the settings of the data to denoise (at least two planes, one "
+                "channel; three or more for correlated noise), save it as a profile file and use it. Then "
+                "select the data to denoise."
+            ),
+        )
         self.run_button = PushButton(name="run", text="Run")
         self.cancel_button = PushButton(name="cancel", text="Cancel", enabled=False)
         self.progress = ProgressBar(name="progress", min=0, max=STEPS, value=0)
@@ -297,7 +307,9 @@ class DenoiseWidget(Container):
         self.stack_title = _header("Stack")
         self.stack_group = _group("stack", [self.controls[n] for n in STACK])
         #: Everything else, hidden until "advanced settings" is ticked.
-        self.advanced = _group("advanced", [*(self.controls[n] for n in ADVANCED), self.live_preview])
+        advanced = [self.controls[n] for n in ADVANCED]
+        advanced.insert(ADVANCED.index("noise_profile") + 1, self.measure_profile_button)
+        self.advanced = _group("advanced", [*advanced, self.live_preview])
         groups = (inputs, setup, self.mpi_group, self.stack_group, self.advanced)
         body = Container(
             name="body",
@@ -331,6 +343,7 @@ class DenoiseWidget(Container):
             control.changed.connect(self._describe)
         self.show_advanced.changed.connect(self._on_show_advanced)
         self.run_button.changed.connect(lambda: self.run())
+        self.measure_profile_button.changed.connect(lambda: self.measure_profile())
         self.cancel_button.changed.connect(self.cancel)
         self.preset.value = DEFAULT_PRESET
         self._on_preset(self.preset.value)
@@ -542,6 +555,45 @@ class DenoiseWidget(Container):
         return FillParams(**values)
 
     # -- running ---------------------------------------------------------------------
+
+    def measure_profile(self, path: str | None = None) -> str | None:
+        """Measure a noise profile from the selected layer's planes, save it and select it; return its path.
+
+        ``path``: where to save it (asked with a file dialog when None).
+        The layer's planes must be repeated exposures of one field (one
+        channel); a problem is shown in one line and nothing is saved.
+        """
+        layer = self.image.value
+        if layer is None:
+            show_error("Zero-shot denoise: choose the layer of repeated exposures first.")
+            return None
+        data = full_resolution(layer)
+        try:
+            axes = resolve_axes(np.shape(data), self.axes.value.strip().upper() or None, layer.rgb)
+            if "C" in axes or "S" in axes:
+                raise InputError(
+                    f"{layer.name} has {'colour samples' if 'S' in axes else 'channels'} (axes {axes}): measure "
+                    "the noise profile on one channel at a time"
+                )
+            frames = np.moveaxis(np.asarray(data), [axes.index("Y"), axes.index("X")], [-2, -1])
+            profile = api.measure_noise_profile(frames.reshape(-1, *frames.shape[-2:]))
+        except USER_ERRORS as exc:
+            show_error(f"Zero-shot denoise: {exc}")
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getSaveFileName(
+                self.native, "Save the noise profile", f"{layer.name}_noise_profile.json", "Noise profiles (*.json)"
+            )
+            if not path:
+                return None
+        profile.save(path)
+        self.controls["noise_profile"].value = path
+        show_info(f"Zero-shot denoise: noise profile of {layer.name} saved to {path}: {profile.describe()}")
+        for caution in profile.cautions():
+            show_warning(f"Zero-shot denoise: noise profile: {caution}")
+        return str(path)
 
     def run(self, *, start: bool = True) -> GeneratorWorker | None:
         """Start denoising the selected layer; return the worker (None if nothing started).
