@@ -19,3 +19,16 @@ def test_progress_bar_ends_at_100_percent_with_early_stopping_and_context(contex
     assert result.denoised.shape == stack.shape
     err = capsys.readouterr().err
     assert "100/100%" in err
+
+
+def test_a_noise_profile_takes_exposures_along_any_axis_but_not_channels():
+    from napari_mpid.api import InputError, measure_noise_profile
+
+    rng = np.random.default_rng(1)
+    field = np.broadcast_to(np.linspace(30.0, 300.0, 64), (64, 64))
+    tyx = rng.poisson(field, (3, 64, 64)).astype(np.uint16)
+    first = measure_noise_profile(tyx, axes="TYX")
+    moved = measure_noise_profile(np.moveaxis(tyx, 0, -1), axes="YXT")
+    assert moved.gain == first.gain and moved.offset == first.offset
+    with pytest.raises(InputError, match="one channel at a time"):
+        measure_noise_profile(tyx[None], axes="CTYX")

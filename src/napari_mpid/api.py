@@ -69,6 +69,7 @@ __all__ = [  # noqa: RUF022 (grouped by who uses them)
     "NoiseProfile",
     "denoise",
     "denoise_iter",
+    "exposure_planes",
     "list_models",
     "load_model",
     "load_profile",
@@ -248,7 +249,27 @@ def denoise(
             bar.close()
 
 
-def measure_noise_profile(frames: np.ndarray | Sequence[np.ndarray]) -> NoiseProfile:
+def exposure_planes(data: Any, axes: str) -> np.ndarray:
+    """The ``(N, Y, X)`` planes of ``data`` (axes ``axes``): every axis but Y and X holds exposures.
+
+    Raises
+    ------
+    InputError
+        Axes that do not fit the data, or channels (C) or colour samples (S):
+        a noise profile holds one camera setting.
+    """
+    array = np.asarray(data)
+    letters = resolve_axes(array.shape, axes)
+    if "C" in letters or "S" in letters:
+        raise InputError(
+            f"the exposures have {'colour samples' if 'S' in letters else 'channels'} (axes {letters}): "
+            "measure the noise profile on one channel at a time"
+        )
+    array = np.moveaxis(array, [letters.index("Y"), letters.index("X")], [-2, -1])
+    return array.reshape(-1, *array.shape[-2:])
+
+
+def measure_noise_profile(frames: np.ndarray | Sequence[np.ndarray], axes: str | None = None) -> NoiseProfile:
     """Measure a camera's noise from repeated exposures of one unchanging field.
 
     Parameters
@@ -257,6 +278,10 @@ def measure_noise_profile(frames: np.ndarray | Sequence[np.ndarray]) -> NoisePro
         At least two exposures with the settings of the data to denoise
         (exposure, gain, binning, averaging), in its units; nothing in the
         field may move or bleach unevenly between them.
+    axes : str, optional
+        One letter per dimension of ``frames`` (e.g. "TYX", "YXT"): every
+        axis but Y and X then holds exposures. Channels (C) and colour
+        samples (S) are refused: one camera setting per profile.
 
     Returns
     -------
@@ -280,6 +305,8 @@ def measure_noise_profile(frames: np.ndarray | Sequence[np.ndarray]) -> NoisePro
     >>> round(measure_noise_profile(frames).gain, 1)  # Poisson counts: variance = intensity
     1.0
     """
+    if axes is not None:
+        return measure_profile(exposure_planes(frames, axes))
     if isinstance(frames, np.ndarray):
         return measure_profile(frames)
     planes = [np.asarray(f) for f in frames]

@@ -208,20 +208,13 @@ def _cmd_noise_profile(args: argparse.Namespace) -> int:
     from . import api
     from .files.read import read_image
 
-    frames: list[np.ndarray] = []
+    frames = []
     for path in args.inputs:
         image = read_image(path)
-        axes = (args.axes or image.axes).upper()
-        if len(axes) != np.ndim(image.data):
-            raise api.InputError(f"{path}: axes {axes!r} do not match its {np.ndim(image.data)} dimensions")
-        if "S" in axes or "C" in axes:
-            raise api.InputError(
-                f"{path} has {'colour samples' if 'S' in axes else 'channels'} (axes {axes}): measure the noise "
-                "profile on one channel at a time (one camera setting per profile)"
-            )
-        # Every axis but Y and X holds exposures: a T series, repeated Z sweeps of one plane, ...
-        data = np.moveaxis(np.asarray(image.data), [axes.index("Y"), axes.index("X")], [-2, -1])
-        frames.extend(data.reshape(-1, *data.shape[-2:]))
+        try:
+            frames.extend(api.exposure_planes(image.data, args.axes or image.axes))
+        except api.InputError as exc:
+            raise api.InputError(f"{path}: {exc}") from None
     profile = api.measure_noise_profile(frames)
     out = Path(args.output)
     if out.exists() and not args.overwrite:

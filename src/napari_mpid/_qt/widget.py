@@ -570,15 +570,9 @@ class DenoiseWidget(Container):
         data = full_resolution(layer)
         try:
             axes = resolve_axes(np.shape(data), self.axes.value.strip().upper() or None, layer.rgb)
-            if "C" in axes or "S" in axes:
-                raise InputError(
-                    f"{layer.name} has {'colour samples' if 'S' in axes else 'channels'} (axes {axes}): measure "
-                    "the noise profile on one channel at a time"
-                )
-            frames = np.moveaxis(np.asarray(data), [axes.index("Y"), axes.index("X")], [-2, -1])
-            profile = api.measure_noise_profile(frames.reshape(-1, *frames.shape[-2:]))
+            profile = api.measure_noise_profile(data, axes=axes)
         except USER_ERRORS as exc:
-            show_error(f"Zero-shot denoise: {exc}")
+            show_error(f"Zero-shot denoise: {layer.name}: {exc}")
             return None
         if path is None:
             from qtpy.QtWidgets import QFileDialog
