@@ -3,8 +3,9 @@
 Sub-commands: ``denoise`` (files), ``pretrain`` (masked pre-training),
 ``demo`` (denoise the built-in synthetic sample and report PSNR),
 ``noise-profile`` (a camera's noise from repeated exposures, for
-``denoise --noise-profile``) and ``models`` (list the bundled models). Errors print one line and exit with a
-non-zero status; no output appears under its final name unless its run succeeded.
+``denoise --noise-profile``) and ``models`` (list the bundled models).
+Errors print one line and exit with a non-zero status; no output appears
+under its final name unless its run succeeded.
 """
 
 from __future__ import annotations

@@ -250,9 +250,14 @@ def load_profile(path: str | Path) -> NoiseProfile:
 
 
 def _bins(sorting: np.ndarray) -> list[np.ndarray]:
-    """:data:`LINE_BINS` masks of the pixels by quantile of ``sorting``."""
-    edges = np.quantile(sorting, np.linspace(0.0, 1.0, LINE_BINS + 1))
-    which = np.clip(np.searchsorted(edges, sorting, side="right") - 1, 0, LINE_BINS - 1)
+    """:data:`LINE_BINS` masks of equal pixel counts, by rank of ``sorting``.
+
+    By rank, not by quantile edges: 8-bit data tie on a few values, and
+    edges between ties leave some bins empty and lump others over a wide
+    range of intensities (a line 10-20 % high on FMD's raw confocal images).
+    """
+    which = np.empty(sorting.size, dtype=np.intp)
+    which[np.argsort(sorting, kind="stable")] = np.arange(sorting.size) * LINE_BINS // sorting.size
     return [which == k for k in range(LINE_BINS)]
 
 

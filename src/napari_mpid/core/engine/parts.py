@@ -114,6 +114,7 @@ class PlaneFiller:
         self.warnings: list[str] = []
         self._live: tuple[Any, Any] | None = None  # (tile slices, running-average getter)
         self._profile: tuple[NoiseProfile, dict[int, IntensityScale]] | None = None
+        self._profile_checked: set[int] = set()  # planes whose own estimate was compared with the profile
 
     def use_profile(self, profile: NoiseProfile, scales: dict[int, IntensityScale]) -> None:
         """Take every plane's noise from ``profile`` (data units), through the run's intensity ``scales``."""
@@ -135,7 +136,8 @@ class PlaneFiller:
         noise = profile.for_plane(part, scale.low, scale.high)
         if members > 1:
             noise = noise.averaged(members)
-        if not any(w.startswith("noise profile") for w in self.warnings):
+        if number not in self._profile_checked and not any(w.startswith("noise profile") for w in self.warnings):
+            self._profile_checked.add(number)
             own = estimate_noise_channels(part).sigma ** 2
             ratio = noise.sigma**2 / own if own > 0 else 1.0
             if not 1 / PROFILE_MISMATCH <= ratio <= PROFILE_MISMATCH:
