@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_mpid.core.auto.risk import COMBINE_SIGMAS, blur_slope
 from napari_mpid.core.engine import InputError, denoise_planes
@@ -244,3 +245,21 @@ def test_a_missing_profile_stops_the_run_before_any_work():
 def test_the_papers_presets_take_no_profile():
     with pytest.raises(ParameterError, match="auto preset"):
         preset("fast", noise_profile="scope.json")
+
+
+def test_the_time_estimate_asks_the_profile_whether_the_network_runs(profile, tmp_path, tiny_model):
+    from napari_mpid.core.engine.estimate import network_for
+    from napari_mpid.core.model.checkpoints import load_model
+    from napari_mpid.core.run.plan import make_plan
+
+    # Noise of one level, white: the estimate says the network earns its time.
+    rng = np.random.default_rng(3)
+    flat = (1000 + 30 * rng.normal(size=(64, 64))).astype(np.float32)
+    path = profile.save(tmp_path / "scope.json")  # the correlated camera's profile
+    params = preset("auto", model=tiny_model)
+    for noise_profile, runs in ((None, True), (str(path), False)):
+        p = params.replace(noise_profile=noise_profile)
+        plan = make_plan(
+            flat.shape, flat.dtype, p, load_model(tiny_model, torch.device("cpu")), torch.device("cpu"), axes="YX"
+        )
+        assert network_for(plan, flat)[0] is runs

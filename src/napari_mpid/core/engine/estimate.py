@@ -29,12 +29,13 @@ from napari_mpid.core.engine.timing import (
     calibrate,
     calibration_key,
     decision_plane,
-    first_part,
     load_calibration,
     network_decision,
     run_seconds,
+    scaled_first_part,
 )
 from napari_mpid.core.model.checkpoints import LoadedModel
+from napari_mpid.core.noise_profile import load_profile
 from napari_mpid.core.run.plan import Plan
 
 __all__ = [
@@ -127,7 +128,7 @@ def network_for(plan: Plan, source: Any = None) -> tuple[bool, str]:
 
     Only the auto preset may leave the network out: always with network
     "never" (or 0 iterations); with network "auto", where the noise of
-    ``source`` (the layer's data) says so, asked on the plane the engine asks
+    ``source`` (the layer's data, or the run's noise profile) says so, asked on the plane the engine asks
     first (:func:`~napari_mpid.core.engine.timing.decision_plane`; read and scaled
     once per data and normalisation, the answer is kept for the next call).
     Without ``source`` the network is assumed to run.
@@ -141,13 +142,16 @@ def network_for(plan: Plan, source: Any = None) -> tuple[bool, str]:
     if use == "always" or source is None:
         return True, ""
     number = decision_plane(plan)
-    key = (tuple(np.shape(source)), plan.axes, p.normalization, plan.planes[number])
+    key = (tuple(np.shape(source)), plan.axes, p.normalization, plan.planes[number], p.noise_profile)
     if _last_decision:
         ref, last_key, answer = _last_decision
         if last_key == key and ref() is source:
             return answer
     try:
-        answer = network_decision(first_part(source, plan, number))
+        part, scale = scaled_first_part(source, plan, number)
+        # With a noise profile the run decides on the profile's noise, and so does the estimate.
+        profile = load_profile(p.noise_profile) if p.noise_profile is not None else None
+        answer = network_decision(part, profile.for_plane(part, scale.low, scale.high) if profile else None)
     except Exception:  # an estimate must never stop the widget; assume the costlier run
         answer = (True, "")
     try:

@@ -49,6 +49,7 @@ from napari_mpid.core.fill.single import IterativeFiller
 from napari_mpid.core.model.checkpoints import LoadedModel, load_model
 from napari_mpid.core.run.assemble import split_parts
 from napari_mpid.core.run.devices import resolve_precision
+from napari_mpid.core.run.normalization import IntensityScale
 from napari_mpid.core.run.plan import Plan, model_mask_ratio
 from napari_mpid.core.run.scales import channel_of, fit_scales
 
@@ -68,6 +69,7 @@ __all__ = [
     "network_decision",
     "run_seconds",
     "save_calibration",
+    "scaled_first_part",
 ]
 
 #: The cache file, in :func:`~napari_mpid.core.cache.user_cache_dir`.
@@ -386,10 +388,11 @@ def calibrate(
     return calibration
 
 
-def network_decision(part: np.ndarray) -> tuple[bool, str]:
+def network_decision(part: np.ndarray, noise: Any = None) -> tuple[bool, str]:
     """Whether the auto preset runs the network on this part ``(C, H, W)`` in [0, 1], and why.
 
-    Asks :func:`napari_mpid.core.auto.network_decision` where that exists;
+    Asks :func:`napari_mpid.core.auto.network_decision` where that exists
+    (with ``noise``, the part's noise where known: a run's noise profile);
     otherwise the network always runs.
     """
     from napari_mpid.core import auto
@@ -397,7 +400,7 @@ def network_decision(part: np.ndarray) -> tuple[bool, str]:
     decide = getattr(auto, "network_decision", None)
     if decide is None:
         return True, ""
-    runs, reason = decide(part)
+    runs, reason = decide(part) if noise is None else decide(part, noise)
     return bool(runs), str(reason)
 
 
@@ -416,11 +419,16 @@ def first_part(source: Any, plan: Plan, number: int = 0) -> np.ndarray:
     Only that plane is read (the scale is fitted on it alone, which may
     differ slightly from the run's fit over all planes of its channel).
     """
+    return scaled_first_part(source, plan, number)[0]
+
+
+def scaled_first_part(source: Any, plan: Plan, number: int = 0) -> tuple[np.ndarray, IntensityScale]:
+    """:func:`first_part` and the intensity scale it was scaled by."""
     index = plan.planes[number]
     one = dataclasses.replace(plan, planes=[index])
     scale = fit_scales(source, one, plan.params.normalization)[channel_of(plan, index)]
     part = split_parts(plan.read(source, index), plan)[0]
-    return np.clip(scale.forward(part), 0.0, 1.0)
+    return np.clip(scale.forward(part), 0.0, 1.0), scale
 
 
 def run_seconds(plan: Plan, calibration: Calibration, *, network: bool = True) -> float:
