@@ -573,6 +573,7 @@ def test_a_noise_profile_file_is_optional_and_reaches_the_run(qtbot, viewer_with
     path = measure_noise_profile([rng.poisson(mean).astype(np.uint16) for _ in range(2)]).save(tmp_path / "p.json")
     control.value = path
     assert widget.params().noise_profile == str(path)
+    assert "noise from the profile (2 exposures, lag-1 correlation" in widget.axes_status.value
 
     run_to_end(qtbot, widget)
 
@@ -580,6 +581,8 @@ def test_a_noise_profile_file_is_optional_and_reaches_the_run(qtbot, viewer_with
     assert any(note.startswith(f"noise from the profile {path}") for note in notes)
     control.value = None
     assert widget.params().noise_profile is None
+    control.value = tmp_path / "missing.json"
+    assert "does not exist" in widget.axes_status.value
 
 
 def test_a_noise_profile_is_measured_from_a_layer_of_repeated_exposures(viewer_with_widget, tmp_path, errors):

@@ -461,9 +461,25 @@ class DenoiseWidget(Container):
         except USER_ERRORS:  # a setting alone is wrong: Run says so
             return axes
         summary = self._axes_summary(shape, axes, plan.parts)
-        self.axes_status.value = summary + self._context_summary(plan, automatic=params.context is None)
+        try:
+            noise = self._profile_summary(params, full_resolution(layer).dtype)
+        except InputError as exc:  # a profile file that cannot be used: say so before Run
+            self._show_problem(str(exc))
+            return axes
+        self.axes_status.value = summary + self._context_summary(plan, automatic=params.context is None) + noise
         self.estimate.value = self._estimate(plan, device, full_resolution(layer))
         return axes
+
+    @staticmethod
+    def _profile_summary(params: FillParams, dtype: Any) -> str:
+        """Where the noise comes from when a profile is chosen (read again on every change: files change)."""
+        if params.noise_profile is None:
+            return ""
+        profile = api.load_profile(params.noise_profile)
+        units = "" if np.dtype(dtype) == np.dtype(profile.dtype) else f", measured on {profile.dtype} data"
+        return (
+            f"; noise from the profile ({profile.frames} exposures, lag-1 correlation {profile.correlation:.2f}{units})"
+        )
 
     def _estimate(self, plan: Plan, device: torch.device, source: Any) -> str:
         """The estimate line; without this machine's speed for the run, measure it first (in a thread)."""
