@@ -237,6 +237,13 @@ def test_a_copied_exposure_counts_once_in_the_means_noise(profile, tmp_path):
     assert float(result.choices[0]["noise_sigma"]) == pytest.approx(expected, rel=0.02)
 
 
+def test_a_profile_is_refused_for_colour_samples(profile, tmp_path):
+    path = profile.save(tmp_path / "scope.json")
+    rgb = np.zeros((64, 64, 3), np.float32)
+    with pytest.raises(InputError, match="colour samples"):
+        run(denoise_planes(rgb, preset("auto", noise_profile=str(path)), axes="YXS"))
+
+
 def test_a_missing_profile_stops_the_run_before_any_work():
     with pytest.raises(InputError, match="does not exist"):
         run(denoise_planes(np.zeros((64, 64), np.float32), preset("auto", noise_profile="/no/such/profile.json")))

@@ -114,6 +114,12 @@ def denoise_planes(
         profile = load_profile(params.noise_profile) if params.noise_profile is not None else None
         model = load_model(params.model, device) if model is None else _private_model(model, device)
         plan = make_plan(source.shape, source.dtype, params, model, device, axes=axes, rgb=rgb)
+        if profile is not None and plan.samples:
+            # A colour camera's channels differ in noise (FMD's wide-field G against B and R).
+            raise InputError(
+                "a noise profile holds one channel's noise and this image has colour samples (S): denoise "
+                "without the profile, or one colour at a time with a profile of each"
+            )
         if isinstance(source, np.ndarray):
             check_finite(source, "the image")
         numbers = list(range(len(plan.planes))) if planes is None else sorted(set(int(n) for n in planes))
