@@ -67,6 +67,21 @@ def test_two_exposures_of_correlated_noise_are_cautioned_about_and_more_are_not(
     assert white.cautions() == []
 
 
+def test_the_floor_is_the_read_noise_where_the_line_stays_positive_and_a_bin_where_it_does_not():
+    rng = np.random.default_rng(8)
+    field = np.broadcast_to(np.linspace(0.0, 400.0, 128), (128, 128))
+    # Poisson counts plus read noise of variance 25: noise takes dark pixels below zero.
+    frames = np.stack([rng.poisson(field) + rng.normal(0.0, 5.0, field.shape) for _ in range(4)])
+    found = measure_profile(frames)
+    assert found.floor == pytest.approx(25.0, rel=0.3) and found.floor == pytest.approx(found.offset)
+    # A black level of 100 counts and little read noise: the line (offset about -100) nears or crosses
+    # zero at the darkest pixels; the profile still gives them a positive variance, below the bins'.
+    dark = np.stack([100 + rng.poisson(field) + rng.normal(0.0, 1.0, field.shape) for _ in range(4)])
+    black = measure_profile(dark)
+    assert black.offset < -80
+    assert 0 < black.variance(dark.min()) <= 15.0
+
+
 def test_white_noise_reads_uncorrelated():
     found = measure_profile(exposures(scene(), 3, seed=2, strength=0.0))
     assert abs(found.correlation) < 0.02
@@ -86,13 +101,31 @@ def test_the_line_maps_through_a_runs_intensity_scale(profile):
     low, high = 150.0, 2600.0
     scaled = (counts - low) / (high - low)
     noise = profile.for_plane(scaled, low, high)
-    # The scaled variance, times the scale's span squared, is the profile's variance in counts.
-    np.testing.assert_allclose(noise.variance(scaled) * (high - low) ** 2, profile.variance(counts), rtol=1e-12)
-    assert noise.sigma**2 == pytest.approx(np.mean(noise.variance(scaled)), rel=1e-12)
+    # The scaled variance, times the scale's span squared, is the profile's variance in counts, up to
+    # the one factor that sets the plane's level from its smoothed intensities (1 where no pixel
+    # reaches the floor, as on this bright scene).
+    ratio = noise.variance(scaled) * (high - low) ** 2 / profile.variance(counts)
+    assert np.ptp(ratio) < 1e-9 and ratio[0, 0] == pytest.approx(1.0, abs=1e-3)
+    assert noise.sigma**2 == pytest.approx(np.mean(noise.variance(scaled)), rel=1e-9)
     assert noise.correlation == profile.correlation
     assert noise.autocorrelation is profile.autocorrelation
     averaged = noise.averaged(4)
     assert averaged.sigma == pytest.approx(noise.sigma / 2) and averaged.gain == pytest.approx(noise.gain / 4)
+
+
+def test_the_level_on_a_dark_plane_is_the_true_mean_variance():
+    """Noise takes dark pixels below the floor's reach; the level must not follow it up."""
+    rng = np.random.default_rng(9)
+    clean = np.clip(filaments(128, seed=4) - 0.1, 0.0, None)  # mostly empty background at 0
+    camera = measure_profile(
+        np.stack([rng.poisson(clean * 20) / 20 + rng.normal(0, 0.02, clean.shape) for _ in range(4)])
+    )
+    noisy = rng.poisson(clean * 20) / 20 + rng.normal(0, 0.02, clean.shape)
+    level = camera.for_plane(noisy, 0.0, 1.0).sigma ** 2
+    truth = float(np.mean(clean / 20 + 0.02**2))
+    assert level == pytest.approx(truth, rel=0.05)
+    unsmoothed = float(np.mean(camera.variance(noisy)))  # the line read at every noisy pixel, floored
+    assert unsmoothed > 1.05 * truth
 
 
 def test_the_blur_slope_of_the_models_own_autocorrelation_is_the_models(profile):

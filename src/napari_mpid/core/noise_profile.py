@@ -55,6 +55,9 @@ PAIR_SORT_SIGMA = 3.0
 #: Lag-1 correlation from which a profile of two exposures is cautioned about (its line's
 #: slope reads ~5 % low at lag-1 0.2-0.4 and 8-18 % low at 0.67 on a synthetic camera: docs/constants.md).
 TWO_FRAMES_CORRELATION = 0.2
+#: Blur (sigma, pixels) of a plane whose intensities set its noise level from the profile's line
+#: (the local intensity of the mix's intensity-following weights is blurred as much).
+LEVEL_SIGMA = 2.0
 #: Pixels a bin needs to count (a variance from fewer is too noisy to weigh).
 MIN_BIN_PIXELS = 64
 #: Smallest side of a calibration frame: the autocorrelation needs some room past its reach.
@@ -90,8 +93,9 @@ class NoiseProfile:
         The noise-level line ``variance = gain * intensity + offset``, in the
         calibration data's units.
     floor : float
-        The smallest variance measured in any intensity bin: the line is not
-        taken below it (it can cross zero below the darkest pixels).
+        The least variance the profile gives: the line at the darkest pixel
+        where the line stays positive there, else the smallest variance
+        measured in any intensity bin (a line that crosses zero).
     autocorrelation : ndarray
         ``(2 REACH + 1, 2 REACH + 1)``, 1 at the centre.
     frames, pairs : int
@@ -151,7 +155,15 @@ class NoiseProfile:
 
         The line maps with the scale: a scaled pixel ``s`` was ``low + span s``
         in data units, whose variance divided by ``span^2`` is the scaled
-        variance. ``sigma`` is the root of its mean over ``plane``.
+        variance.
+
+        The mix reads a pixel's variance off the line at its noisy value,
+        floored; where noise takes dark pixels below the floor's reach the
+        floor lifts them, and the plane's level comes out high (by 16 % on
+        the Z-stacks' camera, whose background is read noise). The level is
+        the line over the plane blurred by :data:`LEVEL_SIGMA`, where noise
+        hardly moves a pixel; the line's shape is kept and scaled to it.
+        ``sigma`` is the root of that level.
         """
         span = float(high - low)
         if span <= 0:
@@ -159,9 +171,19 @@ class NoiseProfile:
         gain = self.gain / span
         offset = (self.gain * low + self.offset) / span**2
         floor = self.floor / span**2
-        level = float(np.mean(np.maximum(gain * np.asarray(plane, dtype=np.float64) + offset, floor)))
+        data = np.asarray(plane, dtype=np.float64)
+        kernel = gaussian_kernel(LEVEL_SIGMA)
+        smooth = np.stack([convolve_separable(c, kernel) for c in data.reshape(-1, *data.shape[-2:])])
+        level = float(np.mean(np.maximum(gain * smooth + offset, floor)))
+        noisy = float(np.mean(np.maximum(gain * data + offset, floor)))
+        k = level / noisy if noisy > 0 else 1.0
         return NoiseEstimate(
-            float(np.sqrt(level)), self.correlation, gain, offset, floor, autocorrelation=self.autocorrelation
+            float(np.sqrt(level)),
+            self.correlation,
+            gain * k,
+            offset * k,
+            floor * k,
+            autocorrelation=self.autocorrelation,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,6 +283,22 @@ def _bins(sorting: np.ndarray) -> list[np.ndarray]:
     return [which == k for k in range(LINE_BINS)]
 
 
+def _floor(gain: float, offset: float, darkest: float, quietest: float, stack: np.ndarray) -> float:
+    """The least variance a profile gives: where the line stays positive, the line at the darkest pixel.
+
+    A floor only guards against a line that crosses zero inside the data
+    (read noise below a black level, clipped dark pixels): then the
+    quietest bin's variance. Where the line stays positive it must not be
+    overridden: the quietest bin's mean lies above the darkest pixels
+    (the Z-stacks' camera: a floor at the quietest bin read 4x the read
+    noise there).
+    """
+    # Noise takes some pixels below zero where the signal is nil; the line is asked at zero there.
+    at_darkest = gain * max(darkest, 0.0) + offset
+    tiny = 1e-12 * max(float(np.abs(stack).max()), 1.0) ** 2
+    return max(min(at_darkest, quietest) if at_darkest > 0 else quietest, tiny)
+
+
 def _pairs(count: int) -> list[tuple[int, int]]:
     # Every pair of a few exposures; consecutive ones of many (their number grows as count^2).
     if count <= 8:
@@ -358,7 +396,7 @@ def measure_profile(frames: np.ndarray, reach: int = REACH) -> NoiseProfile:
     return NoiseProfile(
         float(gain),
         float(offset),
-        float(max(y.min(), 1e-12 * max(float(np.abs(stack).max()), 1.0) ** 2)),
+        _floor(float(gain), float(offset), float(stack.min()), float(y.min()), stack),
         np.mean(acfs, axis=0),
         len(stack),
         len(acfs),
