@@ -6,10 +6,9 @@ noise cannot be read off it. Two exposures of one unchanging field, taken
 with the settings of the data to denoise, can: their difference holds the
 noise of both and no signal. This is how cameras are characterised (the
 photon-transfer curve) and what single-image estimates cannot reach on
-strongly correlated noise: FMD's wide-field noise holds a third of its
-power below 1/8 cycle per pixel, under the cells' own structure
-(docs/benchmarks.md, "Repeated exposures: the noise model a calibration
-gives").
+strongly correlated noise, much of whose power lies at the low frequencies
+where the signal is (docs/benchmarks.md, "Repeated exposures: the noise
+model a calibration gives").
 
 :func:`measure_profile` measures from such exposures what the auto preset's mix
 needs (:mod:`napari_mpid.core.auto.risk`):
@@ -47,19 +46,17 @@ FORMAT = "napari-mpid noise profile 1"
 #: Lags of the stored autocorrelation along each axis: the reach of the mix's widest blur
 #: (sigma 3, cut at 4 sigma: :func:`~napari_mpid.core.filters.gaussian_kernel`).
 REACH = 12
-#: Intensity bins of the noise-level line: quantiles of the pairs' mean.
+#: Intensity bins of the noise-level line: equal pixel counts, by rank of the sorting intensity.
 LINE_BINS = 16
 #: Blur (sigma, pixels) of a lone pair's mean before it sorts pixels into the line's bins
 #: (with three or more exposures the others' mean sorts, unblurred).
 PAIR_SORT_SIGMA = 3.0
-#: Lag-1 correlation from which a profile of two exposures is cautioned about (its line's
-#: slope reads ~5 % low at lag-1 0.2-0.4 and 8-18 % low at 0.67 on a synthetic camera: docs/constants.md).
+#: Lag-1 correlation from which a profile of two exposures is cautioned about: its line's
+#: slope reads low, the more so the more correlated the noise (figures: docs/constants.md).
 TWO_FRAMES_CORRELATION = 0.2
 #: Blur (sigma, pixels) of a plane whose intensities set its noise level from the profile's line
 #: (the local intensity of the mix's intensity-following weights is blurred as much).
 LEVEL_SIGMA = 2.0
-#: Pixels a bin needs to count (a variance from fewer is too noisy to weigh).
-MIN_BIN_PIXELS = 64
 #: Smallest side of a calibration frame: the autocorrelation needs some room past its reach.
 MIN_SIDE = 32
 #: Pairs' difference variances that differ by more than this ratio are reported: the field
@@ -159,8 +156,8 @@ class NoiseProfile:
 
         The mix reads a pixel's variance off the line at its noisy value,
         floored; where noise takes dark pixels below the floor's reach the
-        floor lifts them, and the plane's level comes out high (by 16 % on
-        the Z-stacks' camera, whose background is read noise). The level is
+        floor lifts them, and the plane's level comes out high on a dark,
+        read-noise background (docs/constants.md, ``LEVEL_SIGMA``). The level is
         the line over the plane blurred by :data:`LEVEL_SIGMA`, where noise
         hardly moves a pixel; the line's shape is kept and scaled to it.
         ``sigma`` is the root of that level.
@@ -276,26 +273,26 @@ def _bins(sorting: np.ndarray) -> list[np.ndarray]:
 
     By rank, not by quantile edges: 8-bit data tie on a few values, and
     edges between ties leave some bins empty and lump others over a wide
-    range of intensities (a line 10-20 % high on FMD's raw confocal images).
+    range of intensities, which biased the line (docs/constants.md).
     """
     which = np.empty(sorting.size, dtype=np.intp)
     which[np.argsort(sorting, kind="stable")] = np.arange(sorting.size) * LINE_BINS // sorting.size
     return [which == k for k in range(LINE_BINS)]
 
 
-def _floor(gain: float, offset: float, darkest: float, quietest: float, stack: np.ndarray) -> float:
+def _floor(gain: float, offset: float, darkest: float, quietest: float, largest: float) -> float:
     """The least variance a profile gives: where the line stays positive, the line at the darkest pixel.
 
     A floor only guards against a line that crosses zero inside the data
     (read noise below a black level, clipped dark pixels): then the
     quietest bin's variance. Where the line stays positive it must not be
-    overridden: the quietest bin's mean lies above the darkest pixels
-    (the Z-stacks' camera: a floor at the quietest bin read 4x the read
-    noise there).
+    overridden: the quietest bin's mean lies above the darkest pixels, and
+    its variance above theirs (docs/constants.md). ``largest``: the data's
+    largest magnitude, which scales the least positive variance allowed.
     """
     # Noise takes some pixels below zero where the signal is nil; the line is asked at zero there.
     at_darkest = gain * max(darkest, 0.0) + offset
-    tiny = 1e-12 * max(float(np.abs(stack).max()), 1.0) ** 2
+    tiny = 1e-12 * max(largest, 1.0) ** 2
     return max(min(at_darkest, quietest) if at_darkest > 0 else quietest, tiny)
 
 
@@ -344,8 +341,8 @@ def measure_profile(frames: np.ndarray, reach: int = REACH) -> NoiseProfile:
     is the mean over pairs of ``d``'s.
 
     Three or more exposures give an unbiased line. Two read its slope low
-    under correlated noise (by up to a fifth at lag-1 0.67 on a synthetic camera,
-    docs/constants.md): their own noise sorts the bins.
+    under correlated noise, where their own noise sorts the bins
+    (docs/constants.md).
     """
     data = np.asarray(frames)
     if data.ndim != 3 or data.shape[0] < 2:
@@ -380,13 +377,11 @@ def measure_profile(frames: np.ndarray, reach: int = REACH) -> NoiseProfile:
             sorting = stack[rest].mean(axis=0)
         else:
             sorting = convolve_separable((a + g * b) / 2, gaussian_kernel(PAIR_SORT_SIGMA))
-        bins = _bins(sorting.ravel())
-        for inside in bins:
-            n = int(inside.sum())
-            if n >= MIN_BIN_PIXELS:
-                levels.append(float(m[inside].mean()))
-                variances.append(float(flat[inside].var()) / share)
-                counts.append(n)
+        # Every bin holds at least 64 pixels: frames are at least 32x32 (MIN_SIDE), cut in 16.
+        for inside in _bins(sorting.ravel()):
+            levels.append(float(m[inside].mean()))
+            variances.append(float(flat[inside].var()) / share)
+            counts.append(int(inside.sum()))
     x, y, w = np.array(levels), np.array(variances), np.sqrt(np.array(counts, dtype=np.float64))
     if np.ptp(x) > 0:
         design = np.stack([x, np.ones_like(x)], axis=1) * w[:, None]
@@ -396,7 +391,7 @@ def measure_profile(frames: np.ndarray, reach: int = REACH) -> NoiseProfile:
     return NoiseProfile(
         float(gain),
         float(offset),
-        _floor(float(gain), float(offset), float(stack.min()), float(y.min()), stack),
+        _floor(float(gain), float(offset), float(stack.min()), float(y.min()), float(np.abs(stack).max())),
         np.mean(acfs, axis=0),
         len(stack),
         len(acfs),

@@ -157,10 +157,11 @@ class FillParams:
         :meth:`napari_mpid.core.noise_profile.NoiseProfile.save`) from
         repeated exposures of one field with the settings of the data: its
         noise-level line (in the data's units) and autocorrelation replace
-        the estimate from each plane in the auto preset's mix. Worth most
-        where one plane cannot tell its noise from its signal: correlated
-        camera noise and strongly noisy planes (docs/benchmarks.md,
-        "Repeated exposures"). None (default): estimated per plane.
+        the estimate from each plane in the auto preset's mix. Worth it
+        where one plane cannot tell its noise from its signal: spatially
+        correlated camera noise; on white shot noise the estimate does as
+        well or better (docs/benchmarks.md, "Repeated exposures"). None
+        (default): estimated per plane.
     """
 
     iterations: int = field(

@@ -54,8 +54,8 @@ ABANDON_AT = 0.5
 ABANDON_EVIDENCE = 0.0
 #: A noise profile whose variance on a plane differs from the plane's own estimate by more
 #: than this factor either way is reported: calibrated at other settings, or other units.
-#: Wide on purpose: the estimate itself reads up to 2.5x high on weakly noisy textured
-#: planes (docs/benchmarks.md, "Noise estimate"), where a right profile then differs.
+#: Wide on purpose: the estimate itself reads high on weakly noisy textured planes, where a
+#: right profile then differs from it (docs/constants.md).
 PROFILE_MISMATCH = 3.0
 
 
